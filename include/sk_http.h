@@ -1,0 +1,32 @@
+/* sk_http.h: the module's HTTP client (libcurl) for the token endpoint and the
+ * JWKS. Links without httpd. Each thread keeps one curl handle so connections
+ * to the identity provider are reused. */
+#ifndef SK_HTTP_H
+#define SK_HTTP_H
+
+#include <stddef.h>
+
+typedef struct sk_http_opts {
+    long timeout_ms;          /* whole request; 0 means 5000 */
+    long connect_timeout_ms;  /* 0 means min(timeout, 3000) */
+    const char *ca_file;      /* NULL: the system's trust store */
+    size_t max_body;          /* 0 means 1 MiB; larger answers fail */
+} sk_http_opts;
+
+typedef struct sk_http_resp {
+    long status;              /* 0 when no HTTP answer came */
+    char *body;               /* malloc'd, NUL-terminated; free with sk_http_resp_free */
+    size_t len;
+    char err[256];            /* set when the call returns non-zero */
+} sk_http_resp;
+
+/* Call once per process before threads start (module post_config). */
+void sk_http_global_init(void);
+
+/* GET url, or POST form_body (application/x-www-form-urlencoded) when it is
+ * not NULL. Returns 0 when an HTTP answer of any status arrived in time. */
+int sk_http_request(const sk_http_opts *o, const char *url, const char *form_body,
+                    sk_http_resp *out);
+void sk_http_resp_free(sk_http_resp *r);
+
+#endif

@@ -1,0 +1,123 @@
+/* sk_jwt.h: compact-JWS tokens, their claims, and the validator that checks them.
+ * Links without httpd (OpenSSL, cJSON, pthreads only) so unit tests, fuzzers and the
+ * micro-benchmark reach it directly. */
+#ifndef SK_JWT_H
+#define SK_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+/* Signature algorithms, as bits of an allow-list. */
+#define SK_ALG_RS256 (1u << 0)
+#define SK_ALG_PS256 (1u << 1)
+#define SK_ALG_ES256 (1u << 2)
+
+/* Why a token was refused; sk_jwt_err_str() names each in a log-friendly word. */
+typedef enum {
+    SK_JWT_OK = 0,
+    SK_JWT_E_TOO_LARGE,     /* token or a segment over the size limits */
+    SK_JWT_E_SEGMENTS,      /* not exactly three dot-separated segments */
+    SK_JWT_E_BASE64,        /* a segment is not strict base64url (no padding) */
+    SK_JWT_E_HEADER,        /* header is not a JSON object / bad typ / bad kid type */
+    SK_JWT_E_ALG,           /* alg missing, none, HMAC or not allowed */
+    SK_JWT_E_CRIT,          /* a crit header (no extension is understood) */
+    SK_JWT_E_KID_MISSING,   /* no kid while the key set holds several keys */
+    SK_JWT_E_KID_UNKNOWN,   /* kid not in the key set, even after a refetch */
+    SK_JWT_E_KEY_TYPE,      /* the key named by kid does not fit alg */
+    SK_JWT_E_SIGNATURE,     /* signature does not verify */
+    SK_JWT_E_PAYLOAD,       /* payload is not a JSON object */
+    SK_JWT_E_EXP_MISSING,
+    SK_JWT_E_EXP_INVALID,   /* exp/nbf/iat present but not a number */
+    SK_JWT_E_EXPIRED,       /* exp + leeway is in the past (signature was good) */
+    SK_JWT_E_NBF,           /* nbf - leeway is in the future */
+    SK_JWT_E_IAT,           /* iat too far in the future */
+    SK_JWT_E_ISS,           /* iss missing or not exactly the issuer */
+    SK_JWT_E_AUD,           /* aud missing, empty, or holding none of the audiences */
+    SK_JWT_E_NO_KEYS,       /* the key set could not be had (JWKS unreachable) */
+    SK_JWT_E_INTERNAL,
+    SK_JWT_E__COUNT
+} sk_jwt_err;
+
+const char *sk_jwt_err_str(sk_jwt_err e);
+
+/* What a validation policy demands of a token. Strings are borrowed: they must
+ * outlive the validator (httpd keeps them in the configuration pool). */
+typedef struct sk_policy {
+    const char *issuer;                /* iss must equal this exactly */
+    const char *const *audiences;      /* aud must contain at least one of these */
+    size_t n_audiences;
+    unsigned algs;                     /* allow-list; 0 means SK_ALG_RS256 */
+    int leeway;                        /* seconds, for exp / nbf / iat */
+    int check_exp;                     /* 1: exp required and enforced; 0: ignored
+                                          (an ID token kept as a session's profile) */
+    size_t max_token_len;              /* 0 means 16384 */
+} sk_policy;
+
+/* A validated token's claims: immutable, reference-counted, safe to share
+ * between threads. The convenience fields point into json or are owned by it. */
+typedef struct sk_claims {
+    cJSON *json;                       /* the whole payload object */
+    const char *sub, *email, *name, *oid, *sid, *iss, *client_id;  /* NULL when absent */
+    char *roles;                       /* roles array joined with ",", NULL when absent */
+    char *permissions;                 /* permissions array joined with "," */
+    char *scope;                       /* "scope" string, or "scopes" array joined with " " */
+    int64_t exp, iat, nbf;             /* 0 when absent */
+    int refs;                          /* private: use the functions below */
+} sk_claims;
+
+sk_claims *sk_claims_ref(sk_claims *c);
+void sk_claims_unref(sk_claims *c);
+
+/* Short, non-reversible name of a token for log lines: the first 12 hex
+ * characters of its SHA-256. out must hold 13 bytes. Never log the token. */
+void sk_token_hash(const char *token, size_t len, char out[13]);
+
+/* Decode a token's payload WITHOUT verifying it (for the logout hint and
+ * diagnostics only, never for a decision). Returns NULL when malformed. */
+cJSON *sk_jwt_peek_payload(const char *token, size_t len);
+
+struct sk_keystore;
+
+/* The validator: a policy, the key store it verifies against, and a bounded,
+ * thread-safe cache of results keyed by the whole token (entries live until
+ * the token's exp). One per process; create it after fork (child_init). */
+typedef struct sk_validator sk_validator;
+
+sk_validator *sk_validator_create(const sk_policy *policy, struct sk_keystore *keys,
+                                  size_t cache_entries);
+void sk_validator_destroy(sk_validator *v);
+
+/* Validate a token at time now (seconds since the epoch). On SK_JWT_OK, *out
+ * holds a reference the caller drops with sk_claims_unref. On
+ * SK_JWT_E_EXPIRED the token was otherwise valid and *out is still set (the
+ * caller may want its sub or sid), else *out is NULL. */
+sk_jwt_err sk_validate(sk_validator *v, const char *token, size_t len, int64_t now,
+                       sk_claims **out);
+
+/* Counters, for the status handler and the benchmarks. */
+typedef struct sk_validator_stats {
+    uint64_t validations, cache_hits, cache_entries, evictions;
+    uint64_t failures[SK_JWT_E__COUNT];
+} sk_validator_stats;
+void sk_validator_get_stats(sk_validator *v, sk_validator_stats *out);
+
+/* ---- Lower layers of sk_validate, without the cache (tests, fuzzers, the
+ * benchmark, and callers that want one step only). ---- */
+
+/* Parse a token, check its header against policy, find its key in keys and
+ * verify its signature; no claim is looked at. On SK_JWT_OK *payload holds
+ * the payload object, which the caller frees with cJSON_Delete. */
+sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
+                         struct sk_keystore *keys, int64_t now, cJSON **payload);
+
+/* Check a verified payload's claims at time now: exp/nbf/iat types, iss, aud,
+ * nbf, iat, and exp last, so SK_JWT_E_EXPIRED means all else was good. A
+ * policy with no issuer or no audiences refuses every token. */
+sk_jwt_err sk_jwt_check_claims(const cJSON *payload, const sk_policy *policy, int64_t now);
+
+/* Wrap a payload object in a claims object holding one reference; takes
+ * ownership of payload (freed on failure). NULL when out of memory. */
+sk_claims *sk_claims_new(cJSON *payload);
+
+#endif

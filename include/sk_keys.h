@@ -1,0 +1,54 @@
+/* sk_keys.h: JWKS parsing (each key imported once into an EVP_PKEY) and the
+ * key store that keeps the current set fresh. Links without httpd. */
+#ifndef SK_KEYS_H
+#define SK_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+/* An immutable parsed JWKS. Keys that are not for signatures (use other than
+ * "sig"), of unknown kty, or malformed are skipped, not fatal. */
+typedef struct sk_keyset sk_keyset;
+
+/* NULL on failure (not JSON, no "keys" array, over 1 MiB, no usable key), with
+ * a one-line reason in err. */
+sk_keyset *sk_keyset_parse(const char *json, size_t len, char *err, size_t errlen);
+void sk_keyset_free(sk_keyset *ks);
+size_t sk_keyset_size(const sk_keyset *ks);
+/* kid NULL: the only key when there is exactly one. Borrowed pointer; *alg_out
+ * (may be NULL) receives the key's JWK "alg" as SK_ALG_* bits, 0 when absent. */
+EVP_PKEY *sk_keyset_find(const sk_keyset *ks, const char *kid, unsigned *alg_out);
+
+/* Fetch the JWKS document: 0 and a malloc'd body on success; non-zero and a
+ * one-line reason in err otherwise. Called without any lock held. */
+typedef int (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err, size_t errlen);
+
+/* The key store: the current key set, fetched lazily (never at start-up),
+ * refetched after ttl seconds, and on an unknown kid at most once per
+ * min_refetch seconds; concurrent misses wait for one fetch. When a fetch
+ * fails the previous set stays in use. Thread-safe. */
+typedef struct sk_keystore sk_keystore;
+
+sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch);
+void sk_keystore_destroy(sk_keystore *s);
+
+/* Find the key for kid (NULL: the only key) at time now. On success returns
+ * the key and a held reference to its set in *held, released with
+ * sk_keystore_release. Returns NULL when the kid is unknown after any allowed
+ * refetch (*why = SK_JWT_E_KID_UNKNOWN or SK_JWT_E_KID_MISSING) or no set
+ * could be had (*why = SK_JWT_E_NO_KEYS). */
+EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
+                          const sk_keyset **held, unsigned *alg_out, int *why);
+void sk_keystore_release(sk_keystore *s, const sk_keyset *held);
+
+/* Install a set directly (tests, benchmarks): takes ownership. */
+void sk_keystore_put(sk_keystore *s, sk_keyset *ks, int64_t now);
+
+typedef struct sk_keystore_stats {
+    uint64_t fetches, fetch_failures, keys;
+    int64_t last_fetch;            /* time of the last successful fetch, 0 if none */
+} sk_keystore_stats;
+void sk_keystore_get_stats(sk_keystore *s, sk_keystore_stats *out);
+
+#endif

@@ -1,0 +1,120 @@
+/* sk_module.h: what the httpd side of mod_scalekit shares between its files:
+ * the configuration, the per-server runtime, and the request helpers. */
+#ifndef SK_MODULE_H
+#define SK_MODULE_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_socache.h"
+#include "apr_global_mutex.h"
+
+#include "sk_jwt.h"
+#include "sk_keys.h"
+#include "sk_http.h"
+#include "sk_state.h"
+
+extern module AP_MODULE_DECLARE_DATA scalekit_module;
+#ifndef SK_MODULE_MAIN          /* mod_scalekit.c declares it with the module */
+APLOG_USE_MODULE(scalekit);
+#endif
+
+#define SK_AUTH_TYPE "Scalekit"
+#define SK_HANDLER   "scalekit"
+
+/* What a protected location does for a request without a valid session. */
+typedef enum {
+    SK_UNAUTH_AUTO = 0,     /* browser navigations sign in, other requests get 401 */
+    SK_UNAUTH_LOGIN,        /* always start a sign-in */
+    SK_UNAUTH_401,          /* always 401 (APIs) */
+    SK_UNAUTH_PASS          /* let the request through without a user */
+} sk_unauth_action;
+
+/* Per-process objects built once at start-up from a server's settings. */
+typedef struct sk_runtime {
+    sk_keystore *keys;
+    sk_validator *access;       /* access tokens: exp enforced */
+    sk_validator *id;           /* ID tokens kept in a session: profile only */
+    sk_policy access_policy, id_policy;
+    sk_sealer *sealer;          /* state cookies */
+    sk_http_opts http;
+    const char *jwks_url, *token_url, *redirect_path;
+    server_rec *s;              /* for log lines from the key fetcher */
+} sk_runtime;
+
+typedef struct sk_server_conf {
+    const char *env_url, *client_id, *client_secret, *redirect_uri;
+    const char *scope, *ca_file, *post_logout_uri, *remote_user_claim;
+    const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state;
+    const char *cookie_domain, *cookie_samesite;
+    int cookie_secure;                    /* -1 auto (Secure on https), 0, 1 */
+    apr_array_header_t *audiences;        /* accepted besides the client id */
+    apr_array_header_t *redirect_origins; /* absolute return_to origins allowed */
+    unsigned algs;
+    int leeway, timeout, jwks_ttl, jwks_min_refetch, state_ttl, state_max;
+    int cache_entries;
+
+    unsigned env_url_set:1, client_id_set:1, client_secret_set:1, redirect_uri_set:1,
+        scope_set:1, ca_file_set:1, post_logout_uri_set:1, remote_user_claim_set:1,
+        cookie_names_set:1, cookie_domain_set:1, cookie_samesite_set:1,
+        cookie_secure_set:1, audiences_set:1, redirect_origins_set:1, algs_set:1,
+        leeway_set:1, timeout_set:1, jwks_ttl_set:1, jwks_min_refetch_set:1,
+        state_ttl_set:1, state_max_set:1, cache_entries_set:1;
+
+    sk_runtime *rt;             /* NULL while the server does not use Scalekit */
+} sk_server_conf;
+
+typedef struct sk_dir_conf {
+    sk_unauth_action unauth;
+    unsigned unauth_set:1;
+} sk_dir_conf;
+
+/* The claims of a request's session, kept in its request_config. */
+typedef struct sk_request_session {
+    sk_claims *access;          /* validated access token */
+    sk_claims *id;              /* validated ID token, or NULL */
+} sk_request_session;
+
+/* Shared across processes: the socache instance and the mutex around it. */
+typedef struct sk_shared {
+    ap_socache_provider_t *provider;
+    ap_socache_instance_t *instance;
+    apr_global_mutex_t *mutex;
+} sk_shared;
+
+extern sk_shared sk_shared_store;
+#define SK_MUTEX_TYPE "scalekit-refresh"
+
+/* httpd_util.c */
+sk_server_conf *sk_server_config(request_rec *r);
+int sk_is_https(request_rec *r);
+void sk_set_cookie(request_rec *r, const char *name, const char *value, int clear);
+void sk_clear_session_cookies(request_rec *r);
+const char *sk_request_cookie(request_rec *r, const char *name);
+int sk_error_page(request_rec *r, int status, const char *title, const char *detail);
+int sk_is_navigation(request_rec *r);
+int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent);
+const char *sk_short_hash(apr_pool_t *p, const char *token);
+const char *sk_login_path(request_rec *r);
+const char *sk_state_cookie_name(request_rec *r, const char *state);
+
+/* httpd_session.c */
+int sk_check_authn(request_rec *r);
+int sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                             sk_request_session **out, sk_jwt_err *why);
+sk_request_session *sk_request_session_get(request_rec *r);
+
+/* httpd_refresh.c */
+typedef struct sk_refresh_result {
+    const char *access_token, *id_token, *refresh_token;
+    const char *error;          /* NULL on success; a log-safe reason otherwise */
+    int unavailable;            /* 1: the identity provider could not be reached */
+} sk_refresh_result;
+void sk_refresh(request_rec *r, const char *refresh_token, sk_refresh_result *out);
+apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+void sk_shared_child_init(apr_pool_t *p, server_rec *s);
+
+/* httpd_handler.c */
+int sk_handler(request_rec *r);
+
+#endif

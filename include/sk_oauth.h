@@ -1,0 +1,54 @@
+/* sk_oauth.h: Scalekit's OAuth 2.0 / OIDC messages: the authorization URL,
+ * token-endpoint bodies and answers, the logout URL, PKCE. Links without httpd
+ * (APR pools for strings). */
+#ifndef SK_OAUTH_H
+#define SK_OAUTH_H
+
+#include <apr_pools.h>
+
+/* What goes into an authorization request; NULL or "" fields are left out. */
+typedef struct sk_authorize_req {
+    const char *env_url, *client_id, *redirect_uri, *scope, *state, *nonce;
+    const char *login_hint, *domain_hint, *connection_id, *organization_id;
+    const char *code_challenge, *provider, *prompt;
+} sk_authorize_req;
+
+/* ENV/oauth/authorize?... with parameters in the Node SDK's order. */
+char *sk_oauth_authorize_url(apr_pool_t *p, const sk_authorize_req *req);
+
+/* Form bodies for POST ENV/oauth/token (client_secret_post). */
+char *sk_oauth_code_body(apr_pool_t *p, const char *client_id, const char *secret,
+                         const char *code, const char *redirect_uri, const char *verifier);
+char *sk_oauth_refresh_body(apr_pool_t *p, const char *client_id, const char *secret,
+                            const char *refresh_token);
+char *sk_oauth_client_credentials_body(apr_pool_t *p, const char *client_id,
+                                       const char *secret, const char *scope);
+
+typedef struct sk_token_set {
+    const char *access_token, *id_token, *refresh_token;   /* NULL when absent */
+    long expires_in;                                       /* 0 when absent */
+} sk_token_set;
+
+/* Read a token-endpoint answer. Returns 0 on a 200 with an access token;
+ * otherwise non-zero and *why says what went wrong in one line ("invalid_grant:
+ * ...", "status 500", "answer is not JSON"), safe to log (no token in it). */
+int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
+                                  size_t len, sk_token_set *out, const char **why);
+
+/* ENV/oidc/logout?id_token_hint=..&post_logout_redirect_uri=..&state=.. */
+char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_token_hint,
+                          const char *post_logout_uri, const char *state);
+
+/* Percent-encode every byte but A-Z a-z 0-9 - . _ ~ (upper-case hex). */
+char *sk_url_escape(apr_pool_t *p, const char *s);
+/* Decode %XX and '+' (form encoding). NULL when malformed or holding a NUL. */
+char *sk_url_unescape(apr_pool_t *p, const char *s);
+/* Value of name in a query string or form body (decoded), NULL when absent. */
+const char *sk_query_get(apr_pool_t *p, const char *query, const char *name);
+
+/* nbytes of randomness as base64url text (state, nonce, PKCE verifier). */
+char *sk_random_b64url(apr_pool_t *p, size_t nbytes);
+/* PKCE S256: base64url(SHA-256(verifier)). */
+char *sk_pkce_challenge(apr_pool_t *p, const char *verifier);
+
+#endif

@@ -1,0 +1,34 @@
+/* sk_state.h: sealing small secrets into cookies (AES-256-GCM, key derived
+ * once at start-up), and the login state carried from login to callback.
+ * Links without httpd. */
+#ifndef SK_STATE_H
+#define SK_STATE_H
+
+#include <stdint.h>
+#include <apr_pools.h>
+
+typedef struct sk_sealer sk_sealer;
+
+/* Derive the sealing key from a secret with HKDF-SHA256 (label separates uses).
+ * Do it once, at start-up: never per request. NULL on failure. */
+sk_sealer *sk_sealer_create(apr_pool_t *p, const char *secret, const char *label);
+
+/* base64url(iv | ciphertext | tag); NULL on failure. */
+char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len);
+/* The plain text, NUL-terminated; NULL when the value was altered, truncated,
+ * sealed under another key, or is not base64url. */
+char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *len);
+
+/* What the callback needs to finish a sign-in that the login started. */
+typedef struct sk_login_state {
+    const char *state, *nonce, *verifier, *return_to;
+    int64_t created;         /* seconds since the epoch */
+    int silent;              /* 1: sent with prompt=none (retry without on login_required) */
+} sk_login_state;
+
+char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s);
+/* 0 when the cookie value unseals into a complete login state. */
+int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                        sk_login_state *out);
+
+#endif

@@ -1,0 +1,701 @@
+/* mod_scalekit: Scalekit sign-in (OAuth 2.0 / OpenID Connect) for anything
+ * Apache httpd serves. This file holds the configuration, the directive table
+ * and the hook registration; the work is done in modules/. */
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_request.h"
+#include "ap_provider.h"
+#include "mod_auth.h"
+#include "util_mutex.h"
+#include "apr_strings.h"
+#include "apr_uri.h"
+#include "apr_file_io.h"
+#include "apr_lib.h"
+
+#define SK_MODULE_MAIN
+#include "sk_module.h"
+#include "sk_redirect.h"
+
+#define SK_DEFAULT_SCOPE   "openid profile email offline_access"
+
+/* ---------------------------------------------------------------- config */
+
+static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    sk_server_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    c->scope = SK_DEFAULT_SCOPE;
+    c->remote_user_claim = "sub";
+    c->cookie_access = "sk-access-token";
+    c->cookie_id = "sk-id-token";
+    c->cookie_refresh = "sk-refresh-token";
+    c->cookie_state = "sk-state-";
+    c->cookie_samesite = "Lax";
+    c->cookie_secure = -1;
+    c->audiences = apr_array_make(p, 2, sizeof(const char *));
+    c->redirect_origins = apr_array_make(p, 2, sizeof(const char *));
+    c->algs = SK_ALG_RS256;
+    c->leeway = 60;
+    c->timeout = 5;
+    c->jwks_ttl = 3600;
+    c->jwks_min_refetch = 10;
+    c->state_ttl = 600;
+    c->state_max = 5;
+    c->cache_entries = 10000;
+    return c;
+}
+
+#define SK_MERGE(field) c->field = add->field##_set ? add->field : base->field; \
+                        c->field##_set = add->field##_set | base->field##_set
+
+static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    sk_server_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+    SK_MERGE(env_url);
+    SK_MERGE(client_id);
+    SK_MERGE(client_secret);
+    SK_MERGE(redirect_uri);
+    SK_MERGE(scope);
+    SK_MERGE(ca_file);
+    SK_MERGE(post_logout_uri);
+    SK_MERGE(remote_user_claim);
+    SK_MERGE(cookie_domain);
+    SK_MERGE(cookie_samesite);
+    SK_MERGE(cookie_secure);
+    SK_MERGE(audiences);
+    SK_MERGE(redirect_origins);
+    SK_MERGE(algs);
+    SK_MERGE(leeway);
+    SK_MERGE(timeout);
+    SK_MERGE(jwks_ttl);
+    SK_MERGE(jwks_min_refetch);
+    SK_MERGE(state_ttl);
+    SK_MERGE(state_max);
+    SK_MERGE(cache_entries);
+    const sk_server_conf *names = add->cookie_names_set ? add : base;
+    c->cookie_access = names->cookie_access;
+    c->cookie_id = names->cookie_id;
+    c->cookie_refresh = names->cookie_refresh;
+    c->cookie_state = names->cookie_state;
+    c->cookie_names_set = add->cookie_names_set | base->cookie_names_set;
+    return c;
+}
+
+static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    (void)dir;
+    return apr_pcalloc(p, sizeof(sk_dir_conf));
+}
+
+static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    sk_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+    SK_MERGE(unauth);
+    return c;
+}
+
+/* ------------------------------------------------------------ directives */
+
+static sk_server_conf *sk_cmd_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &scalekit_module);
+}
+
+static int sk_is_loopback_host(const char *host)
+{
+    return host && (!strcmp(host, "127.0.0.1") || !strcmp(host, "localhost")
+                    || !strcmp(host, "::1") || !strncmp(host, "127.", 4));
+}
+
+/* An absolute http(s) URL; http only for loopback development. */
+static const char *sk_check_url(cmd_parms *cmd, const char *url)
+{
+    apr_uri_t u;
+    if (apr_uri_parse(cmd->pool, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an absolute URL",
+                            cmd->directive->directive, url);
+    if (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http"))
+        return apr_psprintf(cmd->pool, "%s: '%s' must be an https URL",
+                            cmd->directive->directive, url);
+    if (!strcasecmp(u.scheme, "http") && !sk_is_loopback_host(u.hostname))
+        return apr_psprintf(cmd->pool, "%s: '%s' uses http:// for a host that is not "
+                            "loopback; use https", cmd->directive->directive, url);
+    if (u.query || u.fragment || u.user || u.password)
+        return apr_psprintf(cmd->pool, "%s: '%s' must not carry a query, fragment or "
+                            "user info", cmd->directive->directive, url);
+    return NULL;
+}
+
+static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    const char *err = sk_check_url(cmd, arg);
+    if (err)
+        return err;
+    size_t n = strlen(arg);
+    if (arg[n - 1] == '/')
+        return "ScalekitEnvironmentURL: write it without a trailing slash, "
+               "exactly as the token issuer (e.g. https://acme.scalekit.dev)";
+    c->env_url = arg;
+    c->env_url_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_redirect_uri(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    const char *err = sk_check_url(cmd, arg);
+    if (err)
+        return err;
+    if (strlen(arg) > 256)
+        return "ScalekitRedirectURI: Scalekit allows at most 256 characters";
+    c->redirect_uri = arg;
+    c->redirect_uri_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_client_id(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!*arg || strpbrk(arg, " \t\r\n"))
+        return "ScalekitClientID: expects the client id (e.g. skc_123...)";
+    c->client_id = arg;
+    c->client_id_set = 1;
+    return NULL;
+}
+
+/* Read a secret from "file:/path" (first line), or take it as written. */
+static const char *sk_read_secret(apr_pool_t *p, const char *arg, const char **out)
+{
+    if (strncmp(arg, "file:", 5)) {
+        *out = arg;
+        return NULL;
+    }
+    char *buf = NULL;
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_size_t len;
+    apr_status_t rv = apr_file_open(&f, arg + 5, APR_READ, 0, p);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    if (rv == APR_SUCCESS && fi.size > 4096)
+        rv = APR_EINVAL;
+    if (rv == APR_SUCCESS) {
+        len = (apr_size_t)fi.size;
+        buf = apr_pcalloc(p, len + 1);
+        rv = apr_file_read_full(f, buf, len, &len);
+        apr_file_close(f);
+    }
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(p, "ScalekitClientSecret: cannot read '%s' (%pm)", arg + 5, &rv);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!*buf)
+        return apr_psprintf(p, "ScalekitClientSecret: '%s' is empty", arg + 5);
+    *out = buf;
+    return NULL;
+}
+
+static const char *sk_set_client_secret(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    const char *err = sk_read_secret(cmd->pool, arg, &c->client_secret);
+    if (err)
+        return err;
+    c->client_secret_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_scope(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!ap_strstr_c(apr_pstrcat(cmd->temp_pool, " ", arg, " ", NULL), " openid "))
+        return "ScalekitScopes: the scopes must include openid";
+    c->scope = arg;
+    c->scope_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_ca_file(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    apr_finfo_t fi;
+    (void)d;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    if (!path || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
+        || fi.filetype != APR_REG)
+        return apr_psprintf(cmd->pool, "ScalekitCAFile: '%s' is not a readable file", arg);
+    c->ca_file = path;
+    c->ca_file_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_post_logout(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!sk_local_path_ok(arg)) {
+        const char *err = sk_check_url(cmd, arg);
+        if (err)
+            return err;
+    }
+    c->post_logout_uri = arg;
+    c->post_logout_uri_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_audience(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!c->audiences_set)
+        c->audiences = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(c->audiences, const char *) = arg;
+    c->audiences_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_redirect_origin(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    apr_uri_t u;
+    (void)d;
+    if (apr_uri_parse(cmd->pool, arg, &u) != APR_SUCCESS || !u.scheme || !u.hostname
+        || (u.path && *u.path) || u.query || u.user
+        || (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http")))
+        return "ScalekitAllowedRedirectOrigin: expects scheme://host[:port], no path";
+    if (!c->redirect_origins_set)
+        c->redirect_origins = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(c->redirect_origins, const char *) = apr_pstrdup(cmd->pool, arg);
+    c->redirect_origins_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_claim(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    c->remote_user_claim = arg;
+    c->remote_user_claim_set = 1;
+    return NULL;
+}
+
+static int sk_cookie_name_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!apr_isalnum(*s) && !strchr("-_.", *s))
+            return 0;
+    return 1;
+}
+
+static const char *sk_set_cookie_names(cmd_parms *cmd, void *d, const char *args)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    const char *names[4];
+    int n = 0;
+    (void)d;
+    while (*args && n < 4)
+        names[n++] = ap_getword_conf(cmd->pool, &args);
+    if (n != 4 || *args)
+        return "ScalekitCookieNames: expects four names: access ID refresh state-prefix";
+    for (int i = 0; i < 4; i++)
+        if (!sk_cookie_name_ok(names[i]))
+            return apr_psprintf(cmd->pool, "ScalekitCookieNames: '%s' is not a valid "
+                                "cookie name (letters, digits, - _ .)", names[i]);
+    c->cookie_access = names[0];
+    c->cookie_id = names[1];
+    c->cookie_refresh = names[2];
+    c->cookie_state = names[3];
+    c->cookie_names_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_cookie_domain(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (strpbrk(arg, ";, \t\"="))
+        return "ScalekitCookieDomain: not a domain name";
+    c->cookie_domain = arg;
+    c->cookie_domain_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_samesite(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!strcasecmp(arg, "Lax"))
+        c->cookie_samesite = "Lax";
+    else if (!strcasecmp(arg, "Strict"))
+        return "ScalekitCookieSameSite: Strict would drop the cookies on the return "
+               "from Scalekit; use Lax or None";
+    else if (!strcasecmp(arg, "None"))
+        c->cookie_samesite = "None";
+    else
+        return "ScalekitCookieSameSite: expects Lax or None";
+    c->cookie_samesite_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_secure(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!strcasecmp(arg, "auto"))
+        c->cookie_secure = -1;
+    else if (!strcasecmp(arg, "on"))
+        c->cookie_secure = 1;
+    else if (!strcasecmp(arg, "off"))
+        c->cookie_secure = 0;
+    else
+        return "ScalekitCookieSecure: expects auto, on or off";
+    c->cookie_secure_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_algs(cmd_parms *cmd, void *d, const char *args)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    unsigned algs = 0;
+    (void)d;
+    while (*args) {
+        const char *a = ap_getword_conf(cmd->temp_pool, &args);
+        if (!strcmp(a, "RS256"))
+            algs |= SK_ALG_RS256;
+        else if (!strcmp(a, "PS256"))
+            algs |= SK_ALG_PS256;
+        else if (!strcmp(a, "ES256"))
+            algs |= SK_ALG_ES256;
+        else
+            return apr_psprintf(cmd->pool, "ScalekitAllowedAlgorithms: '%s' is not one "
+                                "of RS256, PS256, ES256", a);
+    }
+    if (!algs)
+        return "ScalekitAllowedAlgorithms: name at least one algorithm";
+    c->algs = algs;
+    c->algs_set = 1;
+    return NULL;
+}
+
+/* Integer settings: one table of names, bounds and offsets. */
+typedef struct {
+    const char *name;
+    int min, max;
+    size_t off, set_bit;
+} sk_int_setting;
+
+static const char *sk_set_int(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    const sk_int_setting *s = cmd->info;
+    char *end;
+    (void)d;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || *end || end == arg || v < s->min || v > s->max)
+        return apr_psprintf(cmd->pool, "%s: expects a whole number from %d to %d",
+                            s->name, s->min, s->max);
+    *(int *)((char *)c + s->off) = (int)v;
+    switch (s->set_bit) {
+    case 0: c->leeway_set = 1; break;
+    case 1: c->timeout_set = 1; break;
+    case 2: c->jwks_ttl_set = 1; break;
+    case 3: c->jwks_min_refetch_set = 1; break;
+    case 4: c->state_ttl_set = 1; break;
+    case 5: c->state_max_set = 1; break;
+    case 6: c->cache_entries_set = 1; break;
+    }
+    return NULL;
+}
+
+static const sk_int_setting sk_int_settings[] = {
+    { "ScalekitLeeway", 0, 600, APR_OFFSETOF(sk_server_conf, leeway), 0 },
+    { "ScalekitTimeout", 1, 60, APR_OFFSETOF(sk_server_conf, timeout), 1 },
+    { "ScalekitJWKSCacheTTL", 60, 86400 * 7, APR_OFFSETOF(sk_server_conf, jwks_ttl), 2 },
+    { "ScalekitJWKSRefreshInterval", 1, 3600,
+      APR_OFFSETOF(sk_server_conf, jwks_min_refetch), 3 },
+    { "ScalekitStateTimeout", 30, 3600, APR_OFFSETOF(sk_server_conf, state_ttl), 4 },
+    { "ScalekitStateMaxPending", 1, 20, APR_OFFSETOF(sk_server_conf, state_max), 5 },
+    { "ScalekitCacheEntries", 0, 10000000, APR_OFFSETOF(sk_server_conf, cache_entries), 6 },
+};
+
+static const char *sk_set_unauth(cmd_parms *cmd, void *dv, const char *arg)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    if (!strcasecmp(arg, "auto"))
+        d->unauth = SK_UNAUTH_AUTO;
+    else if (!strcasecmp(arg, "login"))
+        d->unauth = SK_UNAUTH_LOGIN;
+    else if (!strcasecmp(arg, "401"))
+        d->unauth = SK_UNAUTH_401;
+    else if (!strcasecmp(arg, "pass"))
+        d->unauth = SK_UNAUTH_PASS;
+    else
+        return "ScalekitUnauthAction: expects auto, login, 401 or pass";
+    d->unauth_set = 1;
+    return NULL;
+}
+
+#define SK_INT(name, i, help) AP_INIT_TAKE1(name, sk_set_int, (void *)&sk_int_settings[i], \
+                                            RSRC_CONF, help)
+
+static const command_rec sk_cmds[] = {
+    AP_INIT_TAKE1("ScalekitEnvironmentURL", sk_set_env_url, NULL, RSRC_CONF,
+                  "Scalekit environment URL, the token issuer (default $SCALEKIT_ENVIRONMENT_URL)"),
+    AP_INIT_TAKE1("ScalekitClientID", sk_set_client_id, NULL, RSRC_CONF,
+                  "OAuth client id (default $SCALEKIT_CLIENT_ID)"),
+    AP_INIT_TAKE1("ScalekitClientSecret", sk_set_client_secret, NULL, RSRC_CONF,
+                  "client secret, or file:/path to read it from (default $SCALEKIT_CLIENT_SECRET)"),
+    AP_INIT_TAKE1("ScalekitRedirectURI", sk_set_redirect_uri, NULL, RSRC_CONF,
+                  "absolute callback URL registered at Scalekit (default $SCALEKIT_REDIRECT_URI)"),
+    AP_INIT_RAW_ARGS("ScalekitScopes", sk_set_scope, NULL, RSRC_CONF,
+                     "scopes to request (default: openid profile email offline_access)"),
+    AP_INIT_TAKE1("ScalekitCAFile", sk_set_ca_file, NULL, RSRC_CONF,
+                  "PEM file of CAs trusted for the identity provider (default: system store)"),
+    AP_INIT_TAKE1("ScalekitPostLogoutRedirectURI", sk_set_post_logout, NULL, RSRC_CONF,
+                  "where Scalekit sends the browser after sign-out (default: the site root)"),
+    AP_INIT_ITERATE("ScalekitAudience", sk_set_audience, NULL, RSRC_CONF,
+                    "access-token audiences accepted besides the client id"),
+    AP_INIT_ITERATE("ScalekitAllowedRedirectOrigin", sk_set_redirect_origin, NULL, RSRC_CONF,
+                    "origins (scheme://host[:port]) return_to may name besides local paths"),
+    AP_INIT_TAKE1("ScalekitRemoteUserClaim", sk_set_claim, NULL, RSRC_CONF,
+                  "claim that becomes REMOTE_USER (default: sub)"),
+    AP_INIT_RAW_ARGS("ScalekitCookieNames", sk_set_cookie_names, NULL, RSRC_CONF,
+                     "cookie names: access ID refresh state-prefix"),
+    AP_INIT_TAKE1("ScalekitCookieDomain", sk_set_cookie_domain, NULL, RSRC_CONF,
+                  "Domain attribute of the session cookies (default: none, host only)"),
+    AP_INIT_TAKE1("ScalekitCookieSameSite", sk_set_samesite, NULL, RSRC_CONF,
+                  "SameSite attribute of the session cookies: Lax (default) or None"),
+    AP_INIT_TAKE1("ScalekitCookieSecure", sk_set_secure, NULL, RSRC_CONF,
+                  "Secure attribute: auto (on https, default), on or off"),
+    AP_INIT_RAW_ARGS("ScalekitAllowedAlgorithms", sk_set_algs, NULL, RSRC_CONF,
+                     "token signature algorithms accepted (default: RS256)"),
+    SK_INT("ScalekitLeeway", 0,
+           "clock leeway in seconds for exp, nbf and iat (default 60)"),
+    SK_INT("ScalekitTimeout", 1,
+           "timeout in seconds for calls to the identity provider (default 5)"),
+    SK_INT("ScalekitJWKSCacheTTL", 2,
+           "seconds the JWKS is kept before it is fetched again (default 3600)"),
+    SK_INT("ScalekitJWKSRefreshInterval", 3,
+           "least seconds between JWKS fetches for an unknown kid (default 10)"),
+    SK_INT("ScalekitStateTimeout", 4,
+           "seconds a started sign-in stays valid (default 600)"),
+    SK_INT("ScalekitStateMaxPending", 5,
+           "most sign-ins pending at once per browser (default 5)"),
+    SK_INT("ScalekitCacheEntries", 6,
+           "validated tokens cached per process (default 10000; 0 disables)"),
+    AP_INIT_TAKE1("ScalekitUnauthAction", sk_set_unauth, NULL, OR_AUTHCFG,
+                  "without a session: auto (default), login, 401 or pass"),
+    { NULL }
+};
+
+/* --------------------------------------------------------- start-up checks */
+
+static const char *sk_env_default(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* A server uses Scalekit when any of its settings or the environment names it. */
+static int sk_server_wants_scalekit(const sk_server_conf *c)
+{
+    return c->env_url_set || c->client_id_set || c->client_secret_set
+        || c->redirect_uri_set || sk_env_default("SCALEKIT_ENVIRONMENT_URL");
+}
+
+static const char *sk_where(apr_pool_t *p, server_rec *s)
+{
+    return s->defn_name ? apr_psprintf(p, "%s:%u", s->defn_name, s->defn_line_number)
+                        : "the main server configuration";
+}
+
+/* Fill unset required settings from the environment, then check them all. */
+static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf *c)
+{
+    static const struct { const char *directive, *env; size_t off; } req[] = {
+        { "ScalekitEnvironmentURL", "SCALEKIT_ENVIRONMENT_URL",
+          APR_OFFSETOF(sk_server_conf, env_url) },
+        { "ScalekitClientID", "SCALEKIT_CLIENT_ID", APR_OFFSETOF(sk_server_conf, client_id) },
+        { "ScalekitClientSecret", "SCALEKIT_CLIENT_SECRET",
+          APR_OFFSETOF(sk_server_conf, client_secret) },
+        { "ScalekitRedirectURI", "SCALEKIT_REDIRECT_URI",
+          APR_OFFSETOF(sk_server_conf, redirect_uri) },
+    };
+    for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+        const char **field = (const char **)((char *)c + req[i].off);
+        if (!*field)
+            *field = sk_env_default(req[i].env);
+        if (!*field)
+            return apr_psprintf(p, "mod_scalekit: %s is not set (nor $%s) for the server "
+                                "defined at %s", req[i].directive, req[i].env,
+                                sk_where(p, s));
+    }
+    size_t n = strlen(c->env_url);
+    if (c->env_url[n - 1] == '/' || (strncmp(c->env_url, "https://", 8)
+        && strncmp(c->env_url, "http://127.", 11) && strncmp(c->env_url, "http://localhost", 16)))
+        return apr_psprintf(p, "mod_scalekit: the environment URL '%s' must be https:// "
+                            "(http only for loopback) without a trailing slash", c->env_url);
+    apr_uri_t u;
+    if (apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path || u.path[0] != '/')
+        return apr_psprintf(p, "mod_scalekit: the redirect URI '%s' is not an absolute URL "
+                            "with a path", c->redirect_uri);
+    return NULL;
+}
+
+/* Fetch the JWKS for the key store (called from request threads). */
+static int sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err, size_t errlen)
+{
+    sk_runtime *rt = ctx;
+    sk_http_resp resp;
+    if (sk_http_request(&rt->http, rt->jwks_url, NULL, &resp) != 0) {
+        apr_snprintf(err, errlen, "GET %s: %s", rt->jwks_url, resp.err);
+        return -1;
+    }
+    if (resp.status != 200) {
+        apr_snprintf(err, errlen, "GET %s: status %ld", rt->jwks_url, resp.status);
+        sk_http_resp_free(&resp);
+        return -1;
+    }
+    *body = resp.body;
+    *len = resp.len;
+    return 0;
+}
+
+static apr_status_t sk_runtime_cleanup(void *data)
+{
+    sk_runtime *rt = data;
+    sk_validator_destroy(rt->access);
+    sk_validator_destroy(rt->id);
+    sk_keystore_destroy(rt->keys);
+    return APR_SUCCESS;
+}
+
+static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf *c)
+{
+    sk_runtime *rt = apr_pcalloc(p, sizeof(*rt));
+    const char **auds = apr_pcalloc(p, sizeof(char *) * (c->audiences->nelts + 1));
+    auds[0] = c->client_id;
+    for (int i = 0; i < c->audiences->nelts; i++)
+        auds[i + 1] = APR_ARRAY_IDX(c->audiences, i, const char *);
+    rt->s = s;
+    rt->http.timeout_ms = c->timeout * 1000L;
+    rt->http.ca_file = c->ca_file;
+    rt->jwks_url = apr_pstrcat(p, c->env_url, "/keys", NULL);
+    rt->token_url = apr_pstrcat(p, c->env_url, "/oauth/token", NULL);
+    apr_uri_t u;
+    apr_uri_parse(p, c->redirect_uri, &u);
+    rt->redirect_path = u.path;
+    rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
+                                     c->leeway, 1, 0 };
+    /* An ID token names only the client in aud, and is kept as the profile of
+     * a session after it expires: the access token carries the session's life. */
+    rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0 };
+    rt->sealer = sk_sealer_create(p, c->client_secret, "mod_scalekit state cookie v1");
+    rt->keys = sk_keystore_create(sk_fetch_jwks, rt, c->jwks_ttl, c->jwks_min_refetch);
+    rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
+    rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
+    if (!rt->sealer || !rt->keys || !rt->access || !rt->id)
+        return "mod_scalekit: cannot set up its key store, validators or sealing key";
+    apr_pool_cleanup_register(p, rt, sk_runtime_cleanup, apr_pool_cleanup_null);
+    c->rt = rt;
+    return NULL;
+}
+
+/* Check every server that uses Scalekit; build its runtime when asked. */
+static const char *sk_check_servers(apr_pool_t *p, server_rec *s, int build)
+{
+    for (; s; s = s->next) {
+        sk_server_conf *c = ap_get_module_config(s->module_config, &scalekit_module);
+        if (c->rt || !sk_server_wants_scalekit(c))
+            continue;
+        const char *err = sk_finish_server(p, s, c);
+        if (!err && build)
+            err = sk_build_runtime(p, s, c);
+        if (err)
+            return err;
+    }
+    return NULL;
+}
+
+static int sk_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    return ap_mutex_register(pconf, SK_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0) == APR_SUCCESS
+           ? OK : 500;
+}
+
+/* Runs for "apache2 -t" too: a missing setting is refused before start-up. */
+static int sk_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                           server_rec *s)
+{
+    (void)plog;
+    const char *err = sk_check_servers(ptemp, s, 0);
+    (void)pconf;
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                          server_rec *s)
+{
+    (void)plog;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;                    /* the first, throw-away configuration pass */
+    sk_http_global_init();
+    const char *err = sk_check_servers(pconf, s, 1);
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return sk_shared_post_config(pconf, ptemp, s) == APR_SUCCESS ? OK
+                                                                 : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static void sk_child_init(apr_pool_t *p, server_rec *s)
+{
+    sk_shared_child_init(p, s);
+}
+
+/* ----------------------------------------------------------------- hooks */
+
+static void sk_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_pre_config(sk_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(sk_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(sk_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(sk_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(scalekit) = {
+    STANDARD20_MODULE_STUFF,
+    sk_create_dir_conf,
+    sk_merge_dir_conf,
+    sk_create_server_conf,
+    sk_merge_server_conf,
+    sk_cmds,
+    sk_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

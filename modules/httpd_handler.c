@@ -1,0 +1,242 @@
+/* httpd_handler.c: SetHandler scalekit — the login, callback and logout URLs. */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "sk_module.h"
+#include "sk_oauth.h"
+#include "sk_redirect.h"
+
+static const char *sk_arg(request_rec *r, const char *name)
+{
+    return r->args ? sk_query_get(r->pool, r->args, name) : NULL;
+}
+
+static int sk_redirect(request_rec *r, const char *location)
+{
+    apr_table_setn(r->err_headers_out, "Location", location);
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    return HTTP_MOVED_TEMPORARILY;
+}
+
+/* Only values Scalekit knows are forwarded, and only printable ones. */
+static int sk_param_ok(const char *v)
+{
+    if (!v || strlen(v) > 512)
+        return 0;
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int sk_login(request_rec *r)
+{
+    static const char *const forwarded[] = { "organization_id", "connection_id",
+        "login_hint", "domain_hint", "provider", "prompt", NULL };
+    static const char *const prompts[] = { "login", "create", "select_account", "none", NULL };
+    sk_server_conf *c = sk_server_config(r);
+    const char *return_to = sk_arg(r, "return_to");
+    if (!return_to || !*return_to)
+        return_to = "/";
+    if (!sk_redirect_ok(r->pool, return_to, c->redirect_origins)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "login: return_to refused (not a local "
+                      "path nor an allowed origin)");
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Invalid return address",
+                             "The page to return to after sign-in is not on this site.");
+    }
+    apr_table_t *params = apr_table_make(r->pool, 8);
+    for (int i = 0; forwarded[i]; i++) {
+        const char *v = sk_arg(r, forwarded[i]);
+        if (v && *v && sk_param_ok(v))
+            apr_table_setn(params, forwarded[i], v);
+    }
+    const char *prompt = apr_table_get(params, "prompt");
+    int known = 0;
+    for (int i = 0; prompt && prompts[i]; i++)
+        known |= !strcmp(prompt, prompts[i]);
+    if (prompt && !known)
+        apr_table_unset(params, "prompt");
+    int silent = prompt && !strcmp(prompt, "none");
+    return sk_start_login(r, return_to, params, silent);
+}
+
+/* The pending sign-in this callback finishes: its cookie goes either way. */
+static int sk_take_state(request_rec *r, const char *state, sk_login_state *st)
+{
+    sk_server_conf *c = sk_server_config(r);
+    if (!state || !*state || strlen(state) > 256)
+        return 0;
+    const char *name = sk_state_cookie_name(r, state);
+    const char *sealed = sk_request_cookie(r, name);
+    if (!sealed)
+        return 0;
+    sk_set_cookie(r, name, NULL, 1);
+    if (sk_login_state_open(r->pool, c->rt->sealer, sealed, st) != 0)
+        return 0;
+    return !strcmp(st->state, state);
+}
+
+static int sk_callback_error(request_rec *r, const sk_login_state *st, const char *error)
+{
+    const char *desc = sk_arg(r, "error_description");
+    if (st && st->silent && (!strcmp(error, "login_required")
+                             || !strcmp(error, "interaction_required"))) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "silent sign-in needs the user: "
+                      "signing in with a prompt");
+        return sk_start_login(r, st->return_to, NULL, 0);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "callback: Scalekit answered error '%s'",
+                  ap_escape_logitem(r->pool, error));
+    return sk_error_page(r, HTTP_FORBIDDEN, "Sign-in did not complete",
+                         apr_pstrcat(r->pool, "Scalekit answered: ", error,
+                                     desc ? " — " : "", desc ? desc : "", NULL));
+}
+
+/* Exchange the code; check the ID token (with its nonce and expiry) and the
+ * access token before any cookie is set. */
+static int sk_exchange(request_rec *r, const char *code, const sk_login_state *st,
+                       sk_token_set *ts)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_http_resp resp;
+    const char *why;
+    const char *body = sk_oauth_code_body(r->pool, c->client_id, c->client_secret, code,
+                                          c->redirect_uri, st->verifier);
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: token endpoint %s unreachable:"
+                      " %s", c->rt->token_url, resp.err);
+        return HTTP_BAD_GATEWAY;
+    }
+    int bad = sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, ts,
+                                            &why);
+    sk_http_resp_free(&resp);
+    if (bad) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: code exchange failed: %s", why);
+        return resp.status >= 500 || resp.status == 200 ? HTTP_BAD_GATEWAY : HTTP_FORBIDDEN;
+    }
+    if (!ts->id_token) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: no id_token in the answer "
+                      "(is openid among ScalekitScopes?)");
+        return HTTP_BAD_GATEWAY;
+    }
+    return OK;
+}
+
+static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
+                             const sk_login_state *st)
+{
+    sk_server_conf *c = sk_server_config(r);
+    int64_t now = (int64_t)apr_time_sec(r->request_time);
+    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(rs->id->json, "nonce");
+    if (!cJSON_IsString(nonce) || strcmp(nonce->valuestring, st->nonce)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token nonce does not "
+                      "match the sign-in's: refused");
+        return 0;
+    }
+    if (!rs->id->exp || rs->id->exp + c->leeway < now) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token expired or "
+                      "without exp: refused");
+        return 0;
+    }
+    return 1;
+}
+
+static int sk_callback(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_login_state st;
+    sk_token_set ts;
+    sk_request_session *rs;
+    sk_jwt_err why;
+    if (!sk_take_state(r, sk_arg(r, "state"), &st)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: state missing, unknown, "
+                      "expired cookie or altered: no token request made");
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
+                             "This sign-in was not started here, was already finished, or "
+                             "its cookie was lost.");
+    }
+    if (st.created + c->state_ttl < (int64_t)apr_time_sec(r->request_time))
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in took too long",
+                             "The sign-in expired before it finished.");
+    const char *error = sk_arg(r, "error");
+    if (error && *error)
+        return sk_callback_error(r, &st, error);
+    const char *code = sk_arg(r, "code");
+    if (!code || !*code || strlen(code) > 4096)
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
+                             "The answer from Scalekit carries no code.");
+    int rv = sk_exchange(r, code, &st, &ts);
+    if (rv != OK)
+        return sk_error_page(r, rv, "Sign-in did not complete", rv == HTTP_BAD_GATEWAY
+                             ? "The sign-in service did not answer as expected."
+                             : "Scalekit refused to finish this sign-in.");
+    if (!sk_validate_into_request(r, ts.access_token, ts.id_token, &rs, &why)
+        || !sk_check_id_token(r, rs, &st))
+        return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in could not be verified",
+                             "The tokens from the sign-in service did not pass the checks.");
+    sk_set_cookie(r, c->cookie_access, ts.access_token, 0);
+    sk_set_cookie(r, c->cookie_id, ts.id_token, 0);
+    if (ts.refresh_token)
+        sk_set_cookie(r, c->cookie_refresh, ts.refresh_token, 0);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s",
+                  rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
+                  ts.access_token));
+    return sk_redirect(r, st.return_to);
+}
+
+/* The post-logout URL: configured, or the site root, made absolute. */
+static const char *sk_post_logout(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *target = c->post_logout_uri ? c->post_logout_uri : "/";
+    return *target == '/' ? ap_construct_url(r->pool, target, r) : target;
+}
+
+static int sk_logout(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *id = sk_request_cookie(r, c->cookie_id);
+    sk_clear_session_cookies(r);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed out: ID token %s",
+                  sk_short_hash(r->pool, id));
+    return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, id, sk_post_logout(r),
+                                              NULL));
+}
+
+/* The last path segment names the action; the callback is also found by the
+ * path of ScalekitRedirectURI. */
+static const char *sk_action(request_rec *r, const sk_runtime *rt)
+{
+    if (!strcmp(r->uri, rt->redirect_path))
+        return "callback";
+    const char *slash = strrchr(r->uri, '/');
+    return slash ? slash + 1 : r->uri;
+}
+
+int sk_handler(request_rec *r)
+{
+    if (!r->handler || strcmp(r->handler, SK_HANDLER))
+        return DECLINED;
+    sk_server_conf *c = sk_server_config(r);
+    if (!c->rt) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SetHandler scalekit is used but "
+                      "mod_scalekit is not configured for this server");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (r->method_number != M_GET)
+        return HTTP_METHOD_NOT_ALLOWED;
+    const char *action = sk_action(r, c->rt);
+    if (!strcmp(action, "login"))
+        return sk_login(r);
+    if (!strcmp(action, "callback"))
+        return sk_callback(r);
+    if (!strcmp(action, "logout"))
+        return sk_logout(r);
+    return HTTP_NOT_FOUND;
+}

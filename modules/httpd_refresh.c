@@ -1,0 +1,208 @@
+/* httpd_refresh.c: refreshing a session, once, however many requests and
+ * processes carry the same expired token at the same time.
+ *
+ * Scalekit rotates refresh tokens: the second use of one is refused and the
+ * session is gone. So the first request to need a refresh leaves a "pending"
+ * mark in httpd's shared object cache (shmcb) under a hash of the refresh
+ * token, makes the call, and stores the answer there for a minute; every other
+ * request with the same token, in any process, waits for and reuses that
+ * answer. The global mutex is held only around cache operations, never
+ * across the network call. */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_provider.h"
+#include "ap_socache.h"
+#include "util_mutex.h"
+#include "apr_strings.h"
+#include <cjson/cJSON.h>
+#include <openssl/sha.h>
+
+#include "sk_module.h"
+#include "sk_oauth.h"
+
+sk_shared sk_shared_store;
+
+#define SK_RESULT_MAX     (32 * 1024)
+#define SK_KEEP_SUCCESS   apr_time_from_sec(60)
+#define SK_KEEP_REFUSED   apr_time_from_sec(30)
+#define SK_KEEP_UNREACHED apr_time_from_sec(2)
+#define SK_POLL           apr_time_from_msec(20)
+
+static apr_status_t sk_shared_destroy(void *data)
+{
+    server_rec *s = data;
+    if (sk_shared_store.instance)
+        sk_shared_store.provider->destroy(sk_shared_store.instance, s);
+    sk_shared_store.instance = NULL;
+    return APR_SUCCESS;
+}
+
+apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    struct ap_socache_hints hints = { 32, 3000, apr_time_from_sec(60) };
+    sk_shared *sh = &sk_shared_store;
+    sh->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                      AP_SOCACHE_PROVIDER_VERSION);
+    if (!sh->provider) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_scalekit needs mod_socache_shmcb "
+                     "to share refreshes between processes: LoadModule socache_shmcb_module "
+                     "(Debian: a2enmod socache_shmcb)");
+        return APR_EGENERAL;
+    }
+    const char *err = sh->provider->create(&sh->instance, NULL, ptemp, pconf);
+    apr_status_t rv = err ? APR_EGENERAL : APR_SUCCESS;
+    if (rv == APR_SUCCESS)
+        rv = sh->provider->init(sh->instance, "scalekit", &hints, s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: cannot create its shared "
+                     "cache%s%s", err ? ": " : "", err ? err : "");
+        return rv;
+    }
+    apr_pool_cleanup_register(pconf, s, sk_shared_destroy, apr_pool_cleanup_null);
+    rv = ap_global_mutex_create(&sh->mutex, NULL, SK_MUTEX_TYPE, NULL, s, pconf, 0);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: cannot create the "
+                     "%s mutex", SK_MUTEX_TYPE);
+    return rv;
+}
+
+void sk_shared_child_init(apr_pool_t *p, server_rec *s)
+{
+    sk_shared *sh = &sk_shared_store;
+    if (!sh->mutex)
+        return;
+    apr_status_t rv = apr_global_mutex_child_init(&sh->mutex,
+                                                  apr_global_mutex_lockfile(sh->mutex), p);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_scalekit: cannot attach to the "
+                     "%s mutex in this child", SK_MUTEX_TYPE);
+}
+
+/* Cache operations, each under the global mutex. */
+static char *sk_shared_get(request_rec *r, const unsigned char *id)
+{
+    sk_shared *sh = &sk_shared_store;
+    unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
+    unsigned int len = SK_RESULT_MAX;
+    if (sh->provider->retrieve(sh->instance, r->server, id, SHA256_DIGEST_LENGTH, buf, &len,
+                               r->pool) != APR_SUCCESS)
+        return NULL;
+    buf[len] = '\0';
+    return (char *)buf;
+}
+
+static void sk_shared_put(request_rec *r, const unsigned char *id, const char *value,
+                          apr_time_t keep)
+{
+    sk_shared *sh = &sk_shared_store;
+    apr_status_t rv = sh->provider->store(sh->instance, r->server, id, SHA256_DIGEST_LENGTH,
+                                          apr_time_now() + keep, (unsigned char *)value,
+                                          (unsigned int)strlen(value), r->pool);
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "mod_scalekit: the shared cache "
+                      "refused a refresh record (too small? see its size)");
+}
+
+/* Read a stored answer: "R" + JSON tokens, or "F" / "U" + reason. */
+static void sk_result_read(request_rec *r, const char *v, sk_refresh_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (v[0] != 'R') {
+        out->error = apr_pstrdup(r->pool, v + 1);
+        out->unavailable = v[0] == 'U';
+        return;
+    }
+    cJSON *j = cJSON_Parse(v + 1);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "a");
+    const cJSON *i = cJSON_GetObjectItemCaseSensitive(j, "i");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "r");
+    out->access_token = cJSON_IsString(a) ? apr_pstrdup(r->pool, a->valuestring) : NULL;
+    out->id_token = cJSON_IsString(i) ? apr_pstrdup(r->pool, i->valuestring) : NULL;
+    out->refresh_token = cJSON_IsString(f) ? apr_pstrdup(r->pool, f->valuestring) : NULL;
+    cJSON_Delete(j);
+    if (!out->access_token)
+        out->error = "stored refresh answer is unreadable";
+}
+
+static char *sk_result_write(request_rec *r, const sk_refresh_result *res)
+{
+    if (res->error)
+        return apr_pstrcat(r->pool, res->unavailable ? "U" : "F", res->error, NULL);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "a", res->access_token);
+    if (res->id_token)
+        cJSON_AddStringToObject(j, "i", res->id_token);
+    if (res->refresh_token)
+        cJSON_AddStringToObject(j, "r", res->refresh_token);
+    char *text = cJSON_PrintUnformatted(j);
+    char *out = apr_pstrcat(r->pool, "R", text, NULL);
+    cJSON_free(text);
+    cJSON_Delete(j);
+    return out;
+}
+
+/* The call itself: POST ENV/oauth/token grant_type=refresh_token. */
+static void sk_refresh_call(request_rec *r, const char *refresh, sk_refresh_result *out)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_http_resp resp;
+    sk_token_set ts;
+    const char *why;
+    memset(out, 0, sizeof(*out));
+    const char *body = sk_oauth_refresh_body(r->pool, c->client_id, c->client_secret, refresh);
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+        out->error = apr_psprintf(r->pool, "token endpoint unreachable: %s", resp.err);
+        out->unavailable = 1;
+        return;
+    }
+    if (sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts, &why)) {
+        out->error = apr_pstrcat(r->pool, "token endpoint: ", why, NULL);
+        out->unavailable = resp.status >= 500 || resp.status == 200 || resp.status == 429;
+    } else {
+        out->access_token = ts.access_token;
+        out->id_token = ts.id_token;
+        out->refresh_token = ts.refresh_token;
+    }
+    sk_http_resp_free(&resp);
+}
+
+void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
+{
+    sk_shared *sh = &sk_shared_store;
+    sk_server_conf *c = sk_server_config(r);
+    unsigned char id[SHA256_DIGEST_LENGTH];
+    apr_time_t wait_until = apr_time_now() + apr_time_from_sec(c->timeout + 2);
+    SHA256((const unsigned char *)refresh, strlen(refresh), id);
+    for (;;) {
+        apr_global_mutex_lock(sh->mutex);
+        const char *v = sk_shared_get(r, id);
+        if (!v) {
+            sk_shared_put(r, id, "P", apr_time_from_sec(c->timeout + 3));
+            apr_global_mutex_unlock(sh->mutex);
+            break;                          /* this request makes the call */
+        }
+        apr_global_mutex_unlock(sh->mutex);
+        if (v[0] != 'P') {
+            sk_result_read(r, v, out);
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s: reused the answer "
+                          "of a parallel request", sk_short_hash(r->pool, refresh));
+            return;
+        }
+        if (apr_time_now() > wait_until) {
+            memset(out, 0, sizeof(*out));
+            out->error = "a parallel refresh did not finish in time";
+            out->unavailable = 1;
+            return;
+        }
+        apr_sleep(SK_POLL);
+    }
+    sk_refresh_call(r, refresh, out);
+    if (out->access_token && !out->refresh_token)
+        out->refresh_token = refresh;       /* no rotation offered: keep the old one */
+    apr_global_mutex_lock(sh->mutex);
+    sk_shared_put(r, id, sk_result_write(r, out), out->error ? (out->unavailable
+                  ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED) : SK_KEEP_SUCCESS);
+    apr_global_mutex_unlock(sh->mutex);
+}

@@ -1,0 +1,213 @@
+/* httpd_session.c: the check_authn hook. A protected request reads top to
+ * bottom here: which tokens it carries, are they valid (cached), refresh if
+ * expired, then REMOTE_USER and the environment for CGI/PHP. */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "sk_module.h"
+
+static apr_status_t sk_session_release(void *data)
+{
+    sk_request_session *rs = data;
+    if (rs->access)
+        sk_claims_unref(rs->access);
+    if (rs->id)
+        sk_claims_unref(rs->id);
+    return APR_SUCCESS;
+}
+
+sk_request_session *sk_request_session_get(request_rec *r)
+{
+    for (; r; r = r->main ? r->main : r->prev) {
+        sk_request_session *rs = ap_get_module_config(r->request_config, &scalekit_module);
+        if (rs)
+            return rs;
+    }
+    return NULL;
+}
+
+/* A claim value made safe for the environment, headers and logs: control
+ * bytes become '?'. Most values are clean and are used as they are. */
+static const char *sk_env_safe(apr_pool_t *p, const char *v)
+{
+    const unsigned char *c = (const unsigned char *)v;
+    while (*c && *c >= 0x20 && *c != 0x7f)
+        c++;
+    if (!*c)
+        return v;
+    char *copy = apr_pstrdup(p, v);
+    for (char *d = copy; *d; d++)
+        if ((unsigned char)*d < 0x20 || *d == 0x7f)
+            *d = '?';
+    return copy;
+}
+
+static void sk_setenv(request_rec *r, const char *name, const char *value)
+{
+    if (value)
+        apr_table_setn(r->subprocess_env, name, sk_env_safe(r->pool, value));
+    else
+        apr_table_unset(r->subprocess_env, name);
+}
+
+static const char *sk_claim_string(const sk_claims *c, const char *name)
+{
+    const cJSON *v = c ? cJSON_GetObjectItemCaseSensitive(c->json, name) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* REMOTE_USER and SCALEKIT_* from the access token, the ID token filling in
+ * the profile (Scalekit keeps email and name there). */
+static int sk_publish(request_rec *r, const sk_request_session *rs)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const sk_claims *a = rs->access, *id = rs->id;
+    const char *email = a->email ? a->email : id ? id->email : NULL;
+    const char *name = a->name ? a->name : id ? id->name : NULL;
+    const char *user = sk_claim_string(a, c->remote_user_claim);
+    if (!user)
+        user = sk_claim_string(id, c->remote_user_claim);
+    if (!user || !*user) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the session has no '%s' claim "
+                      "for REMOTE_USER (ScalekitRemoteUserClaim)", c->remote_user_claim);
+        return 0;
+    }
+    r->user = (char *)sk_env_safe(r->pool, user);
+    r->ap_auth_type = (char *)SK_AUTH_TYPE;
+    sk_setenv(r, "SCALEKIT_SUB", a->sub);
+    sk_setenv(r, "SCALEKIT_EMAIL", email);
+    sk_setenv(r, "SCALEKIT_NAME", name);
+    sk_setenv(r, "SCALEKIT_ORGANIZATION_ID", a->oid ? a->oid : id ? id->oid : NULL);
+    sk_setenv(r, "SCALEKIT_SESSION_ID", a->sid ? a->sid : id ? id->sid : NULL);
+    sk_setenv(r, "SCALEKIT_ROLES", a->roles);
+    sk_setenv(r, "SCALEKIT_PERMISSIONS", a->permissions);
+    sk_setenv(r, "SCALEKIT_SCOPE", a->scope);
+    return 1;
+}
+
+static void sk_log_reject(request_rec *r, const char *what, const char *token, sk_jwt_err e)
+{
+    ap_log_rerror(APLOG_MARK, e == SK_JWT_E_EXPIRED ? APLOG_DEBUG : APLOG_INFO, 0, r,
+                  "%s %s refused: %s", what, sk_short_hash(r->pool, token),
+                  sk_jwt_err_str(e));
+}
+
+/* Validate the pair and keep the claims for this request (authz reads them).
+ * The ID token is optional; when present it must be valid and name the same
+ * user, or the session is refused. */
+int sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                             sk_request_session **out, sk_jwt_err *why)
+{
+    sk_runtime *rt = sk_server_config(r)->rt;
+    int64_t now = (int64_t)apr_time_sec(r->request_time);
+    sk_request_session *rs = apr_pcalloc(r->pool, sizeof(*rs));
+    apr_pool_cleanup_register(r->pool, rs, sk_session_release, apr_pool_cleanup_null);
+    *out = NULL;
+    *why = sk_validate(rt->access, access, strlen(access), now, &rs->access);
+    if (*why != SK_JWT_OK) {
+        sk_log_reject(r, "access token", access, *why);
+        return 0;
+    }
+    if (id) {
+        sk_jwt_err e = sk_validate(rt->id, id, strlen(id), now, &rs->id);
+        if (e != SK_JWT_OK) {
+            sk_log_reject(r, "ID token", id, e);
+            *why = e;
+            return 0;
+        }
+        if (!rs->access->sub || !rs->id->sub || strcmp(rs->access->sub, rs->id->sub)) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s and ID token "
+                          "%s name different users: session refused",
+                          sk_short_hash(r->pool, access), sk_short_hash(r->pool, id));
+            *why = SK_JWT_E_PAYLOAD;
+            return 0;
+        }
+    }
+    *out = rs;
+    return 1;
+}
+
+/* Refresh an expired session; on success the new cookies go out on this
+ * response and rs holds the new claims. */
+static int sk_try_refresh(request_rec *r, const char *refresh, sk_request_session **rs)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_refresh_result res;
+    sk_jwt_err why;
+    sk_refresh(r, refresh, &res);
+    if (res.error) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s failed: %s",
+                      sk_short_hash(r->pool, refresh), res.error);
+        return res.unavailable ? -1 : 0;
+    }
+    if (!sk_validate_into_request(r, res.access_token, res.id_token, rs, &why))
+        return 0;
+    sk_set_cookie(r, c->cookie_access, res.access_token, 0);
+    if (res.id_token)
+        sk_set_cookie(r, c->cookie_id, res.id_token, 0);
+    if (res.refresh_token)
+        sk_set_cookie(r, c->cookie_refresh, res.refresh_token, 0);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session refreshed: access token %s",
+                  sk_short_hash(r->pool, res.access_token));
+    return 1;
+}
+
+static int sk_unauthenticated(request_rec *r, int had_session)
+{
+    sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    if (d->unauth == SK_UNAUTH_PASS)
+        return OK;
+    if (d->unauth == SK_UNAUTH_LOGIN || (d->unauth == SK_UNAUTH_AUTO && sk_is_navigation(r)))
+        return sk_start_login(r, r->unparsed_uri, NULL, 0);
+    apr_table_setn(r->err_headers_out, "WWW-Authenticate",
+                   had_session ? "Bearer realm=\"Scalekit\", error=\"invalid_token\""
+                               : "Bearer realm=\"Scalekit\"");
+    return HTTP_UNAUTHORIZED;
+}
+
+int sk_check_authn(request_rec *r)
+{
+    const char *type = ap_auth_type(r);
+    if (!type || strcasecmp(type, SK_AUTH_TYPE))
+        return DECLINED;
+    sk_server_conf *c = sk_server_config(r);
+    if (!c->rt) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "AuthType Scalekit is used but "
+                      "mod_scalekit is not configured for this server (ScalekitEnvironmentURL"
+                      " and friends)");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    sk_request_session *rs = sk_request_session_get(r);
+    if (rs && rs->access) {                /* a subrequest or internal redirect */
+        ap_set_module_config(r->request_config, &scalekit_module, rs);
+        return sk_publish(r, rs) ? OK : HTTP_UNAUTHORIZED;
+    }
+    const char *access = sk_request_cookie(r, c->cookie_access);
+    const char *id = sk_request_cookie(r, c->cookie_id);
+    const char *refresh = sk_request_cookie(r, c->cookie_refresh);
+    sk_jwt_err why = SK_JWT_E_SEGMENTS;
+    rs = NULL;
+    if (access && sk_validate_into_request(r, access, id, &rs, &why)) {
+        /* valid */
+    } else if (refresh && r->main == NULL) {
+        int ok = sk_try_refresh(r, refresh, &rs);
+        if (ok < 0)
+            return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
+                                 "Your session could not be renewed because the sign-in "
+                                 "service did not answer. Please try again shortly.");
+        if (!ok) {
+            sk_clear_session_cookies(r);
+            rs = NULL;
+        }
+    }
+    if (!rs)
+        return sk_unauthenticated(r, access != NULL || refresh != NULL);
+    ap_set_module_config(r->request_config, &scalekit_module, rs);
+    return sk_publish(r, rs) ? OK : HTTP_UNAUTHORIZED;
+}

@@ -1,0 +1,212 @@
+/* httpd_util.c: request helpers shared by the hook and the handler: cookies,
+ * error pages, telling browsers from API clients, starting a sign-in. */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "sk_module.h"
+#include "sk_cookie.h"
+#include "sk_oauth.h"
+#include "sk_redirect.h"
+
+sk_server_conf *sk_server_config(request_rec *r)
+{
+    return ap_get_module_config(r->server->module_config, &scalekit_module);
+}
+
+int sk_is_https(request_rec *r)
+{
+    return !strcmp(ap_http_scheme(r), "https");
+}
+
+const char *sk_short_hash(apr_pool_t *p, const char *token)
+{
+    char h[13];
+    if (!token)
+        return "-";
+    sk_token_hash(token, strlen(token), h);
+    return apr_pstrdup(p, h);
+}
+
+/* Set-Cookie written here rather than with ap_cookie_write: that one logs the
+ * whole value at debug level, and a token must never reach a log. */
+void sk_set_cookie(request_rec *r, const char *name, const char *value, int clear)
+{
+    sk_server_conf *c = sk_server_config(r);
+    int secure = c->cookie_secure < 0 ? sk_is_https(r) : c->cookie_secure;
+    if (!strcmp(c->cookie_samesite, "None"))
+        secure = 1;                     /* browsers drop SameSite=None without it */
+    const char *v = apr_pstrcat(r->pool, name, "=", clear ? "" : value,
+                                "; Path=/; HttpOnly; SameSite=", c->cookie_samesite,
+                                secure ? "; Secure" : "",
+                                c->cookie_domain ? "; Domain=" : "",
+                                c->cookie_domain ? c->cookie_domain : "",
+                                clear ? "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+                                      : "", NULL);
+    apr_table_addn(r->err_headers_out, "Set-Cookie", v);
+}
+
+void sk_clear_session_cookies(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_set_cookie(r, c->cookie_access, NULL, 1);
+    sk_set_cookie(r, c->cookie_id, NULL, 1);
+    sk_set_cookie(r, c->cookie_refresh, NULL, 1);
+}
+
+typedef struct {
+    apr_pool_t *p;
+    const char *name, *value;
+} sk_cookie_lookup;
+
+static int sk_cookie_header_find(void *ctx, const char *key, const char *header)
+{
+    sk_cookie_lookup *l = ctx;
+    (void)key;
+    l->value = sk_cookie_get(l->p, header, l->name);
+    return l->value == NULL;           /* keep looking while not found */
+}
+
+const char *sk_request_cookie(request_rec *r, const char *name)
+{
+    sk_cookie_lookup l = { r->pool, name, NULL };
+    apr_table_do(sk_cookie_header_find, &l, r->headers_in, "Cookie", NULL);
+    return l.value && *l.value ? l.value : NULL;
+}
+
+/* A plain HTML error page through httpd's own error response (so
+ * ErrorDocument still applies); returns the status for the hook to return. */
+int sk_error_page(request_rec *r, int status, const char *title, const char *detail)
+{
+    const char *retry = apr_pstrcat(r->pool, sk_login_path(r), "?return_to=%2F", NULL);
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    ap_custom_response(r, status, apr_psprintf(r->pool,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>"
+        "<body><h1>%s</h1><p>%s</p><p><a href=\"%s\">Sign in again</a></p></body></html>\n",
+        ap_escape_html(r->pool, title), ap_escape_html(r->pool, title),
+        ap_escape_html(r->pool, detail), ap_escape_html(r->pool, retry)));
+    return status;
+}
+
+/* Can this request follow a redirect through Scalekit and back? Only a
+ * browser's top-level navigation can; XHR, fetch and API clients get 401. */
+int sk_is_navigation(request_rec *r)
+{
+    if (r->method_number != M_GET)    /* HEAD is M_GET too */
+        return 0;
+    const char *xrw = apr_table_get(r->headers_in, "X-Requested-With");
+    if (xrw && *xrw)
+        return 0;
+    const char *mode = apr_table_get(r->headers_in, "Sec-Fetch-Mode");
+    if (mode && strcasecmp(mode, "navigate"))
+        return 0;
+    const char *dest = apr_table_get(r->headers_in, "Sec-Fetch-Dest");
+    if (dest && strcasecmp(dest, "document") && strcasecmp(dest, "iframe")
+        && strcasecmp(dest, "frame"))
+        return 0;
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+    if (accept && !ap_strcasestr(accept, "text/html") && !ap_strstr_c(accept, "*/*"))
+        return 0;
+    return 1;
+}
+
+/* Where the handler's login lives: beside the callback (…/callback → …/login). */
+const char *sk_login_path(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *path = c->rt ? c->rt->redirect_path : "/";
+    const char *slash = strrchr(path, '/');
+    return apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, path, (apr_size_t)(slash - path)),
+                       "/login", NULL);
+}
+
+/* Keep at most max-1 pending sign-ins: drop the oldest state cookies (a
+ * browser sends cookies of the same path oldest first). */
+typedef struct {
+    request_rec *r;
+    const char *prefix;
+    apr_array_header_t *names;
+} sk_state_walk;
+
+static int sk_collect_state(void *ctx, const char *name, size_t nlen,
+                            const char *value, size_t vlen)
+{
+    sk_state_walk *w = ctx;
+    size_t plen = strlen(w->prefix);
+    (void)value;
+    (void)vlen;
+    if (nlen > plen && !strncmp(name, w->prefix, plen))
+        APR_ARRAY_PUSH(w->names, const char *) = apr_pstrmemdup(w->r->pool, name, nlen);
+    return 0;
+}
+
+static int sk_collect_state_header(void *ctx, const char *key, const char *header)
+{
+    (void)key;
+    sk_cookie_each(header, sk_collect_state, ctx);
+    return 1;
+}
+
+static void sk_bound_pending(request_rec *r, sk_server_conf *c)
+{
+    sk_state_walk w = { r, c->cookie_state, apr_array_make(r->pool, 8, sizeof(char *)) };
+    apr_table_do(sk_collect_state_header, &w, r->headers_in, "Cookie", NULL);
+    for (int i = 0; i + c->state_max <= w.names->nelts; i++)
+        sk_set_cookie(r, APR_ARRAY_IDX(w.names, i, const char *), NULL, 1);
+}
+
+/* The cookie of one pending sign-in is named after its state. */
+const char *sk_state_cookie_name(request_rec *r, const char *state)
+{
+    sk_server_conf *c = sk_server_config(r);
+    return apr_pstrcat(r->pool, c->cookie_state, apr_pstrndup(r->pool, state, 16), NULL);
+}
+
+static void sk_forward_params(sk_authorize_req *q, apr_table_t *params)
+{
+    if (!params)
+        return;
+    q->login_hint = apr_table_get(params, "login_hint");
+    q->domain_hint = apr_table_get(params, "domain_hint");
+    q->connection_id = apr_table_get(params, "connection_id");
+    q->organization_id = apr_table_get(params, "organization_id");
+    q->provider = apr_table_get(params, "provider");
+    q->prompt = apr_table_get(params, "prompt");
+}
+
+int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent)
+{
+    sk_server_conf *c = sk_server_config(r);
+    apr_pool_t *p = r->pool;
+    sk_login_state st = { sk_random_b64url(p, 32), sk_random_b64url(p, 32),
+                          sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
+                          silent };
+    if (!st.state || !st.nonce || !st.verifier)
+        return HTTP_INTERNAL_SERVER_ERROR;
+    const char *sealed = sk_login_state_seal(p, c->rt->sealer, &st);
+    if (!sealed)
+        return HTTP_INTERNAL_SERVER_ERROR;
+    sk_authorize_req q = { 0 };
+    sk_forward_params(&q, params);
+    q.env_url = c->env_url;
+    q.client_id = c->client_id;
+    q.redirect_uri = c->redirect_uri;
+    q.scope = c->scope;
+    q.state = st.state;
+    q.nonce = st.nonce;
+    q.code_challenge = sk_pkce_challenge(p, st.verifier);
+    if (silent)
+        q.prompt = "none";
+    sk_bound_pending(r, c);
+    sk_set_cookie(r, sk_state_cookie_name(r, st.state), sealed, 0);
+    apr_table_setn(r->err_headers_out, "Location", sk_oauth_authorize_url(p, &q));
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "sign-in starts: state %s, return to %s%s",
+                  sk_short_hash(p, st.state), return_to, silent ? ", silent" : "");
+    return HTTP_MOVED_TEMPORARILY;
+}

@@ -1,0 +1,565 @@
+/* jwt.c: compact-JWS parsing, signature verification and claim checks
+ * (see sk_jwt.h). Everything here runs before a token is trusted, so each
+ * step bounds its input and refuses rather than guesses. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE              /* memmem */
+#endif
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "sk_b64.h"
+#include "sk_jwt.h"
+#include "sk_keys.h"
+
+#define TOKEN_MAX_DEFAULT 16384
+#define HEADER_MAX 2048                /* decoded header bytes */
+#define SIG_MAX 1024                   /* RSA-8192 */
+#define PEEK_MAX 65536
+#define TIME_MAX 253402300799.0        /* 9999-12-31: later is not a time */
+
+/* ---- small helpers ---- */
+
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha256;
+
+/* Fetch SHA-256 once: an implicit fetch per verify costs a lookup each time. */
+static void md_init(void)
+{
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&md_once, md_init);
+    return md_sha256;
+}
+
+static const char *const err_names[SK_JWT_E__COUNT] = {
+    [SK_JWT_OK] = "ok",
+    [SK_JWT_E_TOO_LARGE] = "too-large",
+    [SK_JWT_E_SEGMENTS] = "malformed",
+    [SK_JWT_E_BASE64] = "bad-base64",
+    [SK_JWT_E_HEADER] = "bad-header",
+    [SK_JWT_E_ALG] = "alg-not-allowed",
+    [SK_JWT_E_CRIT] = "crit-header",
+    [SK_JWT_E_KID_MISSING] = "kid-missing",
+    [SK_JWT_E_KID_UNKNOWN] = "unknown-kid",
+    [SK_JWT_E_KEY_TYPE] = "key-type-mismatch",
+    [SK_JWT_E_SIGNATURE] = "bad-signature",
+    [SK_JWT_E_PAYLOAD] = "bad-payload",
+    [SK_JWT_E_EXP_MISSING] = "exp-missing",
+    [SK_JWT_E_EXP_INVALID] = "bad-time-claim",
+    [SK_JWT_E_EXPIRED] = "expired",
+    [SK_JWT_E_NBF] = "not-yet-valid",
+    [SK_JWT_E_IAT] = "iat-in-future",
+    [SK_JWT_E_ISS] = "bad-issuer",
+    [SK_JWT_E_AUD] = "bad-audience",
+    [SK_JWT_E_NO_KEYS] = "no-keys",
+    [SK_JWT_E_INTERNAL] = "internal-error",
+};
+
+const char *sk_jwt_err_str(sk_jwt_err e)
+{
+    if ((unsigned)e >= SK_JWT_E__COUNT || !err_names[e])
+        return "unknown-error";
+    return err_names[e];
+}
+
+void sk_token_hash(const char *token, size_t len, char out[13])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (!EVP_Digest(token, len, d, &n, sha256(), NULL) || n < 6) {
+        strcpy(out, "000000000000");
+        return;
+    }
+    for (int i = 0; i < 6; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[12] = '\0';
+}
+
+/* ---- strict JSON objects ---- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Two members of one name are read differently by different parsers (first
+ * or last wins): such a token is refused, not interpreted. */
+static int has_dup_names(const cJSON *o)
+{
+    size_t n = 0, i = 0;
+    const cJSON *a, *b;
+    const char **names;
+    int dup = 0;
+
+    for (a = o->child; a; a = a->next)
+        n++;
+    if (n <= 16) {
+        for (a = o->child; a; a = a->next)
+            for (b = a->next; b; b = b->next)
+                if (!strcmp(a->string, b->string))
+                    return 1;
+        return 0;
+    }
+    names = malloc(n * sizeof *names);
+    if (!names)
+        return 1;
+    for (a = o->child; a; a = a->next)
+        names[i++] = a->string;
+    qsort(names, n, sizeof *names, name_cmp);
+    for (i = 1; i < n && !dup; i++)
+        dup = !strcmp(names[i - 1], names[i]);
+    free(names);
+    return dup;
+}
+
+/* Parse exactly n bytes as one JSON object. NUL bytes (raw or \u0000) are
+ * refused: cJSON would cut a string there, so "iss":"a\u0000b" would read as
+ * "a". Trailing bytes other than white space are refused too. */
+static cJSON *parse_object(const char *buf, size_t n)
+{
+    const char *end = NULL;
+    cJSON *o;
+
+    if (memchr(buf, '\0', n) || memmem(buf, n, "\\u0000", 6))
+        return NULL;
+    o = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    if (!o)
+        return NULL;
+    while (end < buf + n && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (end != buf + n || !cJSON_IsObject(o) || has_dup_names(o)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static const cJSON *member(const cJSON *o, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, name);
+}
+
+static const char *member_str(const cJSON *o, const char *name)
+{
+    const cJSON *it = member(o, name);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* ---- the compact serialisation ---- */
+
+typedef struct {
+    const char *seg[3];
+    size_t len[3];
+    unsigned alg;
+    cJSON *hdr;
+    const char *kid;                   /* points into hdr */
+    char *payload;                     /* decoded, NUL-terminated */
+    size_t payload_len;
+    unsigned char sig[SIG_MAX];
+    size_t sig_len;
+} jws;
+
+static void jws_free(jws *j)
+{
+    cJSON_Delete(j->hdr);
+    free(j->payload);
+}
+
+/* Exactly three segments; header and payload never empty. */
+static sk_jwt_err split(const char *t, size_t len, jws *j)
+{
+    const char *end = t + len, *d1, *d2;
+
+    d1 = memchr(t, '.', len);
+    if (!d1)
+        return SK_JWT_E_SEGMENTS;
+    d2 = memchr(d1 + 1, '.', (size_t)(end - d1 - 1));
+    if (!d2 || memchr(d2 + 1, '.', (size_t)(end - d2 - 1)))
+        return SK_JWT_E_SEGMENTS;
+    j->seg[0] = t;
+    j->len[0] = (size_t)(d1 - t);
+    j->seg[1] = d1 + 1;
+    j->len[1] = (size_t)(d2 - d1 - 1);
+    j->seg[2] = d2 + 1;
+    j->len[2] = (size_t)(end - d2 - 1);
+    if (!j->len[0] || !j->len[1])
+        return SK_JWT_E_SEGMENTS;
+    return SK_JWT_OK;
+}
+
+/* Only these exact spellings; "none", "None", HS*, ... map to 0. */
+static unsigned alg_bit(const char *alg)
+{
+    if (!strcmp(alg, "RS256"))
+        return SK_ALG_RS256;
+    if (!strcmp(alg, "PS256"))
+        return SK_ALG_PS256;
+    if (!strcmp(alg, "ES256"))
+        return SK_ALG_ES256;
+    return 0;
+}
+
+static sk_jwt_err check_header(jws *j, unsigned allowed)
+{
+    const cJSON *alg = member(j->hdr, "alg"), *kid = member(j->hdr, "kid");
+    const cJSON *typ = member(j->hdr, "typ");
+
+    /* The algorithm is settled before any key is looked at. */
+    if (!cJSON_IsString(alg) || !(j->alg = alg_bit(alg->valuestring) & allowed))
+        return SK_JWT_E_ALG;
+    if (member(j->hdr, "crit"))
+        return SK_JWT_E_CRIT;
+    if (kid && !cJSON_IsString(kid))
+        return SK_JWT_E_HEADER;
+    j->kid = kid ? kid->valuestring : NULL;
+    if (typ && !(cJSON_IsString(typ) && (!strcasecmp(typ->valuestring, "JWT") ||
+                                         !strcasecmp(typ->valuestring, "at+jwt"))))
+        return SK_JWT_E_HEADER;
+    return SK_JWT_OK;
+}
+
+static sk_jwt_err parse_header(jws *j, unsigned allowed)
+{
+    char buf[HEADER_MAX + 1];
+    size_t n;
+
+    if (j->len[0] > SK_B64URL_ENCLEN(HEADER_MAX))
+        return SK_JWT_E_TOO_LARGE;
+    if (sk_b64url_decode((unsigned char *)buf, HEADER_MAX, j->seg[0], j->len[0], &n))
+        return SK_JWT_E_BASE64;
+    j->hdr = parse_object(buf, n);
+    if (!j->hdr)
+        return SK_JWT_E_HEADER;
+    return check_header(j, allowed);
+}
+
+/* Decoding the payload and signature before the key lookup makes a garbled
+ * token fail as such, not as a bad signature. */
+static sk_jwt_err decode_rest(jws *j)
+{
+    size_t n;
+    if (j->len[2] > SK_B64URL_ENCLEN(SIG_MAX))
+        return SK_JWT_E_SIGNATURE;             /* longer than any key we take */
+    if (sk_b64url_decode(j->sig, sizeof j->sig, j->seg[2], j->len[2], &j->sig_len))
+        return SK_JWT_E_BASE64;
+    n = SK_B64URL_DECLEN(j->len[1]);
+    j->payload = malloc(n + 1);
+    if (!j->payload)
+        return SK_JWT_E_INTERNAL;
+    if (sk_b64url_decode((unsigned char *)j->payload, n, j->seg[1], j->len[1], &j->payload_len))
+        return SK_JWT_E_BASE64;
+    j->payload[j->payload_len] = '\0';
+    return SK_JWT_OK;
+}
+
+/* ---- signatures ---- */
+
+/* One DER INTEGER from a big-endian unsigned value. */
+static size_t der_int(unsigned char *p, const unsigned char *v, size_t n)
+{
+    size_t i = 0;
+    while (n > 1 && v[0] == 0) {              /* minimal encoding */
+        v++;
+        n--;
+    }
+    p[i++] = 0x02;
+    p[i++] = (unsigned char)(n + (v[0] >> 7));
+    if (v[0] & 0x80)                            /* stay positive */
+        p[i++] = 0x00;
+    memcpy(p + i, v, n);
+    return i + n;
+}
+
+/* JOSE writes ECDSA signatures as raw r||s; OpenSSL wants DER. */
+static size_t ecdsa_raw_to_der(unsigned char der[72], const unsigned char raw[64])
+{
+    size_t n = 2;
+    n += der_int(der + n, raw, 32);
+    n += der_int(der + n, raw + 32, 32);
+    der[0] = 0x30;
+    der[1] = (unsigned char)(n - 2);           /* at most 70: short form */
+    return n;
+}
+
+static int key_fits(EVP_PKEY *pkey, unsigned alg, unsigned key_alg)
+{
+    int id = EVP_PKEY_get_base_id(pkey);
+    if (key_alg && key_alg != alg)
+        return 0;
+    if (alg == SK_ALG_ES256)
+        return id == EVP_PKEY_EC;             /* only P-256 keys are imported */
+    return id == EVP_PKEY_RSA;
+}
+
+static int verify_sig(EVP_PKEY *pkey, unsigned alg, const jws *j)
+{
+    const unsigned char *sig = j->sig;
+    size_t sig_len = j->sig_len;
+    unsigned char der[72];
+    EVP_MD_CTX *ctx;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+
+    if (alg == SK_ALG_ES256) {
+        if (sig_len != 64)
+            return 0;
+        sig_len = ecdsa_raw_to_der(der, sig);
+        sig = der;
+    } else if (sig_len != (size_t)EVP_PKEY_get_size(pkey)) {
+        return 0;
+    }
+    ctx = EVP_MD_CTX_new();
+    if (!ctx || !sha256())
+        goto out;
+    if (EVP_DigestVerifyInit(ctx, &pctx, sha256(), NULL, pkey) != 1)
+        goto out;
+    if (alg == SK_ALG_PS256 &&
+        (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) <= 0 ||
+         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, sha256()) <= 0))
+        goto out;
+    /* The signing input is the first two segments exactly as received. */
+    ok = EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)j->seg[0],
+                          j->len[0] + 1 + j->len[1]) == 1;
+out:
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+static sk_jwt_err check_signature(jws *j, struct sk_keystore *keys, int64_t now)
+{
+    const sk_keyset *held = NULL;
+    unsigned key_alg = 0;
+    int why = SK_JWT_E_NO_KEYS;
+    sk_jwt_err rc = SK_JWT_OK;
+    EVP_PKEY *pkey;
+
+    if (!keys)
+        return SK_JWT_E_NO_KEYS;
+    pkey = sk_keystore_get(keys, j->kid, now, &held, &key_alg, &why);
+    if (!pkey)
+        return (sk_jwt_err)why;
+    if (!key_fits(pkey, j->alg, key_alg))
+        rc = SK_JWT_E_KEY_TYPE;
+    else if (!verify_sig(pkey, j->alg, j))
+        rc = SK_JWT_E_SIGNATURE;
+    sk_keystore_release(keys, held);
+    return rc;
+}
+
+static size_t max_len(const sk_policy *p)
+{
+    return p->max_token_len ? p->max_token_len : TOKEN_MAX_DEFAULT;
+}
+
+sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
+                         struct sk_keystore *keys, int64_t now, cJSON **payload)
+{
+    jws j;
+    sk_jwt_err rc;
+
+    *payload = NULL;
+    if (!token)
+        return SK_JWT_E_SEGMENTS;
+    if (len > max_len(policy))
+        return SK_JWT_E_TOO_LARGE;
+    memset(&j, 0, offsetof(jws, sig));
+    j.sig_len = 0;
+    if ((rc = split(token, len, &j)) ||
+        (rc = parse_header(&j, policy->algs ? policy->algs : SK_ALG_RS256)) ||
+        (rc = decode_rest(&j)) ||
+        (rc = check_signature(&j, keys, now)))
+        goto out;
+    *payload = parse_object(j.payload, j.payload_len);
+    if (!*payload)
+        rc = SK_JWT_E_PAYLOAD;
+out:
+    jws_free(&j);
+    return rc;
+}
+
+cJSON *sk_jwt_peek_payload(const char *token, size_t len)
+{
+    jws j;
+    char *buf;
+    size_t n;
+    cJSON *o = NULL;
+
+    memset(&j, 0, offsetof(jws, sig));
+    if (!token || len > PEEK_MAX || split(token, len, &j))
+        return NULL;
+    buf = (char *)sk_b64url_decode_alloc(j.seg[1], j.len[1], &n);
+    if (buf)
+        o = parse_object(buf, n);
+    free(buf);
+    return o;
+}
+
+/* ---- claims ---- */
+
+/* A time claim: 0 absent, 1 set in *v, -1 present but not a usable number
+ * (a string, NaN/Infinity from an overflowing literal, negative, past 9999). */
+static int time_claim(const cJSON *o, const char *name, int64_t *v)
+{
+    const cJSON *it = member(o, name);
+    if (!it)
+        return 0;
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= TIME_MAX))
+        return -1;
+    *v = (int64_t)it->valuedouble;      /* >= 0: truncation is floor */
+    return 1;
+}
+
+static int aud_match(const char *aud, const sk_policy *p)
+{
+    for (size_t i = 0; i < p->n_audiences; i++)
+        if (p->audiences[i] && !strcmp(aud, p->audiences[i]))
+            return 1;
+    return 0;
+}
+
+/* aud is one string or an array of strings; one of them must be ours. */
+static sk_jwt_err check_aud(const cJSON *o, const sk_policy *p)
+{
+    const cJSON *aud = member(o, "aud"), *it;
+    int found = 0;
+
+    if (cJSON_IsString(aud))
+        return aud->valuestring[0] && aud_match(aud->valuestring, p) ? SK_JWT_OK : SK_JWT_E_AUD;
+    if (!cJSON_IsArray(aud) || !aud->child)
+        return SK_JWT_E_AUD;
+    cJSON_ArrayForEach(it, aud) {
+        if (!cJSON_IsString(it))
+            return SK_JWT_E_AUD;             /* a malformed list is not trusted */
+        found |= aud_match(it->valuestring, p);
+    }
+    return found ? SK_JWT_OK : SK_JWT_E_AUD;
+}
+
+sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
+{
+    int64_t exp = 0, nbf = 0, iat = 0;
+    int64_t leeway = p->leeway > 0 ? p->leeway : 0;
+    int has_exp = 0, has_nbf, has_iat;
+    const char *iss;
+
+    if (!cJSON_IsObject(o))
+        return SK_JWT_E_PAYLOAD;
+    if (p->check_exp) {
+        has_exp = time_claim(o, "exp", &exp);
+        if (has_exp == 0)
+            return SK_JWT_E_EXP_MISSING;
+        if (has_exp < 0)
+            return SK_JWT_E_EXP_INVALID;
+    }
+    has_nbf = time_claim(o, "nbf", &nbf);
+    has_iat = time_claim(o, "iat", &iat);
+    if (has_nbf < 0 || has_iat < 0)
+        return SK_JWT_E_EXP_INVALID;
+    iss = member_str(o, "iss");
+    if (!p->issuer || !iss || strcmp(iss, p->issuer))
+        return SK_JWT_E_ISS;                 /* exact: no slash or case folding */
+    if (check_aud(o, p))
+        return SK_JWT_E_AUD;
+    if (has_nbf && nbf - leeway > now)
+        return SK_JWT_E_NBF;
+    if (has_iat && iat - leeway > now)
+        return SK_JWT_E_IAT;
+    /* RFC 7519: the token is good only before exp. */
+    if (has_exp && exp + leeway <= now)
+        return SK_JWT_E_EXPIRED;
+    return SK_JWT_OK;
+}
+
+/* Join the string members of an array claim (or take a lone string). */
+static char *join_claim(const cJSON *o, const char *name, char sep)
+{
+    const cJSON *a = member(o, name), *it;
+    size_t n = 0;
+    char *out, *p;
+
+    if (cJSON_IsString(a))
+        return strdup(a->valuestring);
+    if (!cJSON_IsArray(a))
+        return NULL;
+    cJSON_ArrayForEach(it, a) {
+        if (cJSON_IsString(it))
+            n += strlen(it->valuestring) + 1;
+    }
+    out = p = malloc(n + 1);
+    if (!out)
+        return NULL;
+    cJSON_ArrayForEach(it, a) {
+        if (!cJSON_IsString(it))
+            continue;
+        if (p != out)
+            *p++ = sep;
+        size_t l = strlen(it->valuestring);
+        memcpy(p, it->valuestring, l);
+        p += l;
+    }
+    *p = '\0';
+    return out;
+}
+
+static int64_t time_or_zero(const cJSON *o, const char *name)
+{
+    int64_t v = 0;
+    return time_claim(o, name, &v) == 1 ? v : 0;
+}
+
+sk_claims *sk_claims_new(cJSON *o)
+{
+    sk_claims *c = calloc(1, sizeof *c);
+    if (!c) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    c->json = o;
+    c->refs = 1;
+    c->sub = member_str(o, "sub");
+    c->email = member_str(o, "email");
+    c->name = member_str(o, "name");
+    c->oid = member_str(o, "oid");
+    c->sid = member_str(o, "sid");
+    c->iss = member_str(o, "iss");
+    c->client_id = member_str(o, "client_id");
+    c->roles = join_claim(o, "roles", ',');
+    c->permissions = join_claim(o, "permissions", ',');
+    c->scope = cJSON_IsString(member(o, "scope")) ? join_claim(o, "scope", ' ')
+                                                  : join_claim(o, "scopes", ' ');
+    c->exp = time_or_zero(o, "exp");
+    c->iat = time_or_zero(o, "iat");
+    c->nbf = time_or_zero(o, "nbf");
+    return c;
+}
+
+sk_claims *sk_claims_ref(sk_claims *c)
+{
+    if (c)
+        __atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+void sk_claims_unref(sk_claims *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    cJSON_Delete(c->json);
+    free(c->roles);
+    free(c->permissions);
+    free(c->scope);
+    free(c);
+}

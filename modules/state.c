@@ -1,0 +1,128 @@
+/* state.c: AES-256-GCM sealed cookies and the login state inside them. */
+#include <string.h>
+#include <apr_strings.h>
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include "sk_state.h"
+#include "sk_b64.h"
+
+#define SK_IV_LEN  12
+#define SK_TAG_LEN 16
+#define SK_SEALED_MAX 8192          /* a login state is a few hundred bytes */
+
+struct sk_sealer {
+    unsigned char key[32];
+};
+
+sk_sealer *sk_sealer_create(apr_pool_t *p, const char *secret, const char *label)
+{
+    sk_sealer *k = apr_pcalloc(p, sizeof(*k));
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    size_t klen = sizeof(k->key);
+    int ok = c && EVP_PKEY_derive_init(c) > 0
+        && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0
+        && EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)"mod_scalekit", 12) > 0
+        && EVP_PKEY_CTX_set1_hkdf_key(c, (const unsigned char *)secret, (int)strlen(secret)) > 0
+        && EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)label, (int)strlen(label)) > 0
+        && EVP_PKEY_derive(c, k->key, &klen) > 0;
+    EVP_PKEY_CTX_free(c);
+    return ok ? k : NULL;
+}
+
+char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len)
+{
+    size_t raw_len = SK_IV_LEN + len + SK_TAG_LEN;
+    unsigned char *raw = apr_palloc(p, raw_len);
+    int outl = 0, fin = 0;
+    if (RAND_bytes(raw, SK_IV_LEN) != 1)
+        return NULL;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, raw) == 1
+        && EVP_EncryptUpdate(c, raw + SK_IV_LEN, &outl, (const unsigned char *)plain,
+                             (int)len) == 1
+        && EVP_EncryptFinal_ex(c, raw + SK_IV_LEN + outl, &fin) == 1
+        && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SK_TAG_LEN,
+                               raw + SK_IV_LEN + len) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok)
+        return NULL;
+    char *out = apr_palloc(p, SK_B64URL_ENCLEN(raw_len) + 1);
+    sk_b64url_encode(out, raw, raw_len);
+    return out;
+}
+
+char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *len)
+{
+    size_t slen = strlen(sealed), raw_len = 0;
+    if (slen > SK_SEALED_MAX)
+        return NULL;
+    unsigned char *raw = apr_palloc(p, slen);
+    if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != 0
+        || raw_len < SK_IV_LEN + SK_TAG_LEN)
+        return NULL;
+    size_t ct_len = raw_len - SK_IV_LEN - SK_TAG_LEN;
+    char *plain = apr_palloc(p, ct_len + 1);
+    int outl = 0, fin = 0;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, raw) == 1
+        && EVP_DecryptUpdate(c, (unsigned char *)plain, &outl, raw + SK_IV_LEN,
+                             (int)ct_len) == 1
+        && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SK_TAG_LEN,
+                               raw + SK_IV_LEN + ct_len) == 1
+        && EVP_DecryptFinal_ex(c, (unsigned char *)plain + outl, &fin) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok)
+        return NULL;
+    plain[ct_len] = '\0';
+    if (len)
+        *len = ct_len;
+    return plain;
+}
+
+char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "s", s->state);
+    cJSON_AddStringToObject(j, "n", s->nonce);
+    cJSON_AddStringToObject(j, "v", s->verifier);
+    cJSON_AddStringToObject(j, "r", s->return_to ? s->return_to : "/");
+    cJSON_AddNumberToObject(j, "t", (double)s->created);
+    cJSON_AddNumberToObject(j, "q", s->silent);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text)
+        return NULL;
+    char *sealed = sk_seal(p, k, text, strlen(text));
+    cJSON_free(text);
+    return sealed;
+}
+
+static const char *sk_state_str(apr_pool_t *p, const cJSON *j, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
+}
+
+int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                        sk_login_state *out)
+{
+    size_t len = 0;
+    char *plain = sk_unseal(p, k, sealed, &len);
+    memset(out, 0, sizeof(*out));
+    if (!plain)
+        return -1;
+    cJSON *j = cJSON_ParseWithLength(plain, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "q");
+    out->state = sk_state_str(p, j, "s");
+    out->nonce = sk_state_str(p, j, "n");
+    out->verifier = sk_state_str(p, j, "v");
+    out->return_to = sk_state_str(p, j, "r");
+    out->created = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0;
+    out->silent = cJSON_IsNumber(q) && q->valuedouble != 0;
+    cJSON_Delete(j);
+    return out->state && out->nonce && out->verifier && out->return_to && out->created
+           ? 0 : -1;
+}

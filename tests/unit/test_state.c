@@ -1,0 +1,63 @@
+/* Unit tests: sealed cookies and the login state. */
+#include <apr_general.h>
+#include <apr_strings.h>
+#include "sk_test.h"
+#include "sk_state.h"
+
+static apr_pool_t *pool(void)
+{
+    static apr_pool_t *p;
+    if (!p) {
+        apr_initialize();
+        apr_pool_create(&p, NULL);
+    }
+    return p;
+}
+
+SK_TEST(state_round_trip)
+{
+    sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
+    SK_REQUIRE(k);
+    sk_login_state in = { "s1", "n1", "v1", "/back?x=1", 1700000000, 1 }, out;
+    char *sealed = sk_login_state_seal(pool(), k, &in);
+    SK_REQUIRE(sealed);
+    SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), 0);
+    SK_CHECK_STR(out.state, "s1");
+    SK_CHECK_STR(out.nonce, "n1");
+    SK_CHECK_STR(out.verifier, "v1");
+    SK_CHECK_STR(out.return_to, "/back?x=1");
+    SK_CHECK_INT(out.created, 1700000000);
+    SK_CHECK_INT(out.silent, 1);
+}
+
+SK_TEST(state_tampering_refused)
+{
+    sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
+    sk_sealer *other = sk_sealer_create(pool(), "secret2", "label");
+    sk_sealer *other_label = sk_sealer_create(pool(), "secret", "label2");
+    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0 }, out;
+    char *sealed = sk_login_state_seal(pool(), k, &in);
+    SK_REQUIRE(sealed);
+    size_t n = strlen(sealed);
+    SK_CHECK(sk_login_state_open(pool(), other, sealed, &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), other_label, sealed, &out) != 0);
+    for (size_t i = 0; i < n; i++) {          /* every single-character change */
+        char *t = apr_pstrdup(pool(), sealed);
+        t[i] = t[i] == 'A' ? 'B' : 'A';
+        SK_CHECK(sk_login_state_open(pool(), k, t, &out) != 0);
+    }
+    for (size_t len = 0; len < n; len += 7)   /* truncations */
+        SK_CHECK(sk_login_state_open(pool(), k, apr_pstrndup(pool(), sealed, len), &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, "", &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, "not base64!", &out) != 0);
+    /* a sealed value that is not a complete login state */
+    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "{}", 2), &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "[", 1), &out) != 0);
+}
+
+SK_TEST(state_seals_differ)
+{
+    sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
+    char *a = sk_seal(pool(), k, "same", 4), *b = sk_seal(pool(), k, "same", 4);
+    SK_CHECK(strcmp(a, b) != 0);               /* fresh IV each time */
+}
