@@ -78,6 +78,7 @@ static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(state_ttl);
     SK_MERGE(state_max);
     SK_MERGE(cache_entries);
+    c->where = add->where ? add->where : base->where;
     const sk_server_conf *names = add->cookie_names_set ? add : base;
     c->cookie_access = names->cookie_access;
     c->cookie_id = names->cookie_id;
@@ -102,9 +103,15 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
 /* ------------------------------------------------------------ directives */
 
+/* The server's settings; the first Scalekit directive's place is kept to
+ * name it when a required setting turns out to be missing. */
 static sk_server_conf *sk_cmd_conf(cmd_parms *cmd)
 {
-    return ap_get_module_config(cmd->server->module_config, &scalekit_module);
+    sk_server_conf *c = ap_get_module_config(cmd->server->module_config, &scalekit_module);
+    if (!c->where && cmd->directive)
+        c->where = apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
+                                cmd->directive->line_num);
+    return c;
 }
 
 static int sk_is_loopback_host(const char *host)
@@ -518,10 +525,13 @@ static int sk_server_wants_scalekit(const sk_server_conf *c)
         || c->redirect_uri_set || sk_env_default("SCALEKIT_ENVIRONMENT_URL");
 }
 
-static const char *sk_where(apr_pool_t *p, server_rec *s)
+static const char *sk_where(apr_pool_t *p, server_rec *s, const sk_server_conf *c)
 {
-    return s->defn_name ? apr_psprintf(p, "%s:%u", s->defn_name, s->defn_line_number)
-                        : "the main server configuration";
+    if (c->where)
+        return apr_pstrcat(p, "the Scalekit settings at ", c->where, NULL);
+    return s->defn_name ? apr_psprintf(p, "the server defined at %s:%u", s->defn_name,
+                                       s->defn_line_number)
+                        : "the main server";
 }
 
 /* Fill unset required settings from the environment, then check them all. */
@@ -541,9 +551,8 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
         if (!*field)
             *field = sk_env_default(req[i].env);
         if (!*field)
-            return apr_psprintf(p, "mod_scalekit: %s is not set (nor $%s) for the server "
-                                "defined at %s", req[i].directive, req[i].env,
-                                sk_where(p, s));
+            return apr_psprintf(p, "mod_scalekit: %s is not set (nor $%s), needed by %s",
+                                req[i].directive, req[i].env, sk_where(p, s, c));
     }
     size_t n = strlen(c->env_url);
     if (c->env_url[n - 1] == '/' || (strncmp(c->env_url, "https://", 8)

@@ -61,6 +61,7 @@ typedef struct sk_server_conf {
         leeway_set:1, timeout_set:1, jwks_ttl_set:1, jwks_min_refetch_set:1,
         state_ttl_set:1, state_max_set:1, cache_entries_set:1;
 
+    const char *where;          /* file:line of the first Scalekit directive */
     sk_runtime *rt;             /* NULL while the server does not use Scalekit */
 } sk_server_conf;
 

@@ -1,0 +1,96 @@
+"""Configuration: mistakes are refused by `apache2 -t` with the directive (and its file and line)
+named; the environment variables of the guide's .env stand in for unset directives."""
+import re
+
+import pytest
+import requests
+
+from httpd import Httpd
+
+
+def config(idp, **over):
+    d = {"ScalekitEnvironmentURL": idp.url, "ScalekitClientID": idp.client_id,
+         "ScalekitClientSecret": idp.client_secret, "ScalekitRedirectURI": "@URL@/api/auth/callback"}
+    d.update(over)
+    return "".join("%s %s\n" % (k, v) for k, v in d.items() if v is not None)
+
+
+def check(idp, module_path, text):
+    h = Httpd(module_path, idp=idp, scalekit_conf=text)
+    try:
+        return h.config_test()
+    finally:
+        h.cleanup()
+
+
+def test_valid_configuration_passes(idp, module_path):
+    rc, out = check(idp, module_path, config(idp))
+    assert rc == 0 and "Syntax OK" in out, out
+
+
+@pytest.mark.parametrize("missing,env", [("ScalekitClientID", "SCALEKIT_CLIENT_ID"),
+                                         ("ScalekitClientSecret", "SCALEKIT_CLIENT_SECRET"),
+                                         ("ScalekitRedirectURI", "SCALEKIT_REDIRECT_URI"),
+                                         ("ScalekitEnvironmentURL", "SCALEKIT_ENVIRONMENT_URL")])
+def test_missing_setting_is_named(idp, module_path, missing, env):
+    rc, out = check(idp, module_path, config(idp, **{missing: None}))
+    assert rc != 0
+    assert "%s is not set (nor $%s)" % (missing, env) in out, out
+    assert re.search(r"httpd\.conf:\d+", out), out               # where the Scalekit settings are
+
+
+@pytest.mark.parametrize("directive,value,complaint", [
+    ("ScalekitEnvironmentURL", "http://acme.scalekit.dev", "not loopback"),
+    ("ScalekitEnvironmentURL", "https://acme.scalekit.dev/", "trailing slash"),
+    ("ScalekitEnvironmentURL", "acme.scalekit.dev", "not an absolute URL"),
+    ("ScalekitRedirectURI", "ftp://app/cb", "must be an https URL"),
+    ("ScalekitRedirectURI", "https://app.example.com/cb?x=1", "must not carry a query"),
+    ("ScalekitClientSecret", "file:/nonexistent/secret", "cannot read"),
+    ("ScalekitScopes", "profile email", "must include openid"),
+    ("ScalekitLeeway", "-1", "whole number from 0"),
+    ("ScalekitTimeout", "abc", "whole number from 1"),
+    ("ScalekitCookieSameSite", "Strict", "Lax or None"),
+    ("ScalekitAllowedAlgorithms", "HS256", "is not one of RS256"),
+    ("ScalekitAllowedAlgorithms", "none", "is not one of RS256"),
+    ("ScalekitCookieNames", "a b c", "four names"),
+    ("ScalekitCAFile", "/nonexistent.pem", "not a readable file"),
+    ("ScalekitAllowedRedirectOrigin", "https://docs.example.com/path", "no path"),
+])
+def test_bad_value_is_refused_with_file_and_line(idp, module_path, directive, value, complaint):
+    rc, out = check(idp, module_path, config(idp, **{directive: value}))
+    assert rc != 0
+    assert re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
+    assert directive in out and complaint in out, out
+
+
+def test_secret_from_root_only_file(idp, module_path, tmp_path, httpd_factory, browser_session):
+    secret = tmp_path / "scalekit.secret"
+    secret.write_text(idp.client_secret + "\n")
+    secret.chmod(0o600)                     # read by the root parent at start-up, not by children
+    h = httpd_factory(idp=idp, scalekit_conf=config(idp, ScalekitClientSecret="file:%s" % secret))
+    r = browser_session().get(h.url + "/cgi-bin/whoami")
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+    assert idp.client_secret not in h.error_log()
+
+
+def test_environment_variables_stand_in(idp, httpd_factory, browser_session):
+    env = {"SCALEKIT_ENVIRONMENT_URL": idp.url, "SCALEKIT_CLIENT_ID": idp.client_id,
+           "SCALEKIT_CLIENT_SECRET": idp.client_secret}
+    h = httpd_factory(idp=idp, scalekit_conf="", env=dict(env, SCALEKIT_REDIRECT_URI="http://localhost:0/x"))
+    h.stop()
+    # The redirect URI names the port we got: set it now and start again.
+    h.env["SCALEKIT_REDIRECT_URI"] = h.url + "/api/auth/callback"
+    h.start()
+    r = browser_session().get(h.url + "/cgi-bin/whoami")
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+
+
+def test_module_loaded_without_settings_leaves_server_alone(httpd_factory):
+    h = httpd_factory(scalekit_conf="", locations="")
+    assert requests.get(h.url + "/").status_code == 200
+
+
+def test_authtype_without_settings_is_a_logged_500(httpd_factory):
+    h = httpd_factory(scalekit_conf="", locations="<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n</Location>\n")
+    assert requests.get(h.url + "/dashboard/").status_code == 500
+    assert "not configured for this server" in h.error_log()
