@@ -17,6 +17,7 @@
 #include "apr_uri.h"
 #include "apr_file_io.h"
 #include "apr_lib.h"
+#include "ap_expr.h"
 
 #define SK_MODULE_MAIN
 #include "sk_module.h"
@@ -98,6 +99,9 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     sk_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
     SK_MERGE(unauth);
+    SK_MERGE(bearer);
+    SK_MERGE(header_prefix);
+    SK_MERGE(login_if);
     return c;
 }
 
@@ -457,6 +461,44 @@ static const char *sk_set_unauth(cmd_parms *cmd, void *dv, const char *arg)
     return NULL;
 }
 
+static const char *sk_set_bearer(cmd_parms *cmd, void *dv, int on)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    d->bearer = on;
+    d->bearer_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    if (strcasecmp(arg, "off")) {
+        for (const char *c = arg; *c; c++)
+            if (!apr_isalnum(*c) && *c != '-')
+                return "ScalekitClaimHeaders: expects Off or a header prefix such as "
+                       "X-Scalekit- (letters, digits and -)";
+        d->header_prefix = arg;
+    } else {
+        d->header_prefix = NULL;
+    }
+    d->header_prefix_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_login_if(cmd_parms *cmd, void *dv, const char *arg)
+{
+    sk_dir_conf *d = dv;
+    const char *err = NULL;
+    d->login_if = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_DONT_VARY, &err, NULL);
+    if (err)
+        return apr_pstrcat(cmd->pool, "ScalekitLoginIf: cannot parse the expression: ",
+                           err, NULL);
+    d->login_if_set = 1;
+    return NULL;
+}
+
 #define SK_INT(name, i, help) AP_INIT_TAKE1(name, sk_set_int, (void *)&sk_int_settings[i], \
                                             RSRC_CONF, help)
 
@@ -507,6 +549,14 @@ static const command_rec sk_cmds[] = {
            "validated tokens cached per process (default 10000; 0 disables)"),
     AP_INIT_TAKE1("ScalekitUnauthAction", sk_set_unauth, NULL, OR_AUTHCFG,
                   "without a session: auto (default), login, 401 or pass"),
+    AP_INIT_FLAG("ScalekitBearer", sk_set_bearer, NULL, OR_AUTHCFG,
+                 "accept an access token in Authorization: Bearer (default Off)"),
+    AP_INIT_TAKE1("ScalekitClaimHeaders", sk_set_claim_headers, NULL, OR_AUTHCFG,
+                  "pass claims to the application as request headers with this prefix "
+                  "(default Off)"),
+    AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
+                  "ap_expr: true when a request without a session should be sent to sign in "
+                  "(default: browser navigations)"),
     { NULL }
 };
 
@@ -688,7 +738,6 @@ static void sk_child_init(apr_pool_t *p, server_rec *s)
 
 static void sk_register_hooks(apr_pool_t *p)
 {
-    (void)p;
     ap_hook_pre_config(sk_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(sk_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(sk_post_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -696,6 +745,7 @@ static void sk_register_hooks(apr_pool_t *p)
     ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    sk_register_authz(p);
 }
 
 AP_DECLARE_MODULE(scalekit) = {

@@ -81,7 +81,10 @@ struct sk_keystore;
 
 /* The validator: a policy, the key store it verifies against, and a bounded,
  * thread-safe cache of results keyed by the whole token (entries live until
- * the token's exp). One per process; create it after fork (child_init). */
+ * the token's exp + leeway; with check_exp = 0, one hour, then the token is
+ * validated afresh). Only successes are cached; cache_entries 0 disables the
+ * cache. The policy struct is copied, its strings and audience array are
+ * borrowed. One per process; create it after fork (child_init). */
 typedef struct sk_validator sk_validator;
 
 sk_validator *sk_validator_create(const sk_policy *policy, struct sk_keystore *keys,

@@ -8,12 +8,17 @@
 #include <openssl/evp.h>
 
 /* An immutable parsed JWKS. Keys that are not for signatures (use other than
- * "sig"), of unknown kty, or malformed are skipped, not fatal. */
+ * "sig", key_ops without "verify"), of unknown kty (only RSA and EC P-256),
+ * with a JWK "alg" other than RS256/PS256/ES256 or not fitting kty, RSA under
+ * 2048 or over 8192 bits, EC points off the curve, or malformed base64url
+ * are skipped, not fatal. At most 256 keys are read. Duplicate kids: the
+ * first in the document is kept, later ones are dropped. */
 typedef struct sk_keyset sk_keyset;
 
 /* NULL on failure (not JSON, no "keys" array, over 1 MiB, no usable key), with
  * a one-line reason in err. */
 sk_keyset *sk_keyset_parse(const char *json, size_t len, char *err, size_t errlen);
+/* Drops a reference (sets are reference-counted; parse returns one). */
 void sk_keyset_free(sk_keyset *ks);
 size_t sk_keyset_size(const sk_keyset *ks);
 /* kid NULL: the only key when there is exactly one. Borrowed pointer; *alg_out
@@ -27,7 +32,9 @@ typedef int (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err, 
 /* The key store: the current key set, fetched lazily (never at start-up),
  * refetched after ttl seconds, and on an unknown kid at most once per
  * min_refetch seconds; concurrent misses wait for one fetch. When a fetch
- * fails the previous set stays in use. Thread-safe. */
+ * fails the previous set stays in use. Thread-safe. ttl <= 0 means 3600;
+ * min_refetch also spaces retries after a failed fetch. fetch may be NULL
+ * (a store fed only by sk_keystore_put). */
 typedef struct sk_keystore sk_keystore;
 
 sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch);

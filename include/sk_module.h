@@ -7,6 +7,7 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "ap_socache.h"
+#include "ap_expr.h"
 #include "apr_global_mutex.h"
 
 #include "sk_jwt.h"
@@ -67,7 +68,10 @@ typedef struct sk_server_conf {
 
 typedef struct sk_dir_conf {
     sk_unauth_action unauth;
-    unsigned unauth_set:1;
+    int bearer;                       /* accept Authorization: Bearer */
+    const char *header_prefix;        /* claims as request headers, or NULL */
+    ap_expr_info_t *login_if;         /* overrides the navigation test */
+    unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1;
 } sk_dir_conf;
 
 /* The claims of a request's session, kept in its request_config. */
@@ -101,6 +105,7 @@ const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
+int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              sk_request_session **out, sk_jwt_err *why);
 sk_request_session *sk_request_session_get(request_rec *r);
@@ -114,6 +119,9 @@ typedef struct sk_refresh_result {
 void sk_refresh(request_rec *r, const char *refresh_token, sk_refresh_result *out);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
+
+/* httpd_authz.c */
+void sk_register_authz(apr_pool_t *p);
 
 /* httpd_handler.c */
 int sk_handler(request_rec *r);

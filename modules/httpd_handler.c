@@ -209,6 +209,47 @@ static int sk_logout(request_rec *r)
                                               NULL));
 }
 
+/* GET …/session: the signed-in user's claims as JSON for front-end code, or 401. */
+static int sk_session_json(request_rec *r)
+{
+    sk_request_session *rs;
+    int had;
+    int rv = sk_find_session(r, &rs, &had);
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    if (rv != OK)
+        return rv;
+    ap_set_content_type(r, "application/json");
+    if (!rs) {
+        r->status = HTTP_UNAUTHORIZED;
+        ap_rputs("{\"authenticated\":false}\n", r);
+        return OK;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddTrueToObject(out, "authenticated");
+    const sk_claims *a = rs->access, *id = rs->id;
+    const char *email = a->email ? a->email : id ? id->email : NULL;
+    const char *name = a->name ? a->name : id ? id->name : NULL;
+    cJSON_AddStringToObject(out, "sub", a->sub ? a->sub : "");
+    if (email)
+        cJSON_AddStringToObject(out, "email", email);
+    if (name)
+        cJSON_AddStringToObject(out, "name", name);
+    if (a->oid)
+        cJSON_AddStringToObject(out, "organization_id", a->oid);
+    if (a->sid)
+        cJSON_AddStringToObject(out, "session_id", a->sid);
+    cJSON_AddNumberToObject(out, "expires_at", (double)a->exp);
+    cJSON_AddItemToObject(out, "access_token_claims", cJSON_Duplicate(a->json, 1));
+    if (id)
+        cJSON_AddItemToObject(out, "id_token_claims", cJSON_Duplicate(id->json, 1));
+    char *text = cJSON_PrintUnformatted(out);
+    ap_rputs(text, r);
+    ap_rputs("\n", r);
+    cJSON_free(text);
+    cJSON_Delete(out);
+    return OK;
+}
+
 /* The last path segment names the action; the callback is also found by the
  * path of ScalekitRedirectURI. */
 static const char *sk_action(request_rec *r, const sk_runtime *rt)
@@ -238,5 +279,7 @@ int sk_handler(request_rec *r)
         return sk_callback(r);
     if (!strcmp(action, "logout"))
         return sk_logout(r);
+    if (!strcmp(action, "session"))
+        return sk_session_json(r);
     return HTTP_NOT_FOUND;
 }

@@ -9,6 +9,8 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
+#include "apr_lib.h"
+#include "ap_expr.h"
 
 #include "sk_module.h"
 
@@ -158,17 +160,138 @@ static int sk_try_refresh(request_rec *r, const char *refresh, sk_request_sessio
     return 1;
 }
 
-static int sk_unauthenticated(request_rec *r, int had_session)
+/* Browser navigation or not: ScalekitLoginIf overrides the built-in rule. */
+static int sk_wants_login(request_rec *r, const sk_dir_conf *d)
+{
+    if (d->login_if) {
+        const char *err = NULL;
+        int rv = ap_expr_exec(r, d->login_if, &err);
+        if (rv >= 0)
+            return rv;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "ScalekitLoginIf: %s", err);
+    }
+    return sk_is_navigation(r);
+}
+
+/* No valid session. An API client that sent a bearer token always gets a
+ * 401; "pass" lets the request through with an empty user (so that
+ * "Require valid-user" holds) and no SCALEKIT_* variables. */
+static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
 {
     sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
-    if (d->unauth == SK_UNAUTH_PASS)
+    if (d->unauth == SK_UNAUTH_PASS && !bearer) {
+        r->user = "";
+        r->ap_auth_type = (char *)SK_AUTH_TYPE;
         return OK;
-    if (d->unauth == SK_UNAUTH_LOGIN || (d->unauth == SK_UNAUTH_AUTO && sk_is_navigation(r)))
+    }
+    if (!bearer && (d->unauth == SK_UNAUTH_LOGIN
+                    || (d->unauth == SK_UNAUTH_AUTO && sk_wants_login(r, d))))
         return sk_start_login(r, r->unparsed_uri, NULL, 0);
     apr_table_setn(r->err_headers_out, "WWW-Authenticate",
                    had_session ? "Bearer realm=\"Scalekit\", error=\"invalid_token\""
                                : "Bearer realm=\"Scalekit\"");
     return HTTP_UNAUTHORIZED;
+}
+
+/* "Authorization: Bearer <token>", when this location accepts it. */
+static const char *sk_bearer_token(request_rec *r, const sk_dir_conf *d)
+{
+    if (!d->bearer)
+        return NULL;
+    const char *h = apr_table_get(r->headers_in, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+/* The request's session from its cookies, refreshed when expired. Returns OK
+ * (with *out NULL when there is none) or an error status to return. */
+static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *access = sk_request_cookie(r, c->cookie_access);
+    const char *id = sk_request_cookie(r, c->cookie_id);
+    const char *refresh = sk_request_cookie(r, c->cookie_refresh);
+    sk_jwt_err why;
+    *had = access || refresh;
+    if (access && sk_validate_into_request(r, access, id, out, &why))
+        return OK;
+    *out = NULL;
+    if (!refresh || r->main)
+        return OK;
+    int ok = sk_try_refresh(r, refresh, out);
+    if (ok < 0)
+        return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
+                             "Your session could not be renewed because the sign-in "
+                             "service did not answer. Please try again shortly.");
+    if (!ok) {
+        sk_clear_session_cookies(r);
+        *out = NULL;
+    }
+    return OK;
+}
+
+int sk_find_session(request_rec *r, sk_request_session **out, int *had)
+{
+    sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    sk_jwt_err why;
+    *out = NULL;
+    *had = 0;
+    const char *bearer = sk_bearer_token(r, d);
+    if (bearer) {                       /* an API client: no cookies, no refresh */
+        *had = 1;
+        if (!sk_validate_into_request(r, bearer, NULL, out, &why))
+            *out = NULL;
+        return OK;
+    }
+    return sk_cookie_session(r, out, had);
+}
+
+/* Claims as request headers for a proxied application, after removing every
+ * header of the client's that a backend could mistake for them. */
+static int sk_collect_lookalike(void *ctx, const char *key, const char *value)
+{
+    void **args = ctx;
+    const char *prefix = args[0];
+    apr_array_header_t *found = args[1];
+    size_t n = strlen(prefix);
+    (void)value;
+    if (strlen(key) < n)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        char a = apr_tolower(key[i]), b = apr_tolower(prefix[i]);
+        if ((a == '_' ? '-' : a) != (b == '_' ? '-' : b))
+            return 1;
+    }
+    APR_ARRAY_PUSH(found, const char *) = key;
+    return 1;
+}
+
+static void sk_strip_lookalikes(request_rec *r, const char *prefix)
+{
+    apr_array_header_t *found = apr_array_make(r->pool, 2, sizeof(const char *));
+    void *args[2] = { (void *)prefix, found };
+    apr_table_do(sk_collect_lookalike, args, r->headers_in, NULL);
+    for (int i = 0; i < found->nelts; i++)
+        apr_table_unset(r->headers_in, APR_ARRAY_IDX(found, i, const char *));
+}
+
+static void sk_claim_headers(request_rec *r, const char *prefix)
+{
+    static const char *const names[][2] = {
+        { "SCALEKIT_SUB", "Sub" }, { "SCALEKIT_EMAIL", "Email" }, { "SCALEKIT_NAME", "Name" },
+        { "SCALEKIT_ORGANIZATION_ID", "Organization-Id" },
+        { "SCALEKIT_SESSION_ID", "Session-Id" }, { "SCALEKIT_ROLES", "Roles" },
+        { "SCALEKIT_PERMISSIONS", "Permissions" }, { "SCALEKIT_SCOPE", "Scope" },
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = apr_table_get(r->subprocess_env, names[i][0]);
+        if (v)
+            apr_table_setn(r->headers_in, apr_pstrcat(r->pool, prefix, names[i][1], NULL), v);
+    }
 }
 
 int sk_check_authn(request_rec *r)
@@ -177,37 +300,28 @@ int sk_check_authn(request_rec *r)
     if (!type || strcasecmp(type, SK_AUTH_TYPE))
         return DECLINED;
     sk_server_conf *c = sk_server_config(r);
+    sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
     if (!c->rt) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "AuthType Scalekit is used but "
                       "mod_scalekit is not configured for this server (ScalekitEnvironmentURL"
                       " and friends)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (d->header_prefix)
+        sk_strip_lookalikes(r, d->header_prefix);
     sk_request_session *rs = sk_request_session_get(r);
-    if (rs && rs->access) {                /* a subrequest or internal redirect */
-        ap_set_module_config(r->request_config, &scalekit_module, rs);
-        return sk_publish(r, rs) ? OK : HTTP_UNAUTHORIZED;
-    }
-    const char *access = sk_request_cookie(r, c->cookie_access);
-    const char *id = sk_request_cookie(r, c->cookie_id);
-    const char *refresh = sk_request_cookie(r, c->cookie_refresh);
-    sk_jwt_err why = SK_JWT_E_SEGMENTS;
-    rs = NULL;
-    if (access && sk_validate_into_request(r, access, id, &rs, &why)) {
-        /* valid */
-    } else if (refresh && r->main == NULL) {
-        int ok = sk_try_refresh(r, refresh, &rs);
-        if (ok < 0)
-            return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
-                                 "Your session could not be renewed because the sign-in "
-                                 "service did not answer. Please try again shortly.");
-        if (!ok) {
-            sk_clear_session_cookies(r);
-            rs = NULL;
-        }
+    int had = 0;
+    if (!rs || !rs->access) {               /* not a subrequest of a signed-in request */
+        int rv = sk_find_session(r, &rs, &had);
+        if (rv != OK)
+            return rv;
     }
     if (!rs)
-        return sk_unauthenticated(r, access != NULL || refresh != NULL);
+        return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);
     ap_set_module_config(r->request_config, &scalekit_module, rs);
-    return sk_publish(r, rs) ? OK : HTTP_UNAUTHORIZED;
+    if (!sk_publish(r, rs))
+        return HTTP_UNAUTHORIZED;
+    if (d->header_prefix)
+        sk_claim_headers(r, d->header_prefix);
+    return OK;
 }

@@ -94,25 +94,24 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Two members of one name are read differently by different parsers (first
- * or last wins): such a token is refused, not interpreted. */
-static int has_dup_names(const cJSON *o)
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;              /* FNV-1a: only a pre-filter */
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/* Big objects: sort the names, compare neighbours. */
+static int dup_sorted(const cJSON *o)
 {
     size_t n = 0, i = 0;
-    const cJSON *a, *b;
-    const char **names;
+    const cJSON *a;
     int dup = 0;
 
     for (a = o->child; a; a = a->next)
         n++;
-    if (n <= 16) {
-        for (a = o->child; a; a = a->next)
-            for (b = a->next; b; b = b->next)
-                if (!strcmp(a->string, b->string))
-                    return 1;
-        return 0;
-    }
-    names = malloc(n * sizeof *names);
+    const char **names = malloc(n * sizeof *names);
     if (!names)
         return 1;
     for (a = o->child; a; a = a->next)
@@ -122,6 +121,28 @@ static int has_dup_names(const cJSON *o)
         dup = !strcmp(names[i - 1], names[i]);
     free(names);
     return dup;
+}
+
+/* Two members of one name are read differently by different parsers (first
+ * or last wins): such a token is refused, not interpreted. Small objects
+ * (every real token) compare name hashes pairwise, strcmp only on a match. */
+static int has_dup_names(const cJSON *o)
+{
+    uint32_t hs[64];
+    const char *ns[64];
+    size_t n = 0;
+    const cJSON *a;
+
+    for (a = o->child; a; a = a->next, n++) {
+        if (n == 64)
+            return dup_sorted(o);
+        ns[n] = a->string;
+        hs[n] = name_hash(a->string);
+        for (size_t i = 0; i < n; i++)
+            if (hs[i] == hs[n] && !strcmp(ns[i], ns[n]))
+                return 1;
+    }
+    return 0;
 }
 
 /* Parse exactly n bytes as one JSON object. NUL bytes (raw or \u0000) are

@@ -109,7 +109,9 @@ def httpd(httpd_factory, idp):
 @pytest.fixture
 def browser_session():
     """browser_session(ca=None) -> a requests.Session that follows redirects across httpd and IdP, like a
-    browser with one cookie jar. Pass ca=idp.ca when the IdP is https."""
+    browser with one cookie jar. Pass ca=idp.ca when the IdP is https. http.cookiejar files httpd's
+    cookies under domain "localhost.local" (its rule for dotless hosts): look them up by name alone,
+    s.cookies.get("name"), or with that domain."""
     sessions = []
 
     def make(ca=None):

@@ -1,0 +1,201 @@
+/* httpd_authz.c: authorization as Require providers, composable with
+ * <RequireAll>/<RequireAny>:
+ *   Require scalekit-organization org_1 org_2     the session's oid is one of these
+ *   Require scalekit-role admin editor            one of these roles
+ *   Require scalekit-permission invoices:read     one of these permissions
+ *   Require scalekit-scope invoices:read          one of these scopes (machine tokens)
+ *   Require scalekit-claim NAME VALUE...          the claim equals (or, for an array,
+ *                                                 holds) one of the values */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_request.h"
+#include "mod_auth.h"
+#include "ap_provider.h"
+#include "apr_strings.h"
+#include "http_protocol.h"
+#include "http_core.h"
+
+#include "sk_module.h"
+
+#define SK_NOTE_FORBIDDEN "scalekit-forbidden"
+
+typedef enum { SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM } sk_az_kind;
+
+static const char *const sk_az_names[] = { "scalekit-organization", "scalekit-role",
+    "scalekit-permission", "scalekit-scope", "scalekit-claim" };
+
+typedef struct {
+    sk_az_kind kind;
+    const char *claim;                 /* SK_AZ_CLAIM: the claim's name */
+    apr_array_header_t *values;        /* accepted values */
+} sk_az_rule;
+
+static const char *sk_az_parse(cmd_parms *cmd, const char *line, const void **parsed,
+                               sk_az_kind kind)
+{
+    sk_az_rule *rule = apr_pcalloc(cmd->pool, sizeof(*rule));
+    rule->kind = kind;
+    rule->values = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    if (kind == SK_AZ_CLAIM) {
+        rule->claim = ap_getword_conf(cmd->pool, &line);
+        if (!*rule->claim)
+            return "Require scalekit-claim: expects a claim name and one or more values";
+    }
+    while (*line) {
+        const char *w = ap_getword_conf(cmd->pool, &line);
+        if (*w)
+            APR_ARRAY_PUSH(rule->values, const char *) = w;
+    }
+    if (!rule->values->nelts)
+        return "Require scalekit-*: name at least one accepted value";
+    *parsed = rule;
+    return NULL;
+}
+
+static int sk_az_listed(const sk_az_rule *rule, const char *v)
+{
+    for (int i = 0; v && i < rule->values->nelts; i++)
+        if (!strcmp(APR_ARRAY_IDX(rule->values, i, const char *), v))
+            return 1;
+    return 0;
+}
+
+/* A claim value as text for comparison: strings as they are, numbers in
+ * their shortest form, booleans as true/false. */
+static int sk_az_value_matches(apr_pool_t *p, const sk_az_rule *rule, const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return sk_az_listed(rule, v->valuestring);
+    if (cJSON_IsBool(v))
+        return sk_az_listed(rule, cJSON_IsTrue(v) ? "true" : "false");
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        const char *text = d == (double)(apr_int64_t)d
+                           ? apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)d)
+                           : apr_psprintf(p, "%.17g", d);
+        return sk_az_listed(rule, text);
+    }
+    return 0;
+}
+
+static int sk_az_claim_matches(apr_pool_t *p, const sk_az_rule *rule, const cJSON *v)
+{
+    if (cJSON_IsArray(v)) {
+        const cJSON *item;
+        cJSON_ArrayForEach(item, v)
+            if (sk_az_value_matches(p, rule, item))
+                return 1;
+        return 0;
+    }
+    return sk_az_value_matches(p, rule, v);
+}
+
+/* Space-separated scopes ("scope") or an array ("scopes", machine tokens). */
+static int sk_az_scope_matches(apr_pool_t *p, const sk_az_rule *rule, const sk_claims *c)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(c->json, "scopes");
+    if (cJSON_IsArray(arr) && sk_az_claim_matches(p, rule, arr))
+        return 1;
+    char *copy = apr_pstrdup(p, c->scope ? c->scope : ""), *last;
+    for (char *w = apr_strtok(copy, " ", &last); w; w = apr_strtok(NULL, " ", &last))
+        if (sk_az_listed(rule, w))
+            return 1;
+    return 0;
+}
+
+static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_request_session *rs)
+{
+    const sk_claims *a = rs->access;
+    switch (rule->kind) {
+    case SK_AZ_ORG:
+        return sk_az_listed(rule, a->oid ? a->oid : rs->id ? rs->id->oid : NULL);
+    case SK_AZ_ROLE:
+        return sk_az_claim_matches(r->pool, rule, cJSON_GetObjectItemCaseSensitive(a->json, "roles"));
+    case SK_AZ_PERMISSION:
+        return sk_az_claim_matches(r->pool, rule,
+                                   cJSON_GetObjectItemCaseSensitive(a->json, "permissions"));
+    case SK_AZ_SCOPE:
+        return sk_az_scope_matches(r->pool, rule, a);
+    case SK_AZ_CLAIM: {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(a->json, rule->claim);
+        if (!v && rs->id)
+            v = cJSON_GetObjectItemCaseSensitive(rs->id->json, rule->claim);
+        return sk_az_claim_matches(r->pool, rule, v);
+    }
+    }
+    return 0;
+}
+
+static authz_status sk_az_check(request_rec *r, const char *line, const void *parsed)
+{
+    const sk_az_rule *rule = parsed;
+    if (!r->user)
+        return AUTHZ_DENIED_NO_USER;
+    const sk_request_session *rs = sk_request_session_get(r);
+    if (!rs || !rs->access) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "Require scalekit-*: no Scalekit "
+                      "session (AuthType Scalekit, ScalekitUnauthAction pass?)");
+        return AUTHZ_DENIED_NO_USER;
+    }
+    if (sk_az_matches(r, rule, rs))
+        return AUTHZ_GRANTED;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s refused: needs %s %s",
+                  r->user, sk_az_names[rule->kind], ap_escape_logitem(r->pool, line));
+    apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, line);
+    return AUTHZ_DENIED;
+}
+
+/* httpd answers a signed-in user whom authorization refuses with a 401 (an
+ * invitation to try another password: AuthzSendForbiddenOnFailure). For a
+ * Scalekit session that is wrong: signing in again changes nothing. When one
+ * of our rules refused, the error response becomes a 403. */
+static int sk_note_auth_failure(request_rec *r, const char *type)
+{
+    if (strcasecmp(type, SK_AUTH_TYPE))
+        return DECLINED;
+    if (apr_table_get(r->notes, SK_NOTE_FORBIDDEN) || (r->user && *r->user)) {
+        apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, "1");
+        ap_custom_response(r, HTTP_UNAUTHORIZED,
+                           "<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head>"
+                           "<body><h1>Forbidden</h1><p>You are signed in, but your account "
+                           "does not have access to this page.</p></body></html>\n");
+    }
+    return OK;
+}
+
+static void sk_forbidden_status(request_rec *r)
+{
+    if (r->status == HTTP_UNAUTHORIZED && apr_table_get(r->notes, SK_NOTE_FORBIDDEN)) {
+        r->status = HTTP_FORBIDDEN;
+        r->status_line = NULL;
+        apr_table_unset(r->err_headers_out, "WWW-Authenticate");
+    }
+}
+
+#define SK_AZ_PROVIDER(fn, kind)                                                   \
+    static const char *fn##_parse(cmd_parms *cmd, const char *line, const void **p) \
+    { return sk_az_parse(cmd, line, p, kind); }                                       \
+    static const authz_provider fn = { sk_az_check, fn##_parse };
+
+SK_AZ_PROVIDER(sk_az_org, SK_AZ_ORG)
+SK_AZ_PROVIDER(sk_az_role, SK_AZ_ROLE)
+SK_AZ_PROVIDER(sk_az_permission, SK_AZ_PERMISSION)
+SK_AZ_PROVIDER(sk_az_scope, SK_AZ_SCOPE)
+SK_AZ_PROVIDER(sk_az_claim, SK_AZ_CLAIM)
+
+void sk_register_authz(apr_pool_t *p)
+{
+    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
+    static const struct { const char *name; const authz_provider *provider; } all[] = {
+        { "scalekit-organization", &sk_az_org }, { "scalekit-role", &sk_az_role },
+        { "scalekit-permission", &sk_az_permission }, { "scalekit-scope", &sk_az_scope },
+        { "scalekit-claim", &sk_az_claim },
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, all[i].name,
+                                  AUTHZ_PROVIDER_VERSION, all[i].provider,
+                                  AP_AUTH_INTERNAL_PER_CONF);
+}
