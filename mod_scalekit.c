@@ -725,6 +725,7 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    sk_status_post_config(pconf, s);
     return sk_shared_post_config(pconf, ptemp, s) == APR_SUCCESS ? OK
                                                                  : HTTP_INTERNAL_SERVER_ERROR;
 }
@@ -745,6 +746,7 @@ static void sk_register_hooks(apr_pool_t *p)
     ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(sk_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     sk_register_authz(p);
 }
 

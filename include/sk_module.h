@@ -123,6 +123,18 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s);
 /* httpd_authz.c */
 void sk_register_authz(apr_pool_t *p);
 
+/* httpd_status.c: server-wide counters */
+#define SK_STATUS_HANDLER "scalekit-status"
+typedef enum {
+    SK_C_AUTHN, SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
+    SK_C_REFRESH_REUSED, SK_C_LOGIN, SK_C_CALLBACK_OK, SK_C_CALLBACK_REFUSED, SK_C_LOGOUT,
+    SK_C_FORBIDDEN, SK_C__COUNT
+} sk_counter;
+void sk_count(sk_counter c);
+void sk_count_failure(sk_jwt_err e);
+apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s);
+int sk_status_handler(request_rec *r);
+
 /* httpd_handler.c */
 int sk_handler(request_rec *r);
 

@@ -144,6 +144,7 @@ static authz_status sk_az_check(request_rec *r, const char *line, const void *pa
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s refused: needs %s %s",
                   r->user, sk_az_names[rule->kind], ap_escape_logitem(r->pool, line));
     apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, line);
+    sk_count(SK_C_FORBIDDEN);
     return AUTHZ_DENIED;
 }
 

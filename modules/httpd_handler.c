@@ -155,6 +155,7 @@ static int sk_callback(request_rec *r)
     sk_request_session *rs;
     sk_jwt_err why;
     if (!sk_take_state(r, sk_arg(r, "state"), &st)) {
+        sk_count(SK_C_CALLBACK_REFUSED);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: state missing, unknown, "
                       "expired cookie or altered: no token request made");
         return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
@@ -184,6 +185,7 @@ static int sk_callback(request_rec *r)
     sk_set_cookie(r, c->cookie_id, ts.id_token, 0);
     if (ts.refresh_token)
         sk_set_cookie(r, c->cookie_refresh, ts.refresh_token, 0);
+    sk_count(SK_C_CALLBACK_OK);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s",
                   rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
                   ts.access_token));
@@ -203,6 +205,7 @@ static int sk_logout(request_rec *r)
     sk_server_conf *c = sk_server_config(r);
     const char *id = sk_request_cookie(r, c->cookie_id);
     sk_clear_session_cookies(r);
+    sk_count(SK_C_LOGOUT);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed out: ID token %s",
                   sk_short_hash(r->pool, id));
     return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, id, sk_post_logout(r),

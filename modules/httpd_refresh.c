@@ -186,6 +186,7 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
         apr_global_mutex_unlock(sh->mutex);
         if (v[0] != 'P') {
             sk_result_read(r, v, out);
+            sk_count(SK_C_REFRESH_REUSED);
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s: reused the answer "
                           "of a parallel request", sk_short_hash(r->pool, refresh));
             return;

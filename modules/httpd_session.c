@@ -95,6 +95,7 @@ static int sk_publish(request_rec *r, const sk_request_session *rs)
 
 static void sk_log_reject(request_rec *r, const char *what, const char *token, sk_jwt_err e)
 {
+    sk_count_failure(e);
     ap_log_rerror(APLOG_MARK, e == SK_JWT_E_EXPIRED ? APLOG_DEBUG : APLOG_INFO, 0, r,
                   "%s %s refused: %s", what, sk_short_hash(r->pool, token),
                   sk_jwt_err_str(e));
@@ -222,7 +223,10 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     *out = NULL;
     if (!refresh || r->main)
         return OK;
+    sk_count(SK_C_REFRESH);
     int ok = sk_try_refresh(r, refresh, out);
+    if (ok <= 0)
+        sk_count(SK_C_REFRESH_FAIL);
     if (ok < 0)
         return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
                              "Your session could not be renewed because the sign-in "
@@ -243,6 +247,7 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had)
     const char *bearer = sk_bearer_token(r, d);
     if (bearer) {                       /* an API client: no cookies, no refresh */
         *had = 1;
+        sk_count(SK_C_BEARER);
         if (!sk_validate_into_request(r, bearer, NULL, out, &why))
             *out = NULL;
         return OK;
@@ -316,8 +321,12 @@ int sk_check_authn(request_rec *r)
         if (rv != OK)
             return rv;
     }
-    if (!rs)
+    sk_count(SK_C_AUTHN);
+    if (!rs) {
+        sk_count(SK_C_MISSING);
         return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);
+    }
+    sk_count(SK_C_VALID);
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs))
         return HTTP_UNAUTHORIZED;

@@ -203,6 +203,7 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     if (silent)
         q.prompt = "none";
     sk_bound_pending(r, c);
+    sk_count(SK_C_LOGIN);
     sk_set_cookie(r, sk_state_cookie_name(r, st.state), sealed, 0);
     apr_table_setn(r->err_headers_out, "Location", sk_oauth_authorize_url(p, &q));
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");

@@ -104,7 +104,10 @@ def build_module():
         if os.environ.get("MOD_SCALEKIT_SO"):
             _build["result"] = (path, None) if path.exists() else (None, "MOD_SCALEKIT_SO=%s: no such file" % path)
         else:
-            p = subprocess.run(["make", "-f", "Makefile.apxs"], cwd=REPO, capture_output=True, text=True)
+            # flock: several test runs in one tree must not run libtool over each other.
+            (REPO / "build").mkdir(exist_ok=True)
+            p = subprocess.run(["flock", str(REPO / "build" / ".make.lock"), "make", "-f", "Makefile.apxs"],
+                               cwd=REPO, capture_output=True, text=True)
             ok = p.returncode == 0 and path.exists()
             _build["result"] = (path, None) if ok else (None, (p.stdout + p.stderr)[-4000:])
     return _build["result"]

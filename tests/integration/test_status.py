@@ -1,0 +1,28 @@
+"""SetHandler scalekit-status: counters as text and JSON, across processes."""
+import requests
+
+from test_signin import signin
+
+
+def test_status_counts_what_happened(idp, httpd_factory, browser_session):
+    locations = ("<Location /api/auth>\n SetHandler scalekit\n</Location>\n"
+                 "<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n</Location>\n"
+                 "<Location /cgi-bin>\n AuthType Scalekit\n Require valid-user\n</Location>\n"
+                 "<Location /sk-status>\n SetHandler scalekit-status\n Require ip 127.0.0.1\n</Location>\n")
+    h = httpd_factory(idp=idp, locations=locations)
+    before = requests.get(h.url + "/sk-status?json").json()["all_processes"]
+    s = browser_session()
+    signin(h, s)
+    for _ in range(5):
+        assert s.get(h.url + "/cgi-bin/whoami").status_code == 200
+    bogus = idp.mint({"aud": ["skc_other"]}, base="access")
+    requests.get(h.url + "/dashboard/", cookies={"sk-access-token": bogus}, headers={"Accept": "application/json"})
+    after = requests.get(h.url + "/sk-status?json").json()
+    all_ = after["all_processes"]
+    assert all_["logins_started"] - before["logins_started"] == 1
+    assert all_["callbacks_ok"] - before["callbacks_ok"] == 1
+    assert all_["sessions_valid"] - before["sessions_valid"] >= 6
+    assert all_["token_refusals"]["bad-audience"] >= 1
+    assert "validations" in after["this_process"] and "jwks_fetches" in after["this_process"]
+    text = requests.get(h.url + "/sk-status").text
+    assert text.startswith("mod_scalekit status") and "callbacks_ok" in text
