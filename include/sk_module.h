@@ -71,7 +71,8 @@ typedef struct sk_dir_conf {
     int bearer;                       /* accept Authorization: Bearer */
     const char *header_prefix;        /* claims as request headers, or NULL */
     ap_expr_info_t *login_if;         /* overrides the navigation test */
-    unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1;
+    int silent;                       /* try prompt=none first (shared Scalekit session) */
+    unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1;
 } sk_dir_conf;
 
 /* The claims of a request's session, kept in its request_config. */

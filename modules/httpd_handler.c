@@ -35,21 +35,43 @@ static int sk_param_ok(const char *v)
     return 1;
 }
 
-static int sk_login(request_rec *r)
+/* IdP-initiated sign-in: Scalekit sends the browser to the login URL with a
+ * signed idp_initiated_login token; once validated like any token, its
+ * claims start an ordinary authorization request (with state, nonce, PKCE). */
+static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params,
+                            const char **return_to)
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_claims *claims = NULL;
+    sk_jwt_err e = sk_validate(c->rt->access, jwt, strlen(jwt),
+                               (int64_t)apr_time_sec(r->request_time), &claims);
+    if (e != SK_JWT_OK) {
+        if (claims)
+            sk_claims_unref(claims);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "login: idp_initiated_login %s "
+                      "refused: %s", sk_short_hash(r->pool, jwt), sk_jwt_err_str(e));
+        return 0;
+    }
+    static const char *const names[] = { "connection_id", "organization_id", "login_hint",
+                                         NULL };
+    for (int i = 0; names[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(claims->json, names[i]);
+        if (cJSON_IsString(v) && *v->valuestring && sk_param_ok(v->valuestring))
+            apr_table_set(params, names[i], v->valuestring);
+    }
+    const cJSON *relay = cJSON_GetObjectItemCaseSensitive(claims->json, "relay_state");
+    if (cJSON_IsString(relay) && sk_local_path_ok(relay->valuestring))
+        *return_to = apr_pstrdup(r->pool, relay->valuestring);
+    sk_claims_unref(claims);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "login: IdP-initiated sign-in accepted");
+    return 1;
+}
+
+static apr_table_t *sk_login_params(request_rec *r)
 {
     static const char *const forwarded[] = { "organization_id", "connection_id",
         "login_hint", "domain_hint", "provider", "prompt", NULL };
     static const char *const prompts[] = { "login", "create", "select_account", "none", NULL };
-    sk_server_conf *c = sk_server_config(r);
-    const char *return_to = sk_arg(r, "return_to");
-    if (!return_to || !*return_to)
-        return_to = "/";
-    if (!sk_redirect_ok(r->pool, return_to, c->redirect_origins)) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "login: return_to refused (not a local "
-                      "path nor an allowed origin)");
-        return sk_error_page(r, HTTP_BAD_REQUEST, "Invalid return address",
-                             "The page to return to after sign-in is not on this site.");
-    }
     apr_table_t *params = apr_table_make(r->pool, 8);
     for (int i = 0; forwarded[i]; i++) {
         const char *v = sk_arg(r, forwarded[i]);
@@ -62,6 +84,27 @@ static int sk_login(request_rec *r)
         known |= !strcmp(prompt, prompts[i]);
     if (prompt && !known)
         apr_table_unset(params, "prompt");
+    return params;
+}
+
+static int sk_login(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *return_to = sk_arg(r, "return_to");
+    if (!return_to || !*return_to)
+        return_to = "/";
+    if (!sk_redirect_ok(r->pool, return_to, c->redirect_origins)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "login: return_to refused (not a local "
+                      "path nor an allowed origin)");
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Invalid return address",
+                             "The page to return to after sign-in is not on this site.");
+    }
+    apr_table_t *params = sk_login_params(r);
+    const char *idp_jwt = sk_arg(r, "idp_initiated_login");
+    if (idp_jwt && *idp_jwt && !sk_idp_initiated(r, idp_jwt, params, &return_to))
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
+                             "The sign-in request from Scalekit is invalid or expired.");
+    const char *prompt = apr_table_get(params, "prompt");
     int silent = prompt && !strcmp(prompt, "none");
     return sk_start_login(r, return_to, params, silent);
 }

@@ -187,7 +187,7 @@ static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
     }
     if (!bearer && (d->unauth == SK_UNAUTH_LOGIN
                     || (d->unauth == SK_UNAUTH_AUTO && sk_wants_login(r, d))))
-        return sk_start_login(r, r->unparsed_uri, NULL, 0);
+        return sk_start_login(r, r->unparsed_uri, NULL, d->silent);
     apr_table_setn(r->err_headers_out, "WWW-Authenticate",
                    had_session ? "Bearer realm=\"Scalekit\", error=\"invalid_token\""
                                : "Bearer realm=\"Scalekit\"");

@@ -5,7 +5,7 @@ import json
 
 import requests
 
-from test_signin import signin
+from test_signin import q, signin
 
 PROTECT = "AuthType Scalekit\n"
 
@@ -169,3 +169,39 @@ def test_session_endpoint(httpd, idp, browser_session):
     assert body["authenticated"] is True and body["sub"] == "usr_demo001"
     assert body["email"] == "ada@example.com" and body["name"] == "Ada Lovelace"
     assert body["access_token_claims"]["roles"] == ["admin"]
+
+
+def test_two_applications_share_one_scalekit_session(idp, httpd_factory, browser_session):
+    app = httpd_factory(idp=idp)
+    docs = httpd_factory(idp=idp, extra_conf="ScalekitCookieNames docs-at docs-id docs-rt docs-state-\n"
+                         "<Location /dashboard>\n ScalekitSilentLogin On\n</Location>\n")
+    idp.set_auto_login(False)             # a sign-in page would need a person: silence is the proof
+    s = browser_session()
+    r = s.get(docs.url + "/dashboard/", allow_redirects=False)
+    first = s.get(r.headers["Location"], allow_redirects=False)       # no Scalekit session yet
+    assert "prompt=none" in r.headers["Location"]
+    assert "error=login_required" in first.headers["Location"]
+    back = s.get(first.headers["Location"], allow_redirects=False)    # docs retries with a prompt
+    assert back.status_code == 302 and "prompt=none" not in back.headers["Location"]
+    idp.set_auto_login(True)
+    assert s.get(app.url + "/cgi-bin/whoami").json()["REMOTE_USER"] == "usr_demo001"   # signs in on app
+    idp.set_auto_login(False)
+    r = s.get(docs.url + "/dashboard/")                                # silently signed in on docs
+    assert r.status_code == 200 and r.url == docs.url + "/dashboard/", r.text[:300]
+    assert s.cookies.get("docs-at")
+
+
+def test_idp_initiated_sign_in(httpd, idp):
+    token = idp.idp_initiated(connection_id="conn_9", organization_id="org_9", login_hint="ada@example.com",
+                              relay_state="/cgi-bin/whoami")
+    s = requests.Session()
+    r = s.get(httpd.url + "/api/auth/login", params={"idp_initiated_login": token}, allow_redirects=False)
+    assert r.status_code == 302
+    params = q(r.headers["Location"])
+    assert params["connection_id"] == "conn_9" and params["organization_id"] == "org_9"
+    assert params["login_hint"] == "ada@example.com" and "state" in params and "code_challenge" in params
+    done = s.get(r.headers["Location"])
+    assert done.url == httpd.url + "/cgi-bin/whoami"
+    forged = idp.mint({"connection_id": "conn_x"}, base="access", sign="bad")
+    assert requests.get(httpd.url + "/api/auth/login", params={"idp_initiated_login": forged},
+                        allow_redirects=False).status_code == 400
