@@ -55,6 +55,7 @@ void sk_keystore_put(sk_keystore *s, sk_keyset *ks, int64_t now);
 typedef struct sk_keystore_stats {
     uint64_t fetches, fetch_failures, keys;
     int64_t last_fetch;            /* time of the last successful fetch, 0 if none */
+    char last_error[160];          /* why the last fetch failed; "" once one succeeds */
 } sk_keystore_stats;
 void sk_keystore_get_stats(sk_keystore *s, sk_keystore_stats *out);
 

@@ -215,6 +215,9 @@ static int sk_callback(request_rec *r)
     if (!code || !*code || strlen(code) > 4096)
         return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
                              "The answer from Scalekit carries no code.");
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "callback: state %s matches a pending "
+                  "sign-in; exchanging code %s", sk_short_hash(r->pool, st.state),
+                  sk_short_hash(r->pool, code));
     int rv = sk_exchange(r, code, &st, &ts);
     if (rv != OK)
         return sk_error_page(r, rv, "Sign-in did not complete", rv == HTTP_BAD_GATEWAY
@@ -224,14 +227,18 @@ static int sk_callback(request_rec *r)
         || !sk_check_id_token(r, rs, &st))
         return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in could not be verified",
                              "The tokens from the sign-in service did not pass the checks.");
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "callback: ID token %s verified (signature, "
+                  "iss, aud, exp, nonce), access token %s valid; refresh token %s",
+                  sk_short_hash(r->pool, ts.id_token), sk_short_hash(r->pool, ts.access_token),
+                  ts.refresh_token ? sk_short_hash(r->pool, ts.refresh_token) : "none");
     sk_set_cookie(r, c->cookie_access, ts.access_token, 0);
     sk_set_cookie(r, c->cookie_id, ts.id_token, 0);
     if (ts.refresh_token)
         sk_set_cookie(r, c->cookie_refresh, ts.refresh_token, 0);
     sk_count(SK_C_CALLBACK_OK);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s",
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s, returning to %s",
                   rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
-                  ts.access_token));
+                  ts.access_token), ap_escape_logitem(r->pool, st.return_to));
     return sk_redirect(r, st.return_to);
 }
 

@@ -224,6 +224,9 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     if (!refresh || r->main)
         return OK;
     sk_count(SK_C_REFRESH);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "access token %s not valid: refreshing with "
+                  "refresh token %s", access ? sk_short_hash(r->pool, access) : "(none)",
+                  sk_short_hash(r->pool, refresh));
     int ok = sk_try_refresh(r, refresh, out);
     if (ok <= 0)
         sk_count(SK_C_REFRESH_FAIL);
@@ -327,6 +330,8 @@ int sk_check_authn(request_rec *r)
         return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);
     }
     sk_count(SK_C_VALID);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
+                  ? rs->access->sub : "-");
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs))
         return HTTP_UNAUTHORIZED;

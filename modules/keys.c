@@ -370,6 +370,7 @@ struct sk_keystore {
     int64_t last_ok;               /* last fetch that gave a set */
     int attempted, fetching;
     uint64_t fetches, failures;
+    char last_error[160];
 };
 
 sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch)
@@ -424,16 +425,24 @@ static void do_fetch(sk_keystore *s, int64_t now)
     s->attempted = 1;
     s->last_attempt = now;
     pthread_mutex_unlock(&s->mu);
-    if (s->fetch && s->fetch(s->ctx, &body, &len, err, sizeof err) == 0 && body)
-        ks = sk_keyset_parse(body, len, err, sizeof err);
+    strcpy(err, "no JWKS fetcher");
+    if (s->fetch) {
+        err[0] = '\0';
+        if (s->fetch(s->ctx, &body, &len, err, sizeof err) == 0 && body)
+            ks = sk_keyset_parse(body, len, err, sizeof err);
+        else if (!err[0])
+            strcpy(err, "JWKS fetch failed");
+    }
     free(body);
     pthread_mutex_lock(&s->mu);
     if (ks) {
         old = install(s, ks, now);
         s->fetches++;
         s->last_ok = now;
+        s->last_error[0] = '\0';
     } else {
         s->failures++;                       /* keep serving the old set */
+        set_err(s->last_error, sizeof s->last_error, err);
     }
     s->fetching = 0;
     pthread_cond_broadcast(&s->cv);
@@ -510,5 +519,6 @@ void sk_keystore_get_stats(sk_keystore *s, sk_keystore_stats *out)
     out->fetch_failures = s->failures;
     out->keys = sk_keyset_size(s->cur);
     out->last_fetch = s->last_ok;
+    memcpy(out->last_error, s->last_error, sizeof out->last_error);
     pthread_mutex_unlock(&s->mu);
 }

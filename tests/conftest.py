@@ -23,11 +23,16 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 
-from httpd import Httpd, build_module  # noqa: E402
+from httpd import Httpd, build_module, default_mpm  # noqa: E402
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_report_header(config):
+    # SK_TEST_MPM=worker|prefork runs every server that names no MPM under that one (php=True: prefork).
+    return "httpd default MPM: %s (SK_TEST_MPM)" % default_mpm()
 
 
 @pytest.hookimpl(hookwrapper=True)

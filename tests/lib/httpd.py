@@ -89,6 +89,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+MPMS = ("event", "worker", "prefork")
+
+
+def default_mpm():
+    """The MPM of servers that name none: $SK_TEST_MPM (event, worker or prefork), else event."""
+    mpm = os.environ.get("SK_TEST_MPM") or "event"
+    if mpm not in MPMS:
+        raise ValueError("SK_TEST_MPM=%s: expected one of %s" % (mpm, ", ".join(MPMS)))
+    return mpm
+
+
 def default_module_path():
     return Path(os.environ.get("MOD_SCALEKIT_SO") or REPO / ".libs" / "mod_scalekit.so")
 
@@ -137,13 +148,14 @@ class Httpd:
     idp, idp_https  an IdP (tests/lib/idp.py) to build the default Scalekit* directives from (http or https URL)
     scalekit_conf the Scalekit* directives instead of those; locations: the <Location>s instead of
                   DEFAULT_LOCATIONS; extra_conf: more server-level config (all three take @PLACEHOLDERS@)
-    mpm           event | worker | prefork; php=True forces prefork and loads mod_php; proxy=True mod_proxy_http
+    mpm           event | worker | prefork (default $SK_TEST_MPM, else event); php=True forces prefork and
+                  loads mod_php; proxy=True mod_proxy_http
     loglevel      default "warn scalekit:debug"; env: extra environment for apache2 (SCALEKIT_* is cleared)
     public_host   the host name in url and the redirect URI (default localhost, see above)
     """
 
     def __init__(self, module_path=None, *, idp=None, idp_https=False, load_scalekit=True,
-                 scalekit_conf=None, locations=None, extra_conf="", mpm="event", php=False,
+                 scalekit_conf=None, locations=None, extra_conf="", mpm=None, php=False,
                  proxy=False, loglevel=None, extra_ports=0, env=None,
                  public_host="localhost", timeout=10):
         self.module_path = Path(module_path) if module_path else default_module_path()
@@ -151,7 +163,7 @@ class Httpd:
         self.load_scalekit = load_scalekit
         self.scalekit_conf, self.locations, self.extra_conf = scalekit_conf, locations, extra_conf
         self.php = php
-        self.mpm = "prefork" if php else mpm   # Debian's mod_php only runs under prefork
+        self.mpm = "prefork" if php else (mpm or default_mpm())   # Debian's mod_php only runs under prefork
         # "scalekit:debug" is a syntax error when the module is not loaded
         self.loglevel = loglevel or ("warn scalekit:debug" if load_scalekit else "warn")
         self.proxy, self.env, self.timeout = proxy, dict(env or {}), timeout

@@ -243,6 +243,7 @@ SK_TEST(keystore_lazy_fetch_and_ttl)
     SK_CHECK_INT(st.fetch_failures, 0);
     SK_CHECK_INT(st.keys, 1);
     SK_CHECK_INT(st.last_fetch, T0 + 300);
+    SK_CHECK_STR(st.last_error, "");
     sk_keystore_destroy(s);
     idp_done(&f);
 }
@@ -303,6 +304,7 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
     SK_CHECK_INT(st.fetches, 1);
     SK_CHECK_INT(st.fetch_failures, 2);
     SK_CHECK_INT(st.last_fetch, T0);
+    SK_CHECK_STR(st.last_error, "connection refused");
     /* A document that does not parse is a failure too. */
     pthread_mutex_lock(&f.mu);
     f.fail = 0;
@@ -311,6 +313,8 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
     pthread_mutex_unlock(&f.mu);
     SK_CHECK(has_key(s, "k1", T0 + 520, NULL));
     SK_CHECK_INT(idp_calls(&f), 4);
+    sk_keystore_get_stats(s, &st);
+    SK_CHECK_STR(st.last_error, "JWKS document is not JSON");
     sk_keystore_destroy(s);
 
     /* Nothing ever fetched: NO_KEYS. */
