@@ -175,7 +175,7 @@ static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
                              const sk_login_state *st)
 {
     sk_server_conf *c = sk_server_config(r);
-    int64_t now = (int64_t)apr_time_sec(r->request_time);
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
     const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(rs->id->json, "nonce");
     if (!cJSON_IsString(nonce) || strcmp(nonce->valuestring, st->nonce)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token nonce does not "

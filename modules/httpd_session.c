@@ -108,7 +108,9 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              sk_request_session **out, sk_jwt_err *why)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
-    int64_t now = (int64_t)apr_time_sec(r->request_time);
+    /* The clock now, not r->request_time: a token minted while this request
+     * waited for the token endpoint has an nbf after the request's arrival. */
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
     sk_request_session *rs = apr_pcalloc(r->pool, sizeof(*rs));
     apr_pool_cleanup_register(r->pool, rs, sk_session_release, apr_pool_cleanup_null);
     *out = NULL;

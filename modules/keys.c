@@ -1,6 +1,7 @@
 /* keys.c: JWKS parsing (each key imported once into an EVP_PKEY) and the
  * thread-safe key store that keeps the current set fresh (see sk_keys.h). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,10 +37,8 @@ struct sk_keyset {
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
-    if (err && errlen) {
-        strncpy(err, msg, errlen - 1);
-        err[errlen - 1] = '\0';
-    }
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
 }
 
 static const char *jstr(const cJSON *o, const char *name)

@@ -1,6 +1,11 @@
 /* Unit tests: the security properties of the httpd-free parts, one attack
  * each (issue 6). The integration suite (tests/integration/test_security.py)
  * proves the same through a real httpd; these pin the rules themselves. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE              /* memmem */
+#endif
+#include <stdlib.h>
+#include <string.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
@@ -81,10 +86,8 @@ SK_TEST(security_cookie_duplicates_and_lookalike_names)
     SK_CHECK_STR(sk_cookie_get(pool(), h, "sk-access-token"), "first");
     SK_CHECK_STR(sk_cookie_get(pool(), "sk-access-token=; sk-access-token=x", "sk-access-token"),
                  "");            /* an empty first one is what the module sees (and ignores) */
-    /* A value cannot reach into the next cookie, quoted or not. */
-    SK_CHECK_STR(sk_cookie_get(pool(), "a=\"x; sk-access-token=forged\"", "a"), "\"x");
-    SK_CHECK_STR(sk_cookie_get(pool(), "a=\"x; sk-access-token=forged\"", "sk-access-token"),
-                 "forged\"");
+    /* Quotes do not hide a ';': a value never swallows the next cookie. */
+    SK_CHECK_STR(sk_cookie_get(pool(), "a=\"x; b=y\"", "a"), "\"x");
     /* A huge header is walked once, whatever it holds. */
     size_t n = 200000;
     char *big = apr_palloc(pool(), n + 32);
@@ -175,9 +178,11 @@ SK_TEST(security_parameters_cannot_inject)
     SK_CHECK(!strstr(url, "evil.example/"));
     SK_CHECK(!strchr(url, '#') && !strchr(url, '\r') && !strchr(url, '\n'));
     SK_CHECK(!strstr(url, "&redirect_uri=https://"));
-    /* Exactly one redirect_uri parameter. */
-    SK_CHECK(strstr(url, "redirect_uri=") == strrchr(url, '?') + 1 + strlen("response_type=code&client_id=skc_1&")
-             || strstr(strstr(url, "redirect_uri=") + 1, "&redirect_uri=") == NULL);
+    /* Exactly one redirect_uri parameter, the configured one. */
+    int n = 0;
+    for (const char *c = url; (c = strstr(c, "redirect_uri=")); c++)
+        n += c[-1] == '&' || c[-1] == '?';
+    SK_CHECK_INT(n, 1);
     char *body = sk_oauth_code_body(pool(), "skc_1", "sec", "code&client_secret=x", "https://a/cb",
                                     "v&grant_type=refresh_token");
     SK_CHECK(strstr(body, "client_secret=x") == NULL);

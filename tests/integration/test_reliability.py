@@ -1,0 +1,654 @@
+"""Reliability: the identity provider failing in every way it can, every MPM, graceful restarts
+under load, refresh races across processes, and a start-up that never waits for the network.
+
+Bounds, not speeds: a failing call to the IdP may take ScalekitTimeout (2 s here) plus MARGIN; a
+request that needs no IdP must not wait for one. Every request the tests make has its own client
+timeout, so a hang fails the test instead of stalling the suite.
+"""
+import collections
+import concurrent.futures
+import os
+import re
+import threading
+import time
+import urllib.parse as up
+
+import pytest
+import requests
+
+from httpd import MPMS
+
+TIMEOUT = 2                      # ScalekitTimeout in the fault tests
+MARGIN = 3                       # what a busy machine may add to a failing IdP call
+CLIENT_TIMEOUT = 60              # no request of these tests may take longer than this
+IDP_PATHS = ["/oauth/token", "/keys"]
+FAULTS = ["down", "slow", "500", "garbage", "close", "hang"]
+JSON = {"Accept": "application/json"}
+SESSION_COOKIES = ("sk-access-token", "sk-id-token", "sk-refresh-token")
+
+
+def one_child(mpm="event", threads=32):
+    """One process: one key store, so "the keys are already fetched" holds for every request."""
+    if mpm == "prefork":
+        raise ValueError("prefork has one request per process")
+    return ("StartServers 1\nServerLimit 1\nThreadLimit %d\nThreadsPerChild %d\nMaxRequestWorkers %d\n"
+            "MinSpareThreads 1\nMaxSpareThreads %d\n" % (threads, threads, threads, threads))
+
+
+FAULT_CONF = "ScalekitTimeout %d\nScalekitJWKSRefreshInterval 1\n" % TIMEOUT + one_child()
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+def browser():
+    s = requests.Session()
+    s.trust_env = False
+    return s
+
+
+def get(s, url, **kw):
+    kw.setdefault("timeout", CLIENT_TIMEOUT)
+    return s.get(url, **kw)
+
+
+def timed(fn, *args, **kw):
+    t0 = time.monotonic()
+    r = fn(*args, **kw)
+    return r, time.monotonic() - t0
+
+
+def signin(h, s, return_to="/cgi-bin/whoami"):
+    """A full browser sign-in (the IdP signs in automatically); returns the landing response."""
+    r = get(s, h.url + "/api/auth/login", params={"return_to": return_to})
+    assert r.status_code == 200 and r.url == h.url + return_to, (r.status_code, r.url, r.text[:300])
+    return r
+
+
+def pending_callback(h):
+    """A sign-in that reached the IdP and is about to come back: (browser, callback URL)."""
+    s = browser()
+    login = get(s, h.url + "/api/auth/login?return_to=/cgi-bin/whoami", allow_redirects=False)
+    assert login.status_code == 302, login.status_code
+    authorize = get(s, login.headers["Location"], allow_redirects=False)
+    assert authorize.status_code == 302, (authorize.status_code, authorize.text[:300])
+    cb = authorize.headers["Location"]
+    assert cb.startswith(h.url + "/api/auth/callback?"), cb
+    return s, cb
+
+
+def expired_access(idp, sub=None):
+    now = int(time.time())
+    claims = {"exp": now - 600, "iat": now - 900, "nbf": now - 900}
+    if sub:
+        claims["sub"] = sub
+    return idp.mint(claims, base="access")
+
+
+def set_access(s, token):
+    found = [c for c in s.cookies if c.name == "sk-access-token"]
+    assert len(found) == 1, found
+    found[0].value = token
+
+
+def expire(idp, s, token=None):
+    """Swap the session's access token for an expired one: its next request must refresh."""
+    token = token or expired_access(idp)
+    set_access(s, token)
+    return token
+
+
+def set_cookies(r):
+    return [v for k, v in r.raw.headers.items() if k.lower() == "set-cookie"]
+
+
+def cleared(r):
+    return {c.split("=", 1)[0] for c in set_cookies(r) if "Max-Age=0" in c}
+
+
+def new_cookies(r):
+    out = {}
+    for c in set_cookies(r):
+        name, _, rest = c.partition("=")
+        if "Max-Age=0" not in c:
+            out[name] = rest.split(";", 1)[0]
+    return out
+
+
+def grants(idp, grant_type):
+    return [e for e in idp.log() if e["path"] == "/oauth/token"
+            and e["form"].get("grant_type") == grant_type]
+
+
+def keys_fetches(idp):
+    return len([e for e in idp.log() if e["path"] == "/keys"])
+
+
+def jwt_header(token):
+    import base64
+    import json
+    head = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+
+
+def assert_clear_failure_page(r, elapsed, bound):
+    """The IdP let us down: a 502/503 of the module's own (not a 500, not a hang), quickly."""
+    assert r.status_code in (502, 503), (r.status_code, r.text[:500])
+    assert elapsed < bound, "took %.1fs, bound %.1fs" % (elapsed, bound)
+    assert r.headers.get("Content-Type", "").startswith("text/html"), r.headers
+    assert re.search(r"<h1>Sign-in (service unavailable|did not complete|could not be verified)</h1>",
+                     r.text), r.text[:500]
+    assert "/api/auth/login?return_to=" in r.text            # a way forward: sign in again
+    assert r.headers.get("Cache-Control") == "no-store"
+    assert "eyJ" not in r.text                                # no token on the page
+
+
+def inject(idp, mode):
+    if mode == "down":
+        idp.stop()
+    elif mode == "slow":
+        idp.fault("slow", delay=TIMEOUT + 4, paths=IDP_PATHS)
+    elif mode == "hang":
+        idp.fault("hang", delay=TIMEOUT + 20, paths=IDP_PATHS)
+    else:
+        idp.fault(mode, paths=IDP_PATHS)
+
+
+def recover(idp, mode):
+    if mode == "down":
+        idp.start()           # same ports and keys; its sessions and refresh tokens are gone
+    else:
+        idp.fault("none")
+
+
+def until_ok(fn, deadline_s=20, every=0.5):
+    """Call fn until it returns a 200 (answers of a failed refresh are shared for 2 s)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        r = fn()
+        if r.status_code == 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(every)
+
+
+def ready(h, timeout=30):
+    """Until the parent has logged that it runs: httpd.start() returns once the port answers,
+    which is before apache2 installs its signal handlers (a SIGHUP then would kill it)."""
+    deadline = time.monotonic() + timeout
+    while "resuming normal operations" not in h.error_log():
+        assert time.monotonic() < deadline, "httpd never said it runs"
+        time.sleep(0.05)
+    return h
+
+
+def fds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def proc_status(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return {}
+
+
+def rss_kb(pid):
+    v = proc_status(pid).get("VmRSS", "0 kB").split()[0]
+    return int(v)
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_status(int(d))
+            if st.get("PPid", "").strip() == str(pid):
+                out.append((int(d), st.get("State", "?").split()[0]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the identity provider fails
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", FAULTS)
+def test_idp_fault_keeps_sessions_fails_fast_and_recovers(idp, httpd_factory, mode):
+    h = httpd_factory(idp=idp, extra_conf=FAULT_CONF)
+    user = browser()
+    signin(h, user)                                   # the one child has fetched the keys
+    renewing = browser()
+    signin(h, renewing)
+    refresh_before = renewing.cookies.get("sk-refresh-token")
+    newcomer, callback = pending_callback(h)
+    api_token = idp.mint({"sub": "usr_api"}, base="access")   # never seen: validated cold
+    unknown_kid = idp.mint({}, base="access", header={"kid": "snk_unknown"})
+    expired = expired_access(idp)
+    time.sleep(1.1)                                   # ScalekitJWKSRefreshInterval: a refetch may start
+    bound = TIMEOUT + MARGIN
+
+    inject(idp, mode)
+    try:
+        # A token with a kid nobody knows makes the module try the JWKS: that fails (boundedly)
+        # and the keys it has stay in use.
+        r, t = timed(get, requests, h.url + "/dashboard/", headers=JSON,
+                     cookies={"sk-access-token": unknown_kid})
+        assert r.status_code == 401 and t < bound, (r.status_code, t)
+
+        # Sessions with a valid access token keep being served: the keys are cached.
+        for _ in range(3):
+            r = get(user, h.url + "/cgi-bin/whoami", allow_redirects=False)
+            assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001", r.status_code
+        r = get(requests, h.url + "/cgi-bin/whoami", cookies={"sk-access-token": api_token})
+        assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_api"
+
+        # A sign-in cannot finish: a clear 502 within the timeout.
+        r, t = timed(get, newcomer, callback, allow_redirects=False)
+        assert_clear_failure_page(r, t, bound)
+        assert not new_cookies(r).keys() & set(SESSION_COOKIES)
+
+        # Neither can a refresh; the session is kept for when the IdP is back.
+        expire(idp, renewing, expired)
+        r, t = timed(get, renewing, h.url + "/dashboard/", allow_redirects=False)
+        assert_clear_failure_page(r, t, bound)
+        assert cleared(r) == set() and not new_cookies(r)
+        assert renewing.cookies.get("sk-refresh-token") == refresh_before
+        # An API client with a valid token does not care.
+        r = get(requests, h.url + "/dashboard/", cookies={"sk-access-token": api_token})
+        assert r.status_code == 200
+    finally:
+        recover(idp, mode)
+
+    log = h.error_log()
+    assert "refresh of session" in log and "callback:" in log, log[-2000:]
+
+    # Back by itself, no restart of httpd: sign-in and refresh work again.
+    again = browser()
+    r = signin(h, again)
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+    if mode == "down":
+        # The restarted local IdP forgot the refresh tokens it had issued (the real one would
+        # not): check the refresh with a session of the new IdP.
+        renewing, refresh_before = again, again.cookies.get("sk-refresh-token")
+    expire(idp, renewing)
+    r = until_ok(lambda: get(renewing, h.url + "/cgi-bin/whoami", allow_redirects=False))
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+    assert renewing.cookies.get("sk-refresh-token") != refresh_before
+    assert renewing.cookies.get("sk-access-token") != expired
+    assert h.pids(), "httpd still runs"
+    assert 500 not in {row["status"] for row in h.access_log()}
+
+
+@pytest.mark.parametrize("keep_old", [False, True], ids=["old-key-withdrawn", "new-key-added"])
+def test_jwks_change_needs_no_restart(idp, httpd_factory, keep_old):
+    h = httpd_factory(idp=idp, extra_conf="ScalekitJWKSRefreshInterval 1\n" + one_child())
+    old = browser()
+    signin(h, old)
+    old_kid = jwt_header(old.cookies.get("sk-access-token"))["kid"]
+    fetches = keys_fetches(idp)
+    new_kid = idp.rotate(keep_old=keep_old)
+    assert new_kid != old_kid
+    time.sleep(1.2)                                  # the refetch interval since the first fetch
+
+    new = browser()
+    r = signin(h, new)                               # tokens with a kid the module has not seen
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+    assert jwt_header(new.cookies.get("sk-access-token"))["kid"] == new_kid
+    assert keys_fetches(idp) == fetches + 1
+
+    # The session signed in before the rotation is not logged out.
+    r = get(old, h.url + "/cgi-bin/whoami", allow_redirects=False)
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    # Its next refresh brings tokens of the new key.
+    expire(idp, old)
+    r = get(old, h.url + "/cgi-bin/whoami", allow_redirects=False)
+    assert r.status_code == 200, r.status_code
+    assert jwt_header(old.cookies.get("sk-access-token"))["kid"] == new_kid
+
+    if keep_old:
+        # A token of the old key that the module never saw: still good, the key is still published.
+        stale = idp.mint({"sub": "usr_late"}, base="access", kid=old_kid)
+        r = get(requests, h.url + "/dashboard/", cookies={"sk-access-token": stale}, headers=JSON)
+        assert r.status_code == 200
+    assert keys_fetches(idp) == fetches + 1
+
+
+def test_hung_idp_blocks_no_worker(idp, httpd_factory):
+    """While every call to the IdP hangs, requests that need it wait at most the timeout, and
+    requests that need only validation do not wait at all."""
+    timeout, n = 4, 6
+    h = httpd_factory(idp=idp, extra_conf="ScalekitTimeout %d\nScalekitJWKSRefreshInterval 1\n"
+                      % timeout + one_child(threads=64))
+    refreshing = []
+    for _ in range(n):
+        s = browser()
+        signin(h, s)                                 # keys fetched; n distinct refresh tokens
+        expire(idp, s)
+        refreshing.append(s)
+    callbacks = [pending_callback(h) for _ in range(n)]
+    valid = [idp.mint({"sub": "usr_valid%d" % i}, base="access") for i in range(2 * n)]
+    unknown = [idp.mint({"sub": "usr_x%d" % i}, base="access", header={"kid": "snk_nobody%d" % i})
+               for i in range(n)]
+    time.sleep(1.1)
+    idp.fault("hang", delay=timeout + 30, paths=IDP_PATHS)
+
+    barrier = threading.Barrier(5 * n)
+
+    def run(kind, fn):
+        barrier.wait(CLIENT_TIMEOUT)
+        start = time.monotonic()
+        try:
+            r = fn()
+            status = r.status_code
+        except requests.RequestException as e:
+            status = repr(e)
+        return kind, status, time.monotonic() - start
+
+    jobs = []
+    for s in refreshing:
+        jobs.append(("refresh", lambda s=s: get(s, h.url + "/dashboard/", allow_redirects=False)))
+    for s, cb in callbacks:
+        jobs.append(("callback", lambda s=s, cb=cb: get(s, cb, allow_redirects=False)))
+    for tok in unknown:
+        jobs.append(("unknown-kid", lambda tok=tok: get(requests, h.url + "/dashboard/", headers=JSON,
+                                                       cookies={"sk-access-token": tok})))
+    for tok in valid:
+        jobs.append(("valid", lambda tok=tok: get(requests, h.url + "/dashboard/",
+                                                 cookies={"sk-access-token": tok})))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+            results = list(pool.map(lambda j: run(*j), jobs))
+    finally:
+        idp.fault("none")
+
+    by_kind = collections.defaultdict(list)
+    for kind, status, took in results:
+        by_kind[kind].append((status, round(took, 2)))
+    expected = {"refresh": {502, 503}, "callback": {502, 503}, "unknown-kid": {401}, "valid": {200}}
+    for kind, want in expected.items():
+        assert {s for s, _ in by_kind[kind]} <= want, (kind, by_kind[kind])
+    # Validation only: never waited for the hung IdP.
+    assert max(t for _, t in by_kind["valid"]) < timeout, by_kind["valid"]
+    # Everything else: at most the timeout (a refresh waiter: timeout + 2) and a margin.
+    assert max(t for _, _, t in results) < timeout + 2 + MARGIN, dict(by_kind)
+    # And the server is fine afterwards.
+    assert get(requests, h.url + "/dashboard/", cookies={"sk-access-token": valid[0]}).status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason="module defect: keys are cached per process only; a child "
+                   "started while the IdP is down (graceful restart, new spare) cannot validate")
+def test_new_children_serve_valid_sessions_while_idp_is_down(idp, httpd_factory):
+    h = httpd_factory(idp=idp, extra_conf=FAULT_CONF)
+    s = browser()
+    signin(h, s)
+    api_token = idp.mint({"sub": "usr_api"}, base="access")
+    assert get(requests, h.url + "/dashboard/", cookies={"sk-access-token": api_token}).status_code == 200
+    idp.stop()
+    ready(h).graceful()                           # e.g. logrotate's nightly "apache2ctl graceful"
+    r, t = timed(get, s, h.url + "/cgi-bin/whoami", allow_redirects=False)
+    assert t < TIMEOUT + MARGIN
+    r2 = get(requests, h.url + "/dashboard/", cookies={"sk-access-token": api_token}, headers=JSON)
+    assert (r.status_code, r2.status_code) == (200, 200), (r.status_code, r2.status_code)
+
+
+@pytest.mark.xfail(strict=True, reason="module defect: tokens just issued by the IdP are checked "
+                   "against the time the request arrived (r->request_time), not the time they came "
+                   "back; with ScalekitLeeway 0 a token endpoint taking >= 1 s makes iat/nbf 'future'")
+def test_tokens_from_a_slow_idp_are_accepted_with_zero_leeway(idp, httpd_factory):
+    h = httpd_factory(idp=idp, extra_conf="ScalekitLeeway 0\n")
+    renewing = browser()
+    signin(h, renewing)
+    expire(idp, renewing)
+    idp.fault("slow", delay=1.2, paths=["/oauth/token"])     # slow, well within ScalekitTimeout
+    try:
+        s = browser()
+        r = get(s, h.url + "/api/auth/login?return_to=/cgi-bin/whoami")
+        signed_in = (r.status_code, r.url)
+        r = get(renewing, h.url + "/cgi-bin/whoami", allow_redirects=False)
+        refreshed = (r.status_code, sorted(cleared(r)))
+    finally:
+        idp.fault("none")
+    log = [line for line in h.error_log().splitlines() if "refused" in line or "failed" in line]
+    assert (signed_in, refreshed) == ((200, h.url + "/cgi-bin/whoami"), (200, [])), log[-4:]
+
+
+# ---------------------------------------------------------------------------------------------
+# every MPM
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_signin_cgi_refresh_logout_under_every_mpm(idp, httpd_factory, mpm):
+    h = httpd_factory(idp=idp, mpm=mpm)
+    s = browser()
+    r = get(s, h.url + "/cgi-bin/whoami")                       # sign-in on the way
+    assert r.status_code == 200 and r.url == h.url + "/cgi-bin/whoami", (r.status_code, r.url)
+    seen = r.json()
+    assert (seen["REMOTE_USER"], seen["AUTH_TYPE"], seen["SCALEKIT_EMAIL"]) == (
+        "usr_demo001", "Scalekit", "ada@example.com")
+
+    old_refresh = s.cookies.get("sk-refresh-token")
+    expired = expire(idp, s)
+    r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False)
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    assert s.cookies.get("sk-access-token") != expired
+    assert s.cookies.get("sk-refresh-token") != old_refresh
+    assert len(grants(idp, "refresh_token")) == 1
+
+    r = get(s, h.url + "/api/auth/logout", allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].startswith(idp.url + "/oidc/logout?")
+    assert set(SESSION_COOKIES) <= cleared(r)
+    assert all(s.cookies.get(n) is None for n in SESSION_COOKIES)
+    r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False, headers=JSON)
+    assert r.status_code == 401
+    statuses = [row["status"] for row in h.access_log(at_least=6)]
+    assert 500 not in statuses and 502 not in statuses, statuses
+
+
+# ---------------------------------------------------------------------------------------------
+# graceful restarts under load
+# ---------------------------------------------------------------------------------------------
+
+def settle(h, old_children, timeout=30):
+    """Wait until the previous generation of children has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = set(h.pids()) & set(old_children)
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError("children of the previous generation still alive: %s" % sorted(alive))
+
+
+def snapshot(h):
+    parent = h.proc.pid
+    kids = children_of(parent)
+    pids = [parent] + [p for p, _ in kids]
+    return {"parent_fds": fds(parent), "parent_rss_kb": rss_kb(parent),
+            "children": len(kids), "zombies": [p for p, st in kids if st == "Z"],
+            "child_fds": sorted(f for f in (fds(p) for p, _ in kids) if f is not None),
+            "total_fds": sum(f for f in (fds(p) for p in pids) if f is not None)}
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
+    restarts, threads = 20, 3
+    h = ready(httpd_factory(idp=idp, mpm=mpm, timeout=60))
+    s = browser()
+    signin(h, s, "/dashboard/")
+    jar = requests.utils.dict_from_cookiejar(s.cookies)
+    statuses, errors = collections.Counter(), []
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                # A new connection each time: a keep-alive connection that the server closes
+                # while the client sends on it is HTTP's own race, not a lost request.
+                r = requests.get(h.url + "/dashboard/", cookies=jar, allow_redirects=False,
+                                 headers={"Connection": "close"}, timeout=CLIENT_TIMEOUT)
+                statuses[r.status_code] += 1
+            except requests.RequestException as e:
+                errors.append(repr(e))
+            time.sleep(0.005)
+
+    workers = [threading.Thread(target=hammer, daemon=True) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    samples = {}
+    try:
+        time.sleep(0.5)
+        for i in range(1, restarts + 1):
+            before = [p for p, _ in children_of(h.proc.pid)]
+            h.graceful()
+            settle(h, before)
+            time.sleep(0.3)                            # let the new generation serve a little
+            samples[i] = snapshot(h)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(CLIENT_TIMEOUT + 5)
+    total = sum(statuses.values())
+    assert errors == [], errors[:5]
+    assert set(statuses) == {200} and total > restarts, statuses
+    rows = [r for r in h.access_log(at_least=total + 3) if r["uri"] == "/dashboard/"]
+    assert len(rows) >= total and {r["status"] for r in rows} == {200}, collections.Counter(
+        r["status"] for r in rows)
+    assert h.error_log().count("resuming normal operations") == restarts + 1
+
+    # Nothing accumulates: descriptors, processes, memory (restart 5 against restart 20).
+    a, b = samples[5], samples[restarts]
+    assert b["parent_fds"] <= a["parent_fds"] + 2, (a, b)
+    assert max(b["child_fds"]) <= max(a["child_fds"]) + 4, (a, b)
+    assert b["children"] <= a["children"] + 4, (a, b)
+    assert all(not s_["zombies"] for s_ in samples.values()), samples
+    assert b["parent_rss_kb"] <= a["parent_rss_kb"] * 1.05 + 1024, (a, b)
+    rss = [samples[i]["parent_rss_kb"] for i in range(5, restarts + 1)]
+    assert not all(y > x for x, y in zip(rss, rss[1:])), rss          # no steady climb
+    # Still signed in with the same cookies.
+    r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False)
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    print("graceful x%d under %s: %d requests, samples 5/%d: %s / %s"
+          % (restarts, mpm, total, restarts, a, b))
+
+
+# ---------------------------------------------------------------------------------------------
+# refresh races across processes
+# ---------------------------------------------------------------------------------------------
+
+PID_LOG = 'LogFormat "%P\\t%>s\\t%r" skpid\nCustomLog @ROOT@/logs/pid_log skpid\n'
+PREFORK_MANY = "StartServers 10\nMinSpareServers 10\nMaxSpareServers 20\n"
+
+
+def burst(url, jar, n):
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        barrier.wait(CLIENT_TIMEOUT)
+        r = requests.get(url, cookies=jar, allow_redirects=False, timeout=CLIENT_TIMEOUT)
+        user = r.json().get("REMOTE_USER") if r.status_code == 200 else None
+        return r.status_code, user, new_cookies(r), cleared(r)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_refresh_race_across_prefork_processes(idp, httpd_factory):
+    """Two bursts of 30 parallel requests with one expired token, the IdP slow: one refresh."""
+    h = httpd_factory(idp=idp, mpm="prefork", extra_conf=PREFORK_MANY + PID_LOG)
+    s = browser()
+    signin(h, s)
+    expire(idp, s)
+    jar = requests.utils.dict_from_cookiejar(s.cookies)
+    old_refresh = jar["sk-refresh-token"]
+    idp.fault("slow", delay=1.5, paths=["/oauth/token"])     # the pending mark is held 1.5 s
+    first = burst(h.url + "/cgi-bin/whoami", jar, 30)
+    second = burst(h.url + "/cgi-bin/whoami", jar, 30)       # late tabs with the old cookies
+    idp.fault("none")
+
+    for results in (first, second):
+        assert [(st, u) for st, u, _, _ in results] == [(200, "usr_demo001")] * 30, results
+        assert all(not c for _, _, _, c in results), "somebody was logged out"
+        given = {frozenset(c.items()) for _, _, c, _ in results}
+        assert len(given) == 1, "every request got the same new session"
+    new = dict(next(iter({frozenset(c.items()) for _, _, c, _ in first})))
+    assert set(new) == set(SESSION_COOKIES) and new["sk-refresh-token"] != old_refresh
+    refreshes = grants(idp, "refresh_token")
+    assert len(refreshes) == 1 and refreshes[0]["status"] == 200, [e["status"] for e in refreshes]
+    pids = {line.split("\t")[0] for line in (h.root / "logs" / "pid_log").read_text().splitlines()
+            if "/cgi-bin/whoami" in line}
+    assert len(pids) >= 3, "the bursts were served by several processes: %s" % pids
+    # The new session works on its own.
+    r = get(requests, h.url + "/cgi-bin/whoami", cookies=new, allow_redirects=False)
+    assert r.status_code == 200 and not set_cookies(r)
+    assert len(grants(idp, "refresh_token")) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="module defect: the shared refresh cache (mod_socache_shmcb at "
+                   "its 512 KiB default) keeps a refresh answer for far less than the minute it "
+                   "promises once ~150 other refreshes happened; the late request reuses a spent "
+                   "refresh token and the user is logged out")
+def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
+    h = httpd_factory(idp=idp)
+    s = browser()
+    signin(h, s)
+    expire(idp, s)
+    late_tab = requests.utils.dict_from_cookiejar(s.cookies)      # the old cookies, kept
+    t0 = time.monotonic()
+    r = get(s, h.url + "/dashboard/", allow_redirects=False)
+    assert r.status_code == 200
+    # Other users refresh meanwhile: 4 sessions, 60 refreshes each.
+    expired = expired_access(idp)
+
+    def churn(_):
+        other = browser()
+        signin(h, other, "/dashboard/")
+        for _ in range(60):
+            set_access(other, expired)
+            r = get(other, h.url + "/dashboard/", allow_redirects=False)
+            assert r.status_code == 200, r.status_code
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(churn, range(4)))
+    took = time.monotonic() - t0
+    if took > 50:
+        pytest.skip("churn took %.0fs: past the minute the answer is kept" % took)
+    r = get(requests, h.url + "/dashboard/", cookies=late_tab, allow_redirects=False)
+    assert r.status_code == 200 and not cleared(r), (r.status_code, cleared(r), took)
+
+
+# ---------------------------------------------------------------------------------------------
+# start-up
+# ---------------------------------------------------------------------------------------------
+
+def test_startup_and_config_test_make_no_network_call(idp, httpd_factory):
+    """A module that fetched anything at start-up would wait ScalekitTimeout (10 s here) on an
+    IdP that hangs every request; start-up must not notice the IdP at all."""
+    idp.fault("hang", delay=60)
+    idp.clear_log()
+    conf = "ScalekitTimeout 10\n"
+    h, took = timed(httpd_factory, idp=idp, extra_conf=conf, timeout=60)
+    assert took < 8, "start took %.1fs" % took
+    (rc, out), took = timed(h.config_test)
+    assert rc == 0 and "Syntax OK" in out and took < 8, (rc, out, took)
+    _, took = timed(ready(h).graceful)
+    assert took < 8, "graceful restart took %.1fs" % took
+    assert get(requests, h.url + "/public/").status_code == 200
+    time.sleep(0.5)
+    assert idp.log() == [], idp.log()[:3]
+
+    # The IdP gone altogether: the same.
+    idp.stop()
+    h2, took = timed(httpd_factory, idp=idp, extra_conf=conf, timeout=60)
+    assert took < 8, "start took %.1fs" % took
+    (rc, out), took = timed(h2.config_test)
+    assert rc == 0 and took < 8, (rc, out, took)
+    _, took = timed(ready(h2).restart)
+    assert took < 8
+    assert get(requests, h2.url + "/public/").status_code == 200
+    # A sign-in without an IdP: the redirect needs none, so it is still made.
+    r = get(requests, h2.url + "/api/auth/login", allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].startswith(idp.url + "/oauth/authorize?")
