@@ -16,6 +16,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -38,7 +39,8 @@ MODS = ("scalekit", "socache_shmcb")
 # The package's files: a copy put there by hand (make install) is kept aside and put back.
 PKG_FILES = (Path("/usr/lib/apache2/modules/mod_scalekit.so"),
              ETC / "mods-available" / "scalekit.load", ETC / "mods-available" / "scalekit.conf")
-LOCK = "/run/lock/mod_scalekit-test-package.lock"
+LOCK = os.path.join("/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir(),
+                    "mod_scalekit-test-package.lock")
 
 
 def run(cmd, timeout=120, check=True, **kw):
@@ -129,7 +131,6 @@ def confdir_pids(confdir):
 
 
 def wait_for_port(port, proc, timeout=15):
-    import socket
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:

@@ -470,7 +470,7 @@ def snapshot(h):
     pids = [parent] + [p for p, _ in kids]
     return {"parent_fds": fds(parent), "parent_rss_kb": rss_kb(parent),
             "children": len(kids), "zombies": [p for p, st in kids if st == "Z"],
-            "child_fds": sorted(f for f in (fds(p) for p, _ in kids) if f is not None),
+            "child_fds": sorted(f for f in (fds(p) for p, st in kids if st != "Z") if f is not None),
             "total_fds": sum(f for f in (fds(p) for p in pids) if f is not None)}
 
 
@@ -525,7 +525,12 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
     assert b["parent_fds"] <= a["parent_fds"] + 2, (a, b)
     assert max(b["child_fds"]) <= max(a["child_fds"]) + 4, (a, b)
     assert b["children"] <= a["children"] + 4, (a, b)
-    assert all(not s_["zombies"] for s_ in samples.values()), samples
+    # An exited child is a zombie until the parent's next maintenance pass (about a second):
+    # none may stay.
+    deadline = time.monotonic() + 10
+    while snapshot(h)["zombies"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert snapshot(h)["zombies"] == [], snapshot(h)
     assert b["parent_rss_kb"] <= a["parent_rss_kb"] * 1.05 + 1024, (a, b)
     rss = [samples[i]["parent_rss_kb"] for i in range(5, restarts + 1)]
     assert not all(y > x for x, y in zip(rss, rss[1:])), rss          # no steady climb
@@ -590,7 +595,7 @@ def test_refresh_race_across_prefork_processes(idp, httpd_factory):
 
 @pytest.mark.xfail(strict=True, reason="module defect: the shared refresh cache (mod_socache_shmcb at "
                    "its 512 KiB default) keeps a refresh answer for far less than the minute it "
-                   "promises once ~150 other refreshes happened; the late request reuses a spent "
+                   "promises once ~100 other refreshes happened; the late request reuses a spent "
                    "refresh token and the user is logged out")
 def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
     h = httpd_factory(idp=idp)
