@@ -110,8 +110,10 @@ static void round_trip(apr_pool_t *p, const unsigned char *d, size_t n)
     if (end - d >= 8) {
         uint64_t u;
         memcpy(&u, d, 8);
-        /* Exact in a double (the JSON number): |created| < 2^53. */
-        created = (int64_t)(u & ((1ULL << 53) - 1)) * ((u >> 63) ? -1 : 1);
+        /* |created| < 10^15: cJSON prints a number with 15 digits when that reads
+         * back within an epsilon, so 16-digit integers may come back off by one;
+         * a real created time has 10 digits. */
+        created = (int64_t)(u % 1000000000000000ULL) * ((u >> 63) ? -1 : 1);
         d += 8;
     }
     if (d < end)
