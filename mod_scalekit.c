@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <arpa/inet.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -37,6 +38,8 @@ static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
     c->cookie_id = "sk-id-token";
     c->cookie_refresh = "sk-refresh-token";
     c->cookie_state = "sk-state-";
+    c->cookie_session = "sk-session";
+    c->session_max_age = 30 * 86400;
     c->cookie_samesite = "Lax";
     c->cookie_secure = -1;
     c->audiences = apr_array_make(p, 2, sizeof(const char *));
@@ -79,12 +82,18 @@ static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(state_ttl);
     SK_MERGE(state_max);
     SK_MERGE(cache_entries);
+    SK_MERGE(session_max_age);
+    SK_MERGE(store_failure_login);
+    SK_MERGE(revoke_on_logout);
+    SK_MERGE(store_provider);
+    c->store_args = add->store_provider_set ? add->store_args : base->store_args;
     c->where = add->where ? add->where : base->where;
     const sk_server_conf *names = add->cookie_names_set ? add : base;
     c->cookie_access = names->cookie_access;
     c->cookie_id = names->cookie_id;
     c->cookie_refresh = names->cookie_refresh;
     c->cookie_state = names->cookie_state;
+    c->cookie_session = names->cookie_session;
     c->cookie_names_set = add->cookie_names_set | base->cookie_names_set;
     return c;
 }
@@ -119,29 +128,39 @@ static sk_server_conf *sk_cmd_conf(cmd_parms *cmd)
     return c;
 }
 
+/* Loopback by name or address, never by prefix: 127.evil.example is not. */
 static int sk_is_loopback_host(const char *host)
 {
-    return host && (!strcmp(host, "127.0.0.1") || !strcmp(host, "localhost")
-                    || !strcmp(host, "::1") || !strncmp(host, "127.", 4));
+    struct in_addr a4;
+    if (!host)
+        return 0;
+    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1"))
+        return 1;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
-/* An absolute http(s) URL; http only for loopback development. */
-static const char *sk_check_url(cmd_parms *cmd, const char *url)
+/* Why url is not an acceptable absolute URL for the identity provider or the
+ * callback, or NULL: http(s) only, http only for loopback development, no
+ * user info, query or fragment. */
+static const char *sk_url_problem(apr_pool_t *p, const char *url)
 {
     apr_uri_t u;
-    if (apr_uri_parse(cmd->pool, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname)
-        return apr_psprintf(cmd->pool, "%s: '%s' is not an absolute URL",
-                            cmd->directive->directive, url);
+    if (apr_uri_parse(p, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname || !*u.hostname)
+        return apr_psprintf(p, "'%s' is not an absolute URL", url);
     if (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http"))
-        return apr_psprintf(cmd->pool, "%s: '%s' must be an https URL",
-                            cmd->directive->directive, url);
+        return apr_psprintf(p, "'%s' must be an https URL", url);
+    if (u.query || u.fragment || u.user || u.password || strchr(url, '@'))
+        return apr_psprintf(p, "'%s' must not carry a query, fragment or user info", url);
     if (!strcasecmp(u.scheme, "http") && !sk_is_loopback_host(u.hostname))
-        return apr_psprintf(cmd->pool, "%s: '%s' uses http:// for a host that is not "
-                            "loopback; use https", cmd->directive->directive, url);
-    if (u.query || u.fragment || u.user || u.password)
-        return apr_psprintf(cmd->pool, "%s: '%s' must not carry a query, fragment or "
-                            "user info", cmd->directive->directive, url);
+        return apr_psprintf(p, "'%s' uses http:// for a host that is not loopback; use https",
+                            url);
     return NULL;
+}
+
+static const char *sk_check_url(cmd_parms *cmd, const char *url)
+{
+    const char *why = sk_url_problem(cmd->pool, url);
+    return why ? apr_pstrcat(cmd->pool, cmd->directive->directive, ": ", why, NULL) : NULL;
 }
 
 static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
@@ -315,14 +334,15 @@ static int sk_cookie_name_ok(const char *s)
 static const char *sk_set_cookie_names(cmd_parms *cmd, void *d, const char *args)
 {
     sk_server_conf *c = sk_cmd_conf(cmd);
-    const char *names[4];
+    const char *names[5] = { NULL, NULL, NULL, NULL, "sk-session" };
     int n = 0;
     (void)d;
-    while (*args && n < 4)
+    while (*args && n < 5)
         names[n++] = ap_getword_conf(cmd->pool, &args);
-    if (n != 4 || *args)
-        return "ScalekitCookieNames: expects four names: access ID refresh state-prefix";
-    for (int i = 0; i < 4; i++)
+    if (n < 4 || *args)
+        return "ScalekitCookieNames: expects four or five names: access ID refresh "
+               "state-prefix [session]";
+    for (int i = 0; i < 5; i++)
         if (!sk_cookie_name_ok(names[i]))
             return apr_psprintf(cmd->pool, "ScalekitCookieNames: '%s' is not a valid "
                                 "cookie name (letters, digits, - _ .)", names[i]);
@@ -330,6 +350,7 @@ static const char *sk_set_cookie_names(cmd_parms *cmd, void *d, const char *args
     c->cookie_id = names[1];
     c->cookie_refresh = names[2];
     c->cookie_state = names[3];
+    c->cookie_session = names[4];
     c->cookie_names_set = 1;
     return NULL;
 }
@@ -375,6 +396,49 @@ static const char *sk_set_secure(cmd_parms *cmd, void *d, const char *arg)
     else
         return "ScalekitCookieSecure: expects auto, on or off";
     c->cookie_secure_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_store(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!strcasecmp(arg, "cookie")) {
+        c->store_provider = NULL;
+        c->store_args = NULL;
+    } else {
+        const char *colon = strchr(arg, ':');
+        c->store_provider = colon ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(colon - arg))
+                                  : arg;
+        c->store_args = colon ? colon + 1 : NULL;
+        if (!*c->store_provider)
+            return "ScalekitSessionStore: expects cookie, or a shared object cache such as "
+                   "shmcb, redis:host:port or memcache:host:port";
+    }
+    c->store_provider_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_store_failure(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!strcmp(arg, "503"))
+        c->store_failure_login = 0;
+    else if (!strcasecmp(arg, "login"))
+        c->store_failure_login = 1;
+    else
+        return "ScalekitSessionStoreFailure: expects 503 or login";
+    c->store_failure_login_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_revoke(cmd_parms *cmd, void *d, int on)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    c->revoke_on_logout = on;
+    c->revoke_on_logout_set = 1;
     return NULL;
 }
 
@@ -429,6 +493,7 @@ static const char *sk_set_int(cmd_parms *cmd, void *d, const char *arg)
     case 4: c->state_ttl_set = 1; break;
     case 5: c->state_max_set = 1; break;
     case 6: c->cache_entries_set = 1; break;
+    case 7: c->session_max_age_set = 1; break;
     }
     return NULL;
 }
@@ -442,6 +507,8 @@ static const sk_int_setting sk_int_settings[] = {
     { "ScalekitStateTimeout", 30, 3600, APR_OFFSETOF(sk_server_conf, state_ttl), 4 },
     { "ScalekitStateMaxPending", 1, 20, APR_OFFSETOF(sk_server_conf, state_max), 5 },
     { "ScalekitCacheEntries", 0, 10000000, APR_OFFSETOF(sk_server_conf, cache_entries), 6 },
+    { "ScalekitSessionMaxAge", 60, 366 * 86400,
+      APR_OFFSETOF(sk_server_conf, session_max_age), 7 },
 };
 
 static const char *sk_set_unauth(cmd_parms *cmd, void *dv, const char *arg)
@@ -557,6 +624,15 @@ static const command_rec sk_cmds[] = {
            "most sign-ins pending at once per browser (default 5)"),
     SK_INT("ScalekitCacheEntries", 6,
            "validated tokens cached per process (default 10000; 0 disables)"),
+    SK_INT("ScalekitSessionMaxAge", 7,
+           "seconds a stored session is kept at most (default 30 days)"),
+    AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
+                  "where tokens live: cookie (default) or a shared object cache, e.g. shmcb, "
+                  "redis:host:port, memcache:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionStoreFailure", sk_set_store_failure, NULL, RSRC_CONF,
+                  "when the session store does not answer: 503 (default) or login"),
+    AP_INIT_FLAG("ScalekitRevokeOnLogout", sk_set_revoke, NULL, RSRC_CONF,
+                 "revoke the Scalekit session at sign-out (default Off)"),
     AP_INIT_TAKE1("ScalekitUnauthAction", sk_set_unauth, NULL, OR_AUTHCFG,
                   "without a session: auto (default), login, 401 or pass"),
     AP_INIT_FLAG("ScalekitBearer", sk_set_bearer, NULL, OR_AUTHCFG,
@@ -617,15 +693,17 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
             return apr_psprintf(p, "mod_scalekit: %s is not set (nor $%s), needed by %s",
                                 req[i].directive, req[i].env, sk_where(p, s, c));
     }
-    size_t n = strlen(c->env_url);
-    if (c->env_url[n - 1] == '/' || (strncmp(c->env_url, "https://", 8)
-        && strncmp(c->env_url, "http://127.", 11) && strncmp(c->env_url, "http://localhost", 16)))
-        return apr_psprintf(p, "mod_scalekit: the environment URL '%s' must be https:// "
-                            "(http only for loopback) without a trailing slash", c->env_url);
+    /* Values from the environment get the checks the directives give theirs. */
+    const char *why = sk_url_problem(p, c->env_url);
+    if (why || c->env_url[strlen(c->env_url) - 1] == '/')
+        return apr_psprintf(p, "mod_scalekit: the environment URL (ScalekitEnvironmentURL or "
+                            "$SCALEKIT_ENVIRONMENT_URL): %s", why ? why : "no trailing slash");
     apr_uri_t u;
-    if (apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path || u.path[0] != '/')
-        return apr_psprintf(p, "mod_scalekit: the redirect URI '%s' is not an absolute URL "
-                            "with a path", c->redirect_uri);
+    why = sk_url_problem(p, c->redirect_uri);
+    if (why || apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path
+        || u.path[0] != '/')
+        return apr_psprintf(p, "mod_scalekit: the redirect URI (ScalekitRedirectURI or "
+                            "$SCALEKIT_REDIRECT_URI): %s", why ? why : "no path");
     return NULL;
 }
 
@@ -696,6 +774,8 @@ static const char *sk_check_servers(apr_pool_t *p, server_rec *s, int build)
         if (c->rt || !sk_server_wants_scalekit(c))
             continue;
         const char *err = sk_finish_server(p, s, c);
+        if (!err)
+            err = sk_store_check(p, c);
         if (!err && build)
             err = sk_build_runtime(p, s, c);
         if (err)
@@ -739,8 +819,14 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     sk_status_post_config(pconf, s);
-    return sk_shared_post_config(pconf, ptemp, s) == APR_SUCCESS ? OK
-                                                                 : HTTP_INTERNAL_SERVER_ERROR;
+    if (sk_shared_post_config(pconf, ptemp, s) != APR_SUCCESS)
+        return HTTP_INTERNAL_SERVER_ERROR;
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        sk_server_conf *c = ap_get_module_config(vs->module_config, &scalekit_module);
+        if (c->rt && sk_store_post_config(pconf, ptemp, vs, c) != APR_SUCCESS)
+            return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
 }
 
 static void sk_child_init(apr_pool_t *p, server_rec *s)

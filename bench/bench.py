@@ -199,6 +199,13 @@ def run_child(cmd, timeout):
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
         raise BenchError("%s did not finish in %ss" % (cmd[0], timeout))
+    except BaseException:                 # Ctrl-C, SIGTERM: it is in its own session
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        raise
     finally:
         _children.remove(p)
     return p.returncode, out, err
@@ -489,8 +496,9 @@ def print_table(rows, signins, memory, settings):
     hdr = "%-17s %-6s %8s %7s %7s %7s %8s %8s %7s %5s  %s" % (
         "case", "target", "req/s", "p50 ms", "p99 ms", "x noauth", "cpu us/r", "cpu x", "non-200",
         "sockE", "children RSS MB before -> after (growth)")
-    out.append(hdr)
-    out.append("-" * len(hdr))
+    if rows:
+        out.append(hdr)
+        out.append("-" * len(hdr))
     for r in rows:
         s = r["summary"]
         if not s:
@@ -537,7 +545,8 @@ def print_table(rows, signins, memory, settings):
                        "{:,}".format(m["requests"]), m["sets"], m["seconds"], m["rss_start_kb"] / 1024,
                        m["rss_end_kb"] / 1024, m["growth_kb"] / 1024, m["non200"],
                        "" if m["children_same"] else " (children replaced!)"))
-        out.append("        RSS samples (MB): " + " ".join("%.1f" % (k / 1024) for k in m["samples_kb"]))
+        out.append("        RSS samples (MB, one per ~15 s): " + " ".join("%.1f" % (k / 1024) for k in m["samples_kb"]))
+        out.append("        growth over the second half of the requests: %+.2f MB" % (m["growth_second_half_kb"] / 1024))
     return out
 
 
@@ -939,6 +948,7 @@ def memory_run(h, sets_file, a):
     time.sleep(0.5)
     rss0, pids0 = children_rss(h)
     samples = [rss0]
+    at = [0]
     done_200, non200, t0 = 0, 0, time.monotonic()
     limit = 1800.0
     while done_200 < n:
@@ -951,12 +961,16 @@ def memory_run(h, sets_file, a):
         for p in res["problems"]:
             fail("memory run: %s" % p)
         samples.append(res["rss_after_kb"])
+        at.append(done_200)
         log("  %9s requests  %7.0f req/s  children RSS %.1f MB" % ("{:,}".format(done_200), res["rps"],
                                                                    res["rss_after_kb"] / 1024))
     time.sleep(0.5)
     rss1, pids1 = children_rss(h)
     growth = rss1 - rss0
-    m = {"requests": done_200, "sets": "%d users in rotation, static file" % len(sets_file.read_text().splitlines()),
+    # A leak grows with the requests; a warm-up (more threads' allocators touched as the load
+    # spreads) levels off: the growth over the second half tells them apart.
+    half = next((k for i, k in zip(at, samples) if i >= done_200 / 2), rss1)
+    m = {"growth_second_half_kb": rss1 - half,"requests": done_200, "sets": "%d users in rotation, static file" % len(sets_file.read_text().splitlines()),
          "seconds": time.monotonic() - t0, "rss_start_kb": rss0, "rss_end_kb": rss1, "growth_kb": growth,
          "samples_kb": samples + [rss1], "non200": non200, "children_same": pids0 == pids1}
     return m

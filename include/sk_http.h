@@ -11,6 +11,7 @@ typedef struct sk_http_opts {
     long connect_timeout_ms;  /* 0 means min(timeout, 3000) */
     const char *ca_file;      /* NULL: the system's trust store */
     size_t max_body;          /* 0 means 1 MiB; larger answers fail */
+    const char *bearer;       /* sent as "Authorization: Bearer ..." when set */
 } sk_http_opts;
 
 typedef struct sk_http_resp {

@@ -43,10 +43,28 @@ typedef struct sk_runtime {
     server_rec *s;              /* for log lines from the key fetcher */
 } sk_runtime;
 
+/* A session store: an httpd shared object cache (see httpd_store.c). */
+typedef struct sk_store {
+    ap_socache_provider_t *provider;
+    ap_socache_instance_t *instance;
+    server_rec *s;
+    int not_mp_safe;                /* shmcb: operations under the global mutex */
+} sk_store;
+
+/* A session's tokens, wherever they are kept. */
+typedef struct sk_tokens {
+    const char *access, *id, *refresh;
+    const char *key;                /* store key of the session, NULL with cookies */
+    int gone;                       /* a session cookie whose record is gone */
+    int store_failed;               /* the store did not answer */
+} sk_tokens;
+
 typedef struct sk_server_conf {
     const char *env_url, *client_id, *client_secret, *redirect_uri;
     const char *scope, *ca_file, *post_logout_uri, *remote_user_claim;
-    const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state;
+    const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state, *cookie_session;
+    const char *store_provider, *store_args;   /* ScalekitSessionStore; NULL: cookies */
+    int session_max_age, store_failure_login, revoke_on_logout;
     const char *cookie_domain, *cookie_samesite;
     int cookie_secure;                    /* -1 auto (Secure on https), 0, 1 */
     apr_array_header_t *audiences;        /* accepted besides the client id */
@@ -60,9 +78,11 @@ typedef struct sk_server_conf {
         cookie_names_set:1, cookie_domain_set:1, cookie_samesite_set:1,
         cookie_secure_set:1, audiences_set:1, redirect_origins_set:1, algs_set:1,
         leeway_set:1, timeout_set:1, jwks_ttl_set:1, jwks_min_refetch_set:1,
-        state_ttl_set:1, state_max_set:1, cache_entries_set:1;
+        state_ttl_set:1, state_max_set:1, cache_entries_set:1, store_provider_set:1,
+        session_max_age_set:1, store_failure_login_set:1, revoke_on_logout_set:1;
 
     const char *where;          /* file:line of the first Scalekit directive */
+    sk_store *store;            /* built at post_config from store_provider */
     sk_runtime *rt;             /* NULL while the server does not use Scalekit */
 } sk_server_conf;
 
@@ -120,6 +140,20 @@ typedef struct sk_refresh_result {
 void sk_refresh(request_rec *r, const char *refresh_token, sk_refresh_result *out);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
+
+/* httpd_store.c */
+const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c);
+apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                                  sk_server_conf *c);
+int sk_tokens_load(request_rec *r, sk_tokens *t);
+int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims);
+void sk_tokens_clear(request_rec *r, const sk_tokens *t);
+int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
+int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
+int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);
+
+/* httpd_revoke.c */
+void sk_revoke_session(request_rec *r, const char *sid);
 
 /* httpd_authz.c */
 void sk_register_authz(apr_pool_t *p);

@@ -1,4 +1,5 @@
 /* http.c: libcurl calls to the identity provider, bounded in time and size. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -110,6 +111,11 @@ int sk_http_request(const sk_http_opts *o, const char *url, const char *form_bod
     }
     sk_http_sink sink = { out, 0, o->max_body ? o->max_body : SK_HTTP_DEFAULT_MAX_BODY, 0 };
     struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
+    char auth[4096];
+    if (o->bearer && strlen(o->bearer) < sizeof(auth) - 32) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->bearer);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     sk_http_setopts(h, o, url, form_body, &sink);
     CURLcode rc = curl_easy_perform(h);

@@ -7,6 +7,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
+#include "util_script.h"
 
 #include "sk_module.h"
 #include "sk_oauth.h"
@@ -231,10 +232,10 @@ static int sk_callback(request_rec *r)
                   "iss, aud, exp, nonce), access token %s valid; refresh token %s",
                   sk_short_hash(r->pool, ts.id_token), sk_short_hash(r->pool, ts.access_token),
                   ts.refresh_token ? sk_short_hash(r->pool, ts.refresh_token) : "none");
-    sk_set_cookie(r, c->cookie_access, ts.access_token, 0);
-    sk_set_cookie(r, c->cookie_id, ts.id_token, 0);
-    if (ts.refresh_token)
-        sk_set_cookie(r, c->cookie_refresh, ts.refresh_token, 0);
+    sk_tokens fresh = { ts.access_token, ts.id_token, ts.refresh_token, NULL, 0, 0 };
+    rv = sk_tokens_save(r, &fresh, rs->id);
+    if (rv != OK)
+        return rv;
     sk_count(SK_C_CALLBACK_OK);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s, returning to %s",
                   rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
@@ -253,8 +254,22 @@ static const char *sk_post_logout(request_rec *r)
 static int sk_logout(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
-    const char *id = sk_request_cookie(r, c->cookie_id);
-    sk_clear_session_cookies(r);
+    sk_tokens t;
+    if (sk_tokens_load(r, &t) != OK)
+        memset(&t, 0, sizeof(t));            /* store down: still clear the browser side */
+    const char *id = t.id;
+    if (c->revoke_on_logout && id) {
+        /* Only a session whose ID token verifies is revoked: the cookie is the
+         * browser's word, and revoking is an action at Scalekit. */
+        sk_claims *claims = NULL;
+        sk_jwt_err e = sk_validate(c->rt->id, id, strlen(id),
+                                   (int64_t)apr_time_sec(apr_time_now()), &claims);
+        if (e == SK_JWT_OK && claims->sid)
+            sk_revoke_session(r, claims->sid);
+        if (claims)
+            sk_claims_unref(claims);
+    }
+    sk_tokens_clear(r, &t);
     sk_count(SK_C_LOGOUT);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed out: ID token %s",
                   sk_short_hash(r->pool, id));
@@ -303,6 +318,95 @@ static int sk_session_json(request_rec *r)
     return OK;
 }
 
+/* OpenID Connect Back-Channel Logout 1.0: Scalekit POSTs a logout_token; the
+ * sessions it names end in the store, for every server sharing it. */
+#define SK_BCL_EVENT "http://schemas.openid.net/event/backchannel-logout"
+#define SK_BCL_MAX_AGE 300
+
+static int sk_bcl_answer(request_rec *r, int status, const char *error, const char *why)
+{
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    if (status != HTTP_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "back-channel logout refused: %s", why);
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    if (error)
+        ap_rprintf(r, "{\"error\":\"%s\",\"error_description\":\"%s\"}\n", error, why);
+    return OK;
+}
+
+/* The checks of the specification beyond signature, iss and aud. */
+static const char *sk_bcl_claims_problem(const sk_claims *c, int64_t now, int leeway)
+{
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(c->json, "events");
+    const cJSON *jti = cJSON_GetObjectItemCaseSensitive(c->json, "jti");
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(events, SK_BCL_EVENT)))
+        return "no back-channel logout event";
+    if (cJSON_GetObjectItemCaseSensitive(c->json, "nonce"))
+        return "a logout token must not carry a nonce";
+    if (!c->sid && !c->sub)
+        return "neither sid nor sub";
+    if (!cJSON_IsString(jti) || !*jti->valuestring)
+        return "no jti";
+    if (!c->iat || c->iat > now + leeway || c->iat < now - SK_BCL_MAX_AGE - leeway)
+        return "iat missing or out of range";
+    if (c->exp && c->exp + leeway < now)
+        return "expired";
+    return NULL;
+}
+
+static int sk_backchannel_logout(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    apr_array_header_t *pairs = NULL;
+    const char *token = NULL;
+    if (r->method_number != M_POST)
+        return HTTP_METHOD_NOT_ALLOWED;
+    if (!c->store)
+        return sk_bcl_answer(r, HTTP_NOT_IMPLEMENTED, "unsupported",
+                             "back-channel logout needs ScalekitSessionStore");
+    if (ap_parse_form_data(r, NULL, &pairs, 8, 16384) != OK || !pairs)
+        return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", "unreadable form body");
+    for (int i = 0; i < pairs->nelts; i++) {
+        ap_form_pair_t *f = &APR_ARRAY_IDX(pairs, i, ap_form_pair_t);
+        if (!strcmp(f->name, "logout_token")) {
+            apr_off_t len;
+            apr_size_t size;
+            char *buf;
+            apr_brigade_length(f->value, 1, &len);
+            size = (apr_size_t)len;
+            buf = apr_palloc(r->pool, size + 1);
+            apr_brigade_flatten(f->value, buf, &size);
+            buf[size] = '\0';
+            token = buf;
+        }
+    }
+    if (!token || !*token)
+        return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", "no logout_token");
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    sk_claims *claims = NULL;
+    sk_jwt_err e = sk_validate(c->rt->id, token, strlen(token), now, &claims);
+    const char *problem = e != SK_JWT_OK ? sk_jwt_err_str(e)
+                        : sk_bcl_claims_problem(claims, now, c->leeway);
+    if (!problem) {
+        const cJSON *jti = cJSON_GetObjectItemCaseSensitive(claims->json, "jti");
+        if (sk_store_jti_seen(r, jti->valuestring,
+                              apr_time_from_sec(SK_BCL_MAX_AGE + 2 * c->leeway)))
+            problem = "jti replayed";
+    }
+    if (problem) {
+        if (claims)
+            sk_claims_unref(claims);
+        return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", problem);
+    }
+    int ended = sk_store_end_sessions(r, claims->sid, claims->sid ? NULL : claims->sub);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "back-channel logout: %d session(s) ended "
+                  "(sid %s, sub %s)", ended, claims->sid ? claims->sid : "-",
+                  claims->sub ? claims->sub : "-");
+    sk_claims_unref(claims);
+    return sk_bcl_answer(r, HTTP_OK, NULL, NULL);
+}
+
 /* The last path segment names the action; the callback is also found by the
  * path of ScalekitRedirectURI. */
 static const char *sk_action(request_rec *r, const sk_runtime *rt)
@@ -323,9 +427,11 @@ int sk_handler(request_rec *r)
                       "mod_scalekit is not configured for this server");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    const char *action = sk_action(r, c->rt);
+    if (!strcmp(action, "backchannel-logout"))
+        return sk_backchannel_logout(r);
     if (r->method_number != M_GET)
         return HTTP_METHOD_NOT_ALLOWED;
-    const char *action = sk_action(r, c->rt);
     if (!strcmp(action, "login"))
         return sk_login(r);
     if (!strcmp(action, "callback"))

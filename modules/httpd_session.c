@@ -13,6 +13,7 @@
 #include "ap_expr.h"
 
 #include "sk_module.h"
+#include "sk_redirect.h"
 
 static apr_status_t sk_session_release(void *data)
 {
@@ -34,19 +35,44 @@ sk_request_session *sk_request_session_get(request_rec *r)
     return NULL;
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static int sk_utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    int n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (!n || s[0] > 0xf4)
+        return 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)
+        || (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 /* A claim value made safe for the environment, headers and logs: control
- * bytes become '?'. Most values are clean and are used as they are. */
+ * bytes and bytes that are not valid UTF-8 become '?'. Most values are clean
+ * and are used as they are. */
 static const char *sk_env_safe(apr_pool_t *p, const char *v)
 {
     const unsigned char *c = (const unsigned char *)v;
-    while (*c && *c >= 0x20 && *c != 0x7f)
+    while (*c && *c >= 0x20 && *c < 0x7f)
         c++;
     if (!*c)
         return v;
     char *copy = apr_pstrdup(p, v);
-    for (char *d = copy; *d; d++)
-        if ((unsigned char)*d < 0x20 || *d == 0x7f)
-            *d = '?';
+    unsigned char *d = (unsigned char *)copy;
+    while (*d) {
+        int n = *d < 0x20 || *d == 0x7f ? 0 : sk_utf8_len(d);
+        if (!n) {
+            *d++ = '?';
+            continue;
+        }
+        d += n;
+    }
     return copy;
 }
 
@@ -95,10 +121,17 @@ static int sk_publish(request_rec *r, const sk_request_session *rs)
 
 static void sk_log_reject(request_rec *r, const char *what, const char *token, sk_jwt_err e)
 {
+    sk_keystore_stats ks;
+    const char *keys = "";
     sk_count_failure(e);
+    if (e == SK_JWT_E_NO_KEYS || e == SK_JWT_E_KID_UNKNOWN) {
+        sk_keystore_get_stats(sk_server_config(r)->rt->keys, &ks);
+        if (ks.last_error[0])
+            keys = apr_pstrcat(r->pool, " (signing keys: ", ks.last_error, ")", NULL);
+    }
     ap_log_rerror(APLOG_MARK, e == SK_JWT_E_EXPIRED ? APLOG_DEBUG : APLOG_INFO, 0, r,
-                  "%s %s refused: %s", what, sk_short_hash(r->pool, token),
-                  sk_jwt_err_str(e));
+                  "%s %s refused: %s%s", what, sk_short_hash(r->pool, token),
+                  sk_jwt_err_str(e), keys);
 }
 
 /* Validate the pair and keep the claims for this request (authz reads them).
@@ -140,24 +173,32 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
 
 /* Refresh an expired session; on success the new cookies go out on this
  * response and rs holds the new claims. */
-static int sk_try_refresh(request_rec *r, const char *refresh, sk_request_session **rs)
+static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
 {
-    sk_server_conf *c = sk_server_config(r);
     sk_refresh_result res;
     sk_jwt_err why;
-    sk_refresh(r, refresh, &res);
+    const char *spent = t->refresh;
+    sk_refresh(r, spent, &res);
+    if (res.error && !res.unavailable && sk_tokens_reload(r, t, spent)) {
+        /* Another server refreshed this stored session first: use its tokens. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s lost a race with another "
+                      "server; using the session's new tokens", sk_short_hash(r->pool, spent));
+        if (sk_validate_into_request(r, t->access, t->id, rs, &why))
+            return 1;
+        return 0;
+    }
     if (res.error) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s failed: %s",
-                      sk_short_hash(r->pool, refresh), res.error);
+                      sk_short_hash(r->pool, spent), res.error);
         return res.unavailable ? -1 : 0;
     }
     if (!sk_validate_into_request(r, res.access_token, res.id_token, rs, &why))
         return 0;
-    sk_set_cookie(r, c->cookie_access, res.access_token, 0);
-    if (res.id_token)
-        sk_set_cookie(r, c->cookie_id, res.id_token, 0);
-    if (res.refresh_token)
-        sk_set_cookie(r, c->cookie_refresh, res.refresh_token, 0);
+    t->access = res.access_token;
+    t->id = res.id_token ? res.id_token : t->id;
+    t->refresh = res.refresh_token;
+    if (sk_tokens_save(r, t, (*rs)->access) != OK)
+        return -1;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session refreshed: access token %s",
                   sk_short_hash(r->pool, res.access_token));
     return 1;
@@ -189,7 +230,10 @@ static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
     }
     if (!bearer && (d->unauth == SK_UNAUTH_LOGIN
                     || (d->unauth == SK_UNAUTH_AUTO && sk_wants_login(r, d))))
-        return sk_start_login(r, r->unparsed_uri, NULL, d->silent);
+        /* Back to this URL afterwards, if it is one a browser keeps on this site
+         * ("GET //evil.example/x" is not). */
+        return sk_start_login(r, sk_local_path_ok(r->unparsed_uri) ? r->unparsed_uri : "/",
+                              NULL, d->silent);
     apr_table_setn(r->err_headers_out, "WWW-Authenticate",
                    had_session ? "Bearer realm=\"Scalekit\", error=\"invalid_token\""
                                : "Bearer realm=\"Scalekit\"");
@@ -214,22 +258,25 @@ static const char *sk_bearer_token(request_rec *r, const sk_dir_conf *d)
  * (with *out NULL when there is none) or an error status to return. */
 static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
 {
-    sk_server_conf *c = sk_server_config(r);
-    const char *access = sk_request_cookie(r, c->cookie_access);
-    const char *id = sk_request_cookie(r, c->cookie_id);
-    const char *refresh = sk_request_cookie(r, c->cookie_refresh);
+    sk_tokens t;
     sk_jwt_err why;
-    *had = access || refresh;
-    if (access && sk_validate_into_request(r, access, id, out, &why))
+    *out = NULL;
+    int rv = sk_tokens_load(r, &t);
+    if (rv != OK)
+        return rv;
+    *had = t.access || t.refresh || t.gone;
+    if (t.gone)
+        sk_tokens_clear(r, &t);
+    if (t.access && sk_validate_into_request(r, t.access, t.id, out, &why))
         return OK;
     *out = NULL;
-    if (!refresh || r->main)
+    if (!t.refresh || r->main)
         return OK;
     sk_count(SK_C_REFRESH);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "access token %s not valid: refreshing with "
-                  "refresh token %s", access ? sk_short_hash(r->pool, access) : "(none)",
-                  sk_short_hash(r->pool, refresh));
-    int ok = sk_try_refresh(r, refresh, out);
+                  "refresh token %s", t.access ? sk_short_hash(r->pool, t.access) : "(none)",
+                  sk_short_hash(r->pool, t.refresh));
+    int ok = sk_try_refresh(r, &t, out);
     if (ok <= 0)
         sk_count(SK_C_REFRESH_FAIL);
     if (ok < 0)
@@ -237,7 +284,7 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
                              "Your session could not be renewed because the sign-in "
                              "service did not answer. Please try again shortly.");
     if (!ok) {
-        sk_clear_session_cookies(r);
+        sk_tokens_clear(r, &t);
         *out = NULL;
     }
     return OK;
@@ -317,8 +364,12 @@ int sk_check_authn(request_rec *r)
                       " and friends)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (d->header_prefix)
+    if (d->header_prefix) {
+        /* The prefix's look-alikes, and any Scalekit-* header a backend could
+         * mistake for ours (CGI shows Scalekit-Email as HTTP_SCALEKIT_EMAIL). */
         sk_strip_lookalikes(r, d->header_prefix);
+        sk_strip_lookalikes(r, "Scalekit-");
+    }
     sk_request_session *rs = sk_request_session_get(r);
     int had = 0;
     if (!rs || !rs->access) {               /* not a subrequest of a signed-in request */

@@ -494,6 +494,15 @@ def test_id_token_for_another_client_is_refused(httpd, idp):
     assert r.status_code == 401
 
 
+def test_id_token_from_another_signin_is_refused(httpd, idp):
+    """An ID token minted for another sign-in (its nonce) cannot finish this one."""
+    idp.set_user(id_token_extra={"nonce": "n" * 43})
+    s = requests.Session()
+    done = follow_signin(s, s.get(httpd.url + "/api/auth/login", allow_redirects=False))
+    assert done.status_code == 502 and no_session_set(done)
+    assert "nonce does not match" in httpd.error_log()
+
+
 def test_tokens_from_another_environment_are_refused(idp, httpd_factory, tmp_path):
     """Another Scalekit environment: its own issuer. The second local IdP even shares the first
     one's signing keys, so only the exact issuer check stands between its tokens and a session."""

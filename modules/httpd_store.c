@@ -1,0 +1,321 @@
+/* httpd_store.c: where a session's tokens live.
+ *
+ * By default in the browser's cookies (sk-access-token, sk-id-token,
+ * sk-refresh-token). With ScalekitSessionStore PROVIDER[:ARGS] they live in an
+ * httpd shared object cache (shmcb on one machine; redis or memcache across
+ * machines) under a hash of an opaque 256-bit session id, the only thing the
+ * browser holds. Index records (by Scalekit session id and by user) let a
+ * back-channel logout end sessions on every server at once. */
+#include <string.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_provider.h"
+#include "ap_socache.h"
+#include "apr_strings.h"
+#include <cjson/cJSON.h>
+#include <openssl/sha.h>
+
+#include "sk_module.h"
+#include "sk_b64.h"
+#include "sk_oauth.h"
+
+#define SK_RECORD_MAX  (48 * 1024)
+#define SK_INDEX_MAX   32              /* sessions remembered per sid / per user */
+
+/* ------------------------------------------------------------ set-up */
+
+static apr_status_t sk_store_destroy(void *data)
+{
+    sk_store *st = data;
+    if (st->instance)
+        st->provider->destroy(st->instance, st->s);
+    st->instance = NULL;
+    return APR_SUCCESS;
+}
+
+/* Called at check_config (so "apache2 -t" names a provider that is not loaded). */
+const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c)
+{
+    if (!c->store_provider)
+        return NULL;
+    if (!ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, c->store_provider,
+                            AP_SOCACHE_PROVIDER_VERSION))
+        return apr_psprintf(p, "mod_scalekit: ScalekitSessionStore %s: no such shared object "
+                            "cache; load it first (LoadModule socache_%s_module, Debian: "
+                            "a2enmod socache_%s)", c->store_provider, c->store_provider,
+                            c->store_provider);
+    return NULL;
+}
+
+apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                                  sk_server_conf *c)
+{
+    struct ap_socache_hints hints = { 48, 4096, apr_time_from_sec(300) };
+    if (!c->store_provider || c->store)
+        return APR_SUCCESS;
+    sk_store *st = apr_pcalloc(pconf, sizeof(*st));
+    st->s = s;
+    st->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, c->store_provider,
+                                      AP_SOCACHE_PROVIDER_VERSION);
+    const char *err = st->provider->create(&st->instance, c->store_args, ptemp, pconf);
+    apr_status_t rv = err ? APR_EINVAL : st->provider->init(st->instance, "scalekit-sessions",
+                                                            &hints, s, pconf);
+    if (err || rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: ScalekitSessionStore "
+                     "%s: %s", c->store_provider, err ? err : "cannot initialise");
+        return err ? APR_EINVAL : rv;
+    }
+    st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
+    apr_pool_cleanup_register(pconf, st, sk_store_destroy, apr_pool_cleanup_null);
+    c->store = st;
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------- record operations */
+
+static void sk_store_lock(const sk_store *st)
+{
+    if (st->not_mp_safe && sk_shared_store.mutex)
+        apr_global_mutex_lock(sk_shared_store.mutex);
+}
+
+static void sk_store_unlock(const sk_store *st)
+{
+    if (st->not_mp_safe && sk_shared_store.mutex)
+        apr_global_mutex_unlock(sk_shared_store.mutex);
+}
+
+/* APR_SUCCESS with *out, APR_NOTFOUND, or another status when the store failed. */
+static apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char *key,
+                                 char **out)
+{
+    unsigned char *buf = apr_palloc(r->pool, SK_RECORD_MAX + 1);
+    unsigned int len = SK_RECORD_MAX;
+    sk_store_lock(st);
+    apr_status_t rv = st->provider->retrieve(st->instance, r->server,
+                                             (const unsigned char *)key,
+                                             (unsigned int)strlen(key), buf, &len, r->pool);
+    sk_store_unlock(st);
+    if (rv == APR_SUCCESS) {
+        buf[len] = '\0';
+        *out = (char *)buf;
+    }
+    return rv;
+}
+
+static apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
+                                 const char *value, apr_time_t keep)
+{
+    sk_store_lock(st);
+    apr_status_t rv = st->provider->store(st->instance, r->server, (const unsigned char *)key,
+                                          (unsigned int)strlen(key), apr_time_now() + keep,
+                                          (unsigned char *)value, (unsigned int)strlen(value),
+                                          r->pool);
+    sk_store_unlock(st);
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session store: cannot write a record");
+    return rv;
+}
+
+static void sk_store_remove(request_rec *r, const sk_store *st, const char *key)
+{
+    sk_store_lock(st);
+    st->provider->remove(st->instance, r->server, (const unsigned char *)key,
+                         (unsigned int)strlen(key), r->pool);
+    sk_store_unlock(st);
+}
+
+/* The store's key for a session id: never the id itself, so that reading the
+ * store gives no cookie to replay. */
+static const char *sk_session_key(apr_pool_t *p, const char *session_id)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
+    SHA256((const unsigned char *)session_id, strlen(session_id), md);
+    sk_b64url_encode(b64, md, sizeof(md));
+    return apr_pstrcat(p, "sk:s:", b64, NULL);
+}
+
+static const char *sk_json_get(apr_pool_t *p, const cJSON *j, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+    return cJSON_IsString(v) && *v->valuestring ? apr_pstrdup(p, v->valuestring) : NULL;
+}
+
+static int sk_record_read(apr_pool_t *p, const char *text, sk_tokens *t)
+{
+    cJSON *j = cJSON_Parse(text);
+    t->access = sk_json_get(p, j, "a");
+    t->id = sk_json_get(p, j, "i");
+    t->refresh = sk_json_get(p, j, "r");
+    cJSON_Delete(j);
+    return t->access || t->refresh;
+}
+
+static char *sk_record_write(apr_pool_t *p, const sk_tokens *t)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (t->access)
+        cJSON_AddStringToObject(j, "a", t->access);
+    if (t->id)
+        cJSON_AddStringToObject(j, "i", t->id);
+    if (t->refresh)
+        cJSON_AddStringToObject(j, "r", t->refresh);
+    char *text = cJSON_PrintUnformatted(j), *out = apr_pstrdup(p, text);
+    cJSON_free(text);
+    cJSON_Delete(j);
+    return out;
+}
+
+/* ---------------------------------------------------------- the API */
+
+int sk_tokens_load(request_rec *r, sk_tokens *t)
+{
+    sk_server_conf *c = sk_server_config(r);
+    memset(t, 0, sizeof(*t));
+    if (!c->store) {
+        t->access = sk_request_cookie(r, c->cookie_access);
+        t->id = sk_request_cookie(r, c->cookie_id);
+        t->refresh = sk_request_cookie(r, c->cookie_refresh);
+        return OK;
+    }
+    const char *sid = sk_request_cookie(r, c->cookie_session);
+    if (!sid || strlen(sid) > 128)
+        return OK;
+    t->key = sk_session_key(r->pool, sid);
+    char *text = NULL;
+    apr_status_t rv = sk_store_get(r, c->store, t->key, &text);
+    if (rv == APR_SUCCESS && sk_record_read(r->pool, text, t))
+        return OK;
+    if (rv == APR_SUCCESS || APR_STATUS_IS_NOTFOUND(rv)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s is not in the store "
+                      "(ended or expired)", sk_short_hash(r->pool, sid));
+        t->key = NULL;
+        t->gone = 1;
+        return OK;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session store (%s) unavailable",
+                  c->store_provider);
+    t->key = NULL;
+    t->store_failed = 1;
+    return c->store_failure_login ? OK
+         : sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sessions unavailable",
+                         "The session store did not answer. Please try again shortly.");
+}
+
+/* Append key to an index record (sid or user), keeping the newest entries. */
+static void sk_index_add(request_rec *r, const sk_store *st, const char *index,
+                         const char *key, apr_time_t keep)
+{
+    char *old = NULL;
+    if (sk_store_get(r, st, index, &old) != APR_SUCCESS)
+        old = "";
+    apr_array_header_t *keys = apr_array_make(r->pool, 8, sizeof(char *));
+    char *last;
+    for (char *w = apr_strtok(apr_pstrdup(r->pool, old), " ", &last); w;
+         w = apr_strtok(NULL, " ", &last))
+        if (strcmp(w, key))
+            APR_ARRAY_PUSH(keys, char *) = w;
+    APR_ARRAY_PUSH(keys, const char *) = key;
+    int from = keys->nelts > SK_INDEX_MAX ? keys->nelts - SK_INDEX_MAX : 0;
+    apr_array_header_t *kept = apr_array_make(r->pool, SK_INDEX_MAX, sizeof(char *));
+    for (int i = from; i < keys->nelts; i++)
+        APR_ARRAY_PUSH(kept, char *) = APR_ARRAY_IDX(keys, i, char *);
+    sk_store_put(r, st, index, apr_array_pstrcat(r->pool, kept, ' '), keep);
+}
+
+static const char *sk_index_name(apr_pool_t *p, const char *kind, const char *value)
+{
+    return apr_pstrcat(p, "sk:", kind, ":", sk_short_hash(p, value), NULL);
+}
+
+int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
+{
+    sk_server_conf *c = sk_server_config(r);
+    if (!c->store) {
+        sk_set_cookie(r, c->cookie_access, t->access, 0);
+        if (t->id)
+            sk_set_cookie(r, c->cookie_id, t->id, 0);
+        if (t->refresh)
+            sk_set_cookie(r, c->cookie_refresh, t->refresh, 0);
+        return OK;
+    }
+    apr_time_t keep = apr_time_from_sec(c->session_max_age);
+    int fresh = !t->key;
+    const char *session_id = NULL;
+    if (fresh) {
+        session_id = sk_random_b64url(r->pool, 32);
+        t->key = sk_session_key(r->pool, session_id);
+    }
+    if (sk_store_put(r, c->store, t->key, sk_record_write(r->pool, t), keep) != APR_SUCCESS)
+        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sessions unavailable",
+                             "The session store did not answer. Please try again shortly.");
+    if (fresh) {
+        if (claims && claims->sid)
+            sk_index_add(r, c->store, sk_index_name(r->pool, "sid", claims->sid), t->key, keep);
+        if (claims && claims->sub)
+            sk_index_add(r, c->store, sk_index_name(r->pool, "sub", claims->sub), t->key, keep);
+        sk_set_cookie(r, c->cookie_session, session_id, 0);
+    }
+    return OK;
+}
+
+void sk_tokens_clear(request_rec *r, const sk_tokens *t)
+{
+    sk_server_conf *c = sk_server_config(r);
+    if (c->store) {
+        if (t->key)
+            sk_store_remove(r, c->store, t->key);
+        sk_set_cookie(r, c->cookie_session, NULL, 1);
+    }
+    sk_clear_session_cookies(r);
+}
+
+/* After a refused refresh: another server may have refreshed this session
+ * first (the old refresh token is then spent). The store has the answer. */
+int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh)
+{
+    sk_server_conf *c = sk_server_config(r);
+    char *text = NULL;
+    sk_tokens now = { 0 };
+    if (!c->store || !t->key || sk_store_get(r, c->store, t->key, &text) != APR_SUCCESS
+        || !sk_record_read(r->pool, text, &now) || !now.refresh
+        || !strcmp(now.refresh, spent_refresh))
+        return 0;
+    now.key = t->key;
+    *t = now;
+    return 1;
+}
+
+/* End every session of a Scalekit session id and/or user (back-channel logout). */
+int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub)
+{
+    sk_server_conf *c = sk_server_config(r);
+    int ended = 0;
+    const char *indexes[2] = { sid ? sk_index_name(r->pool, "sid", sid) : NULL,
+                               sub ? sk_index_name(r->pool, "sub", sub) : NULL };
+    for (int i = 0; i < 2; i++) {
+        char *list = NULL, *last;
+        if (!indexes[i] || sk_store_get(r, c->store, indexes[i], &list) != APR_SUCCESS)
+            continue;
+        for (char *k = apr_strtok(list, " ", &last); k; k = apr_strtok(NULL, " ", &last)) {
+            sk_store_remove(r, c->store, k);
+            ended++;
+        }
+        sk_store_remove(r, c->store, indexes[i]);
+    }
+    return ended;
+}
+
+/* A logout token's jti, remembered until it could no longer be accepted. */
+int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *key = sk_index_name(r->pool, "jti", jti);
+    char *v = NULL;
+    if (sk_store_get(r, c->store, key, &v) == APR_SUCCESS)
+        return 1;
+    sk_store_put(r, c->store, key, "1", keep);
+    return 0;
+}

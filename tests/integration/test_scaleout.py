@@ -1,0 +1,184 @@
+"""Server-side sessions in httpd's shared object caches (shmcb, Redis, memcached), two servers
+sharing one store, back-channel logout, revocation at sign-out, and store faults."""
+import time
+import uuid
+
+import pytest
+import requests
+
+from stores import MemcachedServer, RedisServer
+from test_signin import endpoint_calls, signin
+
+MODDIR = "/usr/lib/apache2/modules"
+LOAD = {"redis": "LoadModule socache_redis_module %s/mod_socache_redis.so\n" % MODDIR,
+        "memcache": "LoadModule socache_memcache_module %s/mod_socache_memcache.so\n" % MODDIR,
+        "shmcb": ""}
+
+
+@pytest.fixture(params=["redis", "memcache"])
+def store(request):
+    server = (RedisServer if request.param == "redis" else MemcachedServer)()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+def stored(idp, httpd_factory, spec, extra=""):
+    provider = spec.split(":", 1)[0]
+    return httpd_factory(idp=idp, extra_conf=LOAD[provider] + "ScalekitSessionStore %s\n" % spec + extra)
+
+
+def whoami(h, s):
+    return s.get(h.url + "/cgi-bin/whoami", allow_redirects=False, headers={"Accept": "application/json"})
+
+
+def test_browser_holds_only_an_opaque_session_id(idp, httpd_factory, browser_session):
+    h = stored(idp, httpd_factory, "shmcb")
+    s = browser_session()
+    r = signin(h, s)
+    assert r.json()["REMOTE_USER"] == "usr_demo001"
+    names = {c.name for c in s.cookies if c.domain.startswith("localhost")}
+    assert "sk-session" in names
+    assert not names & {"sk-access-token", "sk-id-token", "sk-refresh-token"}
+    sid = s.cookies.get("sk-session")
+    assert len(sid) >= 43                                        # 256 random bits
+    assert whoami(h, s).status_code == 200
+    # A made-up or stale session id is no session.
+    r = requests.get(h.url + "/cgi-bin/whoami", cookies={"sk-session": sid[:-2] + "AA"},
+                     headers={"Accept": "application/json"}, allow_redirects=False)
+    assert r.status_code == 401
+
+
+def test_two_servers_share_sessions(idp, httpd_factory, browser_session, store):
+    idp.lifetimes(access=2)
+    a = stored(idp, httpd_factory, store.spec, "ScalekitLeeway 0\n")
+    b = stored(idp, httpd_factory, store.spec, "ScalekitLeeway 0\n")
+    s = browser_session()
+    signin(a, s)                                     # sign in on A
+    r = whoami(b, s)                                 # served on B
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    time.sleep(3)                                    # the access token expires
+    idp.clear_log()
+    assert whoami(b, s).status_code == 200           # refreshed on B
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+    assert whoami(a, s).status_code == 200           # A uses B's new tokens: no second refresh
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+    out = s.get(a.url + "/api/auth/logout", allow_redirects=False)     # sign out on A
+    assert out.status_code == 302
+    jar = {"sk-session": s.cookies.get("sk-session") or ""}
+    r = requests.get(b.url + "/cgi-bin/whoami", cookies=jar, headers={"Accept": "application/json"},
+                     allow_redirects=False)
+    assert r.status_code == 401                      # ... and signed out on B
+
+
+def logout_token(idp, sid=None, sub=None, **over):
+    now = int(time.time())
+    claims = {"iss": idp.url, "aud": [idp.client_id], "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex,
+              "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}
+    if sid:
+        claims["sid"] = sid
+    if sub:
+        claims["sub"] = sub
+    claims.update(over)
+    return idp.mint({k: v for k, v in claims.items() if v is not None})
+
+
+def session_sid(h, s):
+    return s.get(h.url + "/api/auth/session").json()["session_id"]
+
+
+def test_back_channel_logout_ends_sessions_everywhere(idp, httpd_factory, browser_session, redis):
+    a = stored(idp, httpd_factory, redis.spec)
+    b = stored(idp, httpd_factory, redis.spec)
+    s = browser_session()
+    signin(a, s)
+    other = browser_session()
+    idp.set_user(sub="usr_other", email="o@example.com")
+    signin(a, other)                                  # another user: must stay signed in
+    sid = session_sid(a, s)
+    assert whoami(b, s).status_code == 200
+    bcl = b.url + "/api/auth/backchannel-logout"
+    token = logout_token(idp, sid=sid)
+    r = requests.post(bcl, data={"logout_token": token})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    assert whoami(a, s).status_code == 401 and whoami(b, s).status_code == 401
+    assert whoami(a, other).status_code == 200
+    # Replayed, nonce-bearing, eventless, unsigned, foreign: all refused.
+    assert requests.post(bcl, data={"logout_token": token}).status_code == 400
+    for bad in (logout_token(idp, sid=sid, nonce="n"), logout_token(idp, sid=sid, events=None),
+                logout_token(idp), logout_token(idp, sid=sid, aud=["skc_other"]),
+                logout_token(idp, sid=sid, iat=int(time.time()) - 3600),
+                idp.mint({"sid": sid, "events": {"http://schemas.openid.net/event/backchannel-logout": {}}},
+                         base="id", sign="bad")):
+        r = requests.post(bcl, data={"logout_token": bad})
+        assert r.status_code == 400, r.text
+    assert requests.post(bcl, data={}).status_code == 400
+    assert requests.get(bcl).status_code == 405
+    # By user: every session of the user ends (here usr_other's two).
+    signin(a, s)
+    assert whoami(a, s).json()["REMOTE_USER"] == "usr_other"
+    assert requests.post(bcl, data={"logout_token": logout_token(idp, sub="usr_other")}).status_code == 200
+    assert whoami(a, s).status_code == 401 and whoami(b, other).status_code == 401
+
+
+def test_back_channel_logout_needs_a_store(httpd, idp):
+    r = requests.post(httpd.url + "/api/auth/backchannel-logout", data={"logout_token": "x"})
+    assert r.status_code == 501
+
+
+def test_revoke_on_logout(idp, httpd_factory, browser_session):
+    h = httpd_factory(idp=idp, extra_conf="ScalekitRevokeOnLogout On\n")
+    s = browser_session()
+    signin(h, s)
+    sid = s.get(h.url + "/api/auth/session").json()["session_id"]
+    refresh = s.cookies.get("sk-refresh-token")
+    s.get(h.url + "/api/auth/logout", allow_redirects=False)
+    revokes = [e for e in idp.log() if e["path"] == "/api/v1/sessions/%s/revoke" % sid]
+    assert len(revokes) == 1 and revokes[0]["status"] == 200
+    assert revokes[0]["headers"].get("Authorization", "").startswith("Bearer ")
+    r = requests.post(idp.url + "/oauth/token", data={"grant_type": "refresh_token", "client_id": idp.client_id,
+                      "client_secret": idp.client_secret, "refresh_token": refresh})
+    assert r.status_code == 400                       # the Scalekit session is gone
+
+
+def test_store_down_gives_503_and_recovers(idp, httpd_factory, browser_session, redis):
+    h = stored(idp, httpd_factory, redis.spec)
+    s = browser_session()
+    signin(h, s)
+    redis.stop()
+    t0 = time.monotonic()
+    r = whoami(h, s)
+    assert r.status_code == 503 and time.monotonic() - t0 < 10
+    assert "session store" in h.error_log()
+    redis.start()                                     # empty again: the old session is gone
+    deadline = time.monotonic() + 15
+    while whoami(h, s).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    s.cookies.clear()
+    assert signin(h, s).json()["REMOTE_USER"] == "usr_demo001"
+
+
+def test_store_down_can_fall_back_to_sign_in(idp, httpd_factory, browser_session, redis):
+    h = stored(idp, httpd_factory, redis.spec, "ScalekitSessionStoreFailure login\n")
+    s = browser_session()
+    signin(h, s)
+    redis.stop()
+    r = s.get(h.url + "/dashboard/", allow_redirects=False)
+    assert r.status_code == 302 and "/oauth/authorize" in r.headers["Location"]
+
+
+def test_unloaded_store_provider_is_named_at_config_test(idp, module_path):
+    from httpd import Httpd
+    h = Httpd(module_path, idp=idp, extra_conf="ScalekitSessionStore redis:127.0.0.1:1\n")
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "ScalekitSessionStore redis" in out and "socache_redis" in out

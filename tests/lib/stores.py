@@ -1,0 +1,77 @@
+"""Throw-away Redis and memcached servers on loopback, for the session-store tests."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from httpd import free_port
+
+
+class StoreServer:
+    """Base: a child process listening on 127.0.0.1:port; start(), stop(), restart()."""
+    provider = None
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="skstore-")
+        self.proc = None
+
+    @property
+    def spec(self):
+        """The ScalekitSessionStore argument for this server."""
+        return "%s:127.0.0.1:%d" % (self.provider, self.port)
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s" % (self.command()[0], self.proc.returncode))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("%s did not listen on %d" % (self.command()[0], self.port))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(StoreServer):
+    provider = "redis"
+
+    def command(self):
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"]
+
+
+class MemcachedServer(StoreServer):
+    provider = "memcache"
+
+    def command(self):
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        return ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"] + user
