@@ -722,11 +722,13 @@ def main(argv=None):
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # SIGINT too: a shell that starts us in the background hands us SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
 
     result = {"settings": settings, "rows": rows, "signins": [], "memory": None}
     ok_exit = False
+    interrupted = False
     try:
         log("starting the identity provider and %s" % ", ".join(sorted(wanted)))
         idp = IdP(auto_login=True).start(timeout=60)
@@ -884,6 +886,7 @@ def main(argv=None):
             return 3
         return 0
     except KeyboardInterrupt as exc:
+        interrupted = True
         log("interrupted (%s): stopping every server" % (exc or "Ctrl-C"))
         return 130
     except (BenchError, HttpdError, signin.SignInError) as exc:
@@ -893,7 +896,7 @@ def main(argv=None):
         kill_children()
         for name, h in servers.items():
             h.stop()
-            if a.keep or not ok_exit or failures:
+            if a.keep or (not ok_exit and not interrupted) or failures:
                 log("kept ServerRoot of %s: %s" % (name, h.root))
             else:
                 h.cleanup()

@@ -1,7 +1,19 @@
 /* The unit-test runner: runs every registered test, or those whose name
  * contains argv[1], and prints "N passed, N failed" as its last line. */
 #include <stdlib.h>
+#include <apr_general.h>
+#include <apr_pools.h>
 #include "sk_test.h"
+
+apr_pool_t *sk_test_pool(void)
+{
+    static apr_pool_t *p;
+    if (!p) {
+        apr_initialize();
+        apr_pool_create(&p, NULL);
+    }
+    return p;
+}
 
 #define SK_MAX_TESTS 2048
 

@@ -7,6 +7,10 @@
 #include <string.h>
 
 typedef void (*sk_test_fn)(int *failed);
+
+/* An APR pool for tests of APR-using code (APR initialised on first use). */
+struct apr_pool_t;
+struct apr_pool_t *sk_test_pool(void);
 void sk_test_register(const char *name, const char *file, sk_test_fn fn);
 
 #define SK_TEST(name)                                                        \

@@ -6,15 +6,7 @@
 #include "sk_test.h"
 #include "sk_redirect.h"
 
-static apr_pool_t *pool(void)
-{
-    static apr_pool_t *p;
-    if (!p) {
-        apr_initialize();
-        apr_pool_create(&p, NULL);
-    }
-    return p;
-}
+#define pool() sk_test_pool()
 
 SK_TEST(redirect_local_paths)
 {

@@ -17,15 +17,7 @@
 #include "sk_redirect.h"
 #include "sk_state.h"
 
-static apr_pool_t *pool(void)
-{
-    static apr_pool_t *p;
-    if (!p) {
-        apr_initialize();
-        apr_pool_create(&p, NULL);
-    }
-    return p;
-}
+#define pool() sk_test_pool()
 
 /* ---- open redirects: the value as it arrives in the query string ---- */
 
