@@ -812,7 +812,6 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     (void)plog;
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
         return OK;                    /* the first, throw-away configuration pass */
-    sk_http_global_init();
     const char *err = sk_check_servers(pconf, s, 1);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);

@@ -1,6 +1,6 @@
-/* sk_http.h: the module's HTTP client (libcurl) for the token endpoint and the
- * JWKS. Links without httpd. Each thread keeps one curl handle so connections
- * to the identity provider are reused. */
+/* sk_http.h: the module's HTTP client (libcurl, loaded on first use) for the
+ * token endpoint and the JWKS. Links without httpd. Each thread keeps one curl
+ * handle so connections to the identity provider are reused. */
 #ifndef SK_HTTP_H
 #define SK_HTTP_H
 
@@ -20,9 +20,6 @@ typedef struct sk_http_resp {
     size_t len;
     char err[256];            /* set when the call returns non-zero */
 } sk_http_resp;
-
-/* Call once per process before threads start (module post_config). */
-void sk_http_global_init(void);
 
 /* GET url, or POST form_body (application/x-www-form-urlencoded) when it is
  * not NULL. Returns 0 when an HTTP answer of any status arrived in time. */

@@ -117,6 +117,7 @@ int sk_is_https(request_rec *r);
 void sk_set_cookie(request_rec *r, const char *name, const char *value, int clear);
 void sk_clear_session_cookies(request_rec *r);
 const char *sk_request_cookie(request_rec *r, const char *name);
+void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);
 int sk_error_page(request_rec *r, int status, const char *title, const char *detail);
 int sk_is_navigation(request_rec *r);
 int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent);

@@ -175,9 +175,12 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     sk_server_conf *c = sk_server_config(r);
     memset(t, 0, sizeof(*t));
     if (!c->store) {
-        t->access = sk_request_cookie(r, c->cookie_access);
-        t->id = sk_request_cookie(r, c->cookie_id);
-        t->refresh = sk_request_cookie(r, c->cookie_refresh);
+        const char *names[3] = { c->cookie_access, c->cookie_id, c->cookie_refresh };
+        const char *values[3];
+        sk_request_cookies(r, names, values, 3);
+        t->access = values[0];
+        t->id = values[1];
+        t->refresh = values[2];
         return OK;
     }
     const char *sid = sk_request_cookie(r, c->cookie_session);

@@ -302,6 +302,24 @@ static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, 
     return rc;
 }
 
+/* The bucket of a token: a keyed hash of its length and last 48 bytes. They
+ * lie in the signature, which no one but the key holder can choose, and
+ * entries are only made for tokens whose signature verified; a hit still
+ * compares the whole token. Hashing 48 bytes instead of ~1 KB halves the
+ * module's cost on a warm request (profiled: the hash was 8.7k of its 17k
+ * instructions with two tokens). */
+#define HASH_TAIL 48
+
+static uint64_t token_hash(const sk_validator *v, const char *token, size_t len)
+{
+    unsigned char buf[HASH_TAIL + sizeof(uint64_t)];
+    uint64_t n = (uint64_t)len;
+    size_t tail = len < HASH_TAIL ? len : HASH_TAIL;
+    memcpy(buf, &n, sizeof(n));
+    memcpy(buf + sizeof(n), token + len - tail, tail);
+    return siphash24(v->key, buf, sizeof(n) + tail);
+}
+
 sk_jwt_err sk_validate(sk_validator *v, const char *token, size_t len, int64_t now,
                        sk_claims **out)
 {
@@ -316,7 +334,7 @@ sk_jwt_err sk_validate(sk_validator *v, const char *token, size_t len, int64_t n
         goto fail;
     }
     if (v->cap) {
-        h = siphash24(v->key, (const unsigned char *)token, len);
+        h = token_hash(v, token, len);
         if (lookup(v, h, token, len, now, &rc, out)) {
             count(&v->hits);
             if (rc)

@@ -148,7 +148,9 @@ def inject(idp, mode):
     if mode == "down":
         idp.stop()
     elif mode == "slow":
-        idp.fault("slow", delay=TIMEOUT + 4, paths=IDP_PATHS)
+        # Answers after the module gave up, and after this test: a refresh the IdP carried out
+        # late would spend the refresh token behind the module's back (Scalekit's rotation).
+        idp.fault("slow", delay=TIMEOUT + 25, paths=IDP_PATHS)
     elif mode == "hang":
         idp.fault("hang", delay=TIMEOUT + 20, paths=IDP_PATHS)
     else:
@@ -415,6 +417,68 @@ def test_tokens_from_a_slow_idp_are_accepted_with_zero_leeway(idp, httpd_factory
         idp.fault("none")
     log = [line for line in h.error_log().splitlines() if "refused" in line or "failed" in line]
     assert (signed_in, refreshed) == ((200, h.url + "/cgi-bin/whoami"), (200, [])), log[-4:]
+
+
+def vm_data_kb(pid):
+    return int(proc_status(pid).get("VmData", "0 kB").split()[0])
+
+
+@pytest.mark.xfail(strict=True, reason="module defect: sk_refresh polls the shared cache every 20 ms "
+                   "and sk_shared_get allocates a new 32 KiB buffer from r->pool on each poll: a request "
+                   "waiting for a parallel refresh grows by 1.6 MiB a second")
+def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
+    h = ready(httpd_factory(idp=idp, extra_conf="ScalekitTimeout 5\n" + one_child(threads=48)))
+    s = browser()
+    signin(h, s)
+    expire(idp, s)
+    jar = requests.utils.dict_from_cookiejar(s.cookies)
+    child = [p for p, _ in children_of(h.proc.pid) if int(proc_status(p).get("Threads", "1")) > 1][0]
+    before = peak = vm_data_kb(child)
+    stop = threading.Event()
+
+    def watch():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, vm_data_kb(child))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    idp.fault("slow", delay=4.5, paths=["/oauth/token"])      # 29 requests wait 4.5 s for the 30th
+    try:
+        results = burst(h.url + "/dashboard/", jar, 30)
+    finally:
+        idp.fault("none")
+        stop.set()
+        watcher.join()
+    assert [st for st, _, _, _ in results] == [200] * 30
+    grown_mib = (peak - before) / 1024.0
+    assert grown_mib < 64, "the child's heap grew %.0f MiB for 30 waiting requests" % grown_mib
+
+
+@pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 61 s for the JWKS to go stale "
+                    "(SK_TEST_SLOW=1 runs it)")
+@pytest.mark.xfail(strict=True, reason="module defect: a stale JWKS is refetched inside the request "
+                   "(keys.c sk_keystore_get): while the IdP hangs, one request per "
+                   "ScalekitJWKSRefreshInterval and process waits the whole ScalekitTimeout")
+def test_stale_jwks_refetch_holds_no_request(idp, httpd_factory):
+    timeout = 4
+    h = httpd_factory(idp=idp, extra_conf="ScalekitTimeout %d\nScalekitJWKSCacheTTL 60\n"
+                      "ScalekitJWKSRefreshInterval 1\n" % timeout + one_child())
+    signin(h, browser())                                  # the keys are fetched now
+    tokens = [idp.mint({"sub": "usr_stale%d" % i}, base="access") for i in range(3)]
+    time.sleep(61)                                        # ScalekitJWKSCacheTTL: the keys are stale
+    idp.fault("hang", delay=60, paths=["/keys"])
+    took = []
+    try:
+        for tok in tokens:                                # never validated: they need the keys
+            r, t = timed(get, requests, h.url + "/dashboard/", cookies={"sk-access-token": tok})
+            assert r.status_code == 200
+            took.append(round(t, 2))
+            time.sleep(1.2)
+    finally:
+        idp.fault("none")
+    assert max(took) < timeout - 1, took
 
 
 # ---------------------------------------------------------------------------------------------

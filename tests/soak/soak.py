@@ -27,8 +27,9 @@ import http.client
 import json
 import os
 import random
-import socket
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -125,6 +126,7 @@ class Stats:
         self.failure_count = 0
         self.errors = collections.Counter()
         self.actions = collections.Counter()
+        self.retries = 0                               # keep-alive races, retried like a browser
 
     def answer(self, action, status):
         with self.lock:
@@ -139,27 +141,41 @@ class Stats:
 
 
 class Conn:
-    """One keep-alive connection, reopened when the server closes it or after a long idle."""
+    """One keep-alive connection, reopened when the server closes it or after a long idle.
 
-    def __init__(self, host, port, host_header):
-        self.host, self.port, self.host_header = host, port, host_header
+    A server may close an idle keep-alive connection just as the client sends on it (mpm_event
+    does when all its workers are busy); a browser then sends the request again on a new
+    connection, and so does this client, once, counting it in stats.retries. Any other failure,
+    and a failure on a new connection, is an error."""
+
+    RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+    def __init__(self, host, port, host_header, stats):
+        self.host, self.port, self.host_header, self.stats = host, port, host_header, stats
         self.c = None
         self.last = 0.0
 
     def request(self, method, path, headers=None):
         if self.c is not None and time.monotonic() - self.last > KEEPALIVE - 10:
             self.close()
-        if self.c is None:
-            self.c = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
         hdrs = {"Host": self.host_header, "User-Agent": "sk-soak"}
         hdrs.update(headers or {})
-        try:
-            self.c.request(method, path, headers=hdrs)
-            r = self.c.getresponse()
-            body = r.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            raise ConnectionError("%s %s: %r" % (method, path, e)) from None
+        for attempt in (1, 2):
+            reused = self.c is not None and self.c.sock is not None
+            if self.c is None:
+                self.c = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
+            try:
+                self.c.request(method, path, headers=hdrs)
+                r = self.c.getresponse()
+                body = r.read()
+                break
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                if attempt == 1 and reused and method == "GET" and isinstance(e, self.RETRYABLE):
+                    with self.stats.lock:
+                        self.stats.retries += 1
+                    continue
+                raise ConnectionError("%s %s: %r" % (method, path, e)) from None
         self.last = time.monotonic()
         if r.will_close:
             self.close()
@@ -201,8 +217,8 @@ class Client(threading.Thread):
         super().__init__(daemon=True, name="client-%d" % n)
         self.soak = soak
         self.rng = random.Random(soak.seed * 1000 + n)
-        self.app = Conn("127.0.0.1", soak.h.port, "localhost:%d" % soak.h.port)
-        self.idp = Conn("127.0.0.1", soak.idp.port, "127.0.0.1:%d" % soak.idp.port)
+        self.app = Conn("127.0.0.1", soak.h.port, "localhost:%d" % soak.h.port, soak.stats)
+        self.idp = Conn("127.0.0.1", soak.idp.port, "127.0.0.1:%d" % soak.idp.port, soak.stats)
         self.session = None                 # cookies of this thread's signed-in browser
         names, weights = zip(*ACTIONS.items())
         self.names, self.weights = names, weights
@@ -337,7 +353,12 @@ class Soak:
 
     def setup(self):
         a = self.args
-        self.idp = IdP(auto_login=True, https=False)
+        # Not under /tmp/skhttpd-*: a long run must not share a name pattern that other test
+        # runs on the machine may sweep.
+        self.base = tempfile.mkdtemp(prefix="sk-soak-", dir=a.root_base)
+        os.chmod(self.base, 0o755)
+        tempfile.tempdir, saved = self.base, tempfile.tempdir
+        self.idp = IdP(state_dir=os.path.join(self.base, "idp"), auto_login=True, https=False)
         self.idp.start()
         self.idp.lifetimes(access=3600)          # minted users stay valid for the whole run
         module = a.module
@@ -349,7 +370,10 @@ class Soak:
         if a.cache_entries is not None:
             conf += "ScalekitCacheEntries %d\n" % a.cache_entries
         conf += "".join(line + "\n" for line in a.conf)
-        self.h = Httpd(module, idp=self.idp, mpm=a.mpm, extra_conf=conf, loglevel="warn", timeout=60)
+        try:
+            self.h = Httpd(module, idp=self.idp, mpm=a.mpm, extra_conf=conf, loglevel="warn", timeout=60)
+        finally:
+            tempfile.tempdir = saved
         self.h.start()
         self.log("httpd %s (%s, %s), IdP %s" % (self.h.url, a.mpm, self.h.root, self.idp.url))
         self.users = []
@@ -442,10 +466,11 @@ class Soak:
             if y > x + 2 and pct >= a.max_growth:
                 problems.append("children's descriptors grew %.1f%% after warm-up (%d -> %d)" % (pct, x, y))
         # Per worker thread at most: its client's connection, libcurl's kept-alive connection to
-        # the IdP and the two ends of the socketpair libcurl keeps per handle.
+        # the IdP, the two ends of the socketpair libcurl keeps per handle, and mod_cgid's two
+        # sockets to its daemon while a CGI request runs.
         threads = sum(r["threads"] for r in end["workers"].values())
         most = max(s["sockets"] for s in self.samples)
-        if most > 4 * threads + 16 * max(1, end["n"]):
+        if most > 6 * threads + 16 * max(1, end["n"]):
             problems.append("children held %d sockets for %d threads" % (most, threads))
         reports = self.h.sanitizer_reports()
         if reports:
@@ -466,6 +491,7 @@ class Soak:
             "actions": dict(st.actions),
             "access_log_statuses": dict(sorted(logged.items())),
             "failures": st.failures, "failure_count": st.failure_count,
+            "keepalive_retries": st.retries,
             "idp": {"grants": idp_stats.get("grants"), "refresh_tokens": idp_stats.get("refresh_tokens")},
             "growth_after_warmup": g,
             "samples": [{"t": s["t"], "workers": s["n"], "rss_kb": s["rss_kb"], "fds": s["fds"],
@@ -486,7 +512,7 @@ class Soak:
                  "%d answers in %.0fs (%.0f/s), %s, %d connections" % (
                      r["answers"], r["elapsed_s"], r["rate_per_s"], r["settings"]["mpm"],
                      r["settings"]["connections"]),
-                 "statuses: %s" % r["statuses"],
+                 "statuses: %s (keep-alive races retried: %d)" % (r["statuses"], r["keepalive_retries"]),
                  "by action: %s" % r["by_action"],
                  "IdP: grants %s, refresh tokens %s" % (r["idp"]["grants"], r["idp"]["refresh_tokens"])]
         g = r["growth_after_warmup"]
@@ -503,10 +529,10 @@ class Soak:
     def close(self, keep):
         if self.h:
             self.h.stop()
-            if not keep:
-                self.h.cleanup()
         if self.idp:
             self.idp.stop()
+        if not keep and getattr(self, "base", None):
+            shutil.rmtree(self.base, ignore_errors=True)
 
 
 def main(argv=None):
@@ -527,7 +553,8 @@ def main(argv=None):
     ap.add_argument("--module", help="mod_scalekit.so (default: $MOD_SCALEKIT_SO or build the tree's)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the full report here")
-    ap.add_argument("--keep", action="store_true", help="keep httpd's ServerRoot")
+    ap.add_argument("--keep", action="store_true", help="keep httpd's ServerRoot and the IdP's state")
+    ap.add_argument("--root-base", default="/var/tmp", help="where the run's directory goes")
     args = ap.parse_args(argv)
     if args.mix:
         weights = dict((k, float(v)) for k, v in (kv.split("=") for kv in args.mix.split(",")))
