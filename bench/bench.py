@@ -157,6 +157,13 @@ CASES = {
     "scalekit-nocache": {"server": "nocache", "sets": "users", "static": "/bench/index.html",
                          "cgi": None, "auth": True,
                          "what": "mod_scalekit, ScalekitCacheEntries 0: RS256 on every request"},
+    "scalekit-shmcb":   {"server": "shmcb", "sets": "shmcb", "static": "/bench/index.html",
+                         "cgi": "/cgi-bin/bench", "auth": True,
+                         "what": "mod_scalekit, ScalekitSessionStore shmcb: opaque session id, "
+                                 "tokens in shared memory"},
+    "scalekit-redis":   {"server": "redis", "sets": "redis", "static": "/bench/index.html",
+                         "cgi": "/cgi-bin/bench", "auth": True,
+                         "what": "mod_scalekit, ScalekitSessionStore redis (loopback redis-server)"},
     "openidc-session":  {"server": "openidc", "sets": "oidc-session", "static": "/bench/index.html",
                          "cgi": "/cgi-bin/bench", "auth": True,
                          "what": "mod_auth_openidc, session cookie of a real sign-in (shm cache)"},
@@ -168,7 +175,9 @@ SIGNIN_CASES = {
     "signin-scalekit": {"server": "scalekit", "what": "sign-in round trip through mod_scalekit"},
     "signin-openidc":  {"server": "openidc", "what": "sign-in round trip through mod_auth_openidc"},
 }
-SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc"}
+SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "redis"}
+STORE_LOAD = {"shmcb": "", "redis": "LoadModule socache_redis_module "
+              "/usr/lib/apache2/modules/mod_socache_redis.so\n"}
 
 _children = []          # subprocesses we started (wrk, the sign-in driver), killed on the way out
 failures = []
@@ -271,7 +280,7 @@ def bench_files(h):
     os.chmod(cgi, 0o755)
 
 
-def make_servers(wanted, module_path, idp, oidc_secret):
+def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None):
     servers = {}
     common = dict(loglevel="warn", mpm="event")
     if "plain" in wanted:
@@ -282,6 +291,12 @@ def make_servers(wanted, module_path, idp, oidc_secret):
     if "nocache" in wanted:
         servers["nocache"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
                                    extra_conf=MPM_CONF + "ScalekitCacheEntries 0\n", **common)
+    for store in ("shmcb", "redis"):
+        if store in wanted:
+            spec = store if store == "shmcb" else redis_server.spec
+            servers[store] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
+                                   extra_conf=MPM_CONF + STORE_LOAD[store] +
+                                   "ScalekitSessionStore %s\n" % spec, **common)
     if "openidc" in wanted:
         conf = OIDC_CONF.format(so=OIDC_SO, idp=idp.url, idp_https=idp.https_url,
                                 client_id=OIDC_CLIENT_ID, secret=oidc_secret,
@@ -697,7 +712,7 @@ def main(argv=None):
         wanted.add("scalekit")
 
     module_path = None
-    if wanted & {"scalekit", "nocache"}:
+    if wanted & {"scalekit", "nocache", "shmcb", "redis"}:
         module_path, err = build_module()
         if err:
             raise SystemExit("mod_scalekit does not build:\n" + err)
@@ -715,6 +730,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
 
     idp = None
+    redis_server = None
     servers = {}
 
     def on_signal(signum, frame):
@@ -736,7 +752,10 @@ def main(argv=None):
         oidc_secret = secrets.token_urlsafe(24)
         if "openidc" in wanted:
             idp.add_client(OIDC_CLIENT_ID, oidc_secret)
-        servers = make_servers(wanted, module_path, idp, oidc_secret)
+        if "redis" in wanted:
+            from stores import RedisServer
+            redis_server = RedisServer().start()
+        servers = make_servers(wanted, module_path, idp, oidc_secret, redis_server)
         for name, h in servers.items():
             h.start()
             log("  %-9s %s  (ServerRoot %s)" % (name, h.url, h.root))
@@ -757,6 +776,19 @@ def main(argv=None):
                 "header": token_shape(jar["sk-access-token"][0])[0],
                 "access_len": len(jar["sk-access-token"][0]), "id_len": len(jar["sk-id-token"][0])}
             log("  one real sign-in through mod_scalekit: %d bytes of cookies" % len(warm.read_text()))
+        for store in ("shmcb", "redis"):
+            if store in servers:
+                b, _ = signin.sign_in(servers[store].url + "/bench/index.html")
+                line = cookie_line(b, servers[store])
+                b.close()
+                if "sk-session=" not in line or "sk-access-token" in line:
+                    raise BenchError("%s store: expected only a session id cookie, got %s"
+                                     % (store, line.split("=")[0]))
+                p = work / ("%s.sets" % store)
+                p.write_text(line + "\n")
+                sets[store] = p
+                log("  one real sign-in through mod_scalekit with the %s store: %d bytes of "
+                    "cookies" % (store, len(line)))
         if need_users:
             sets["users"] = make_user_sets(servers["scalekit"], idp, a.users, work / "users.sets")
         if "openidc" in servers and any(CASES[r["case"]]["sets"] == "oidc-session" for r in rows):
@@ -899,6 +931,8 @@ def main(argv=None):
                 h.cleanup()
         if idp is not None:
             idp.stop()
+        if redis_server is not None:
+            redis_server.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
 

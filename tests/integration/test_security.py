@@ -625,7 +625,9 @@ def test_idp_initiated_relay_state_stays_on_site(httpd, idp):
 # ------------------------------------------------------------------------------------------------
 
 def test_debug_log_has_no_secret_and_no_full_token(idp, httpd_factory, browser_session):
-    h = httpd_factory(idp=idp, loglevel="debug", extra_conf="ScalekitLeeway 0\n")
+    from httpd import DEFAULT_LOCATIONS
+    h = httpd_factory(idp=idp, loglevel="debug", extra_conf="ScalekitLeeway 0\n",
+                      locations=DEFAULT_LOCATIONS + loc("/sk-status", " SetHandler scalekit-status\n"))
     s = browser_session()
     secrets_seen = {"client secret": idp.client_secret}
 
@@ -652,6 +654,8 @@ def test_debug_log_has_no_secret_and_no_full_token(idp, httpd_factory, browser_s
                 secrets_seen["authorize %s %d" % (k, len(secrets_seen))] = query[k][0]
     log = h.error_log()
     assert "scalekit" in log.lower() and ":debug]" in log       # the debug story was written
+    # The status page (text and JSON) is no place for them either.
+    log += requests.get(h.url + "/sk-status").text + requests.get(h.url + "/sk-status?json").text
     for what, value in secrets_seen.items():
         assert value not in log, what
         if value.count(".") == 2:                # a JWT: no payload or signature either
@@ -722,6 +726,19 @@ def test_untrusted_idp_certificate_refused_for_signing_keys(idp, httpd_factory):
     assert r.status_code == 401
     assert [e for e in idp.log() if e["path"] == "/keys"] == []       # no JWKS answer was read
     assert re.search(r"keys.*(certificate|SSL)", h.error_log()), h.error_log()[-1500:]
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "/\\evil.example", "javascript:alert(1)",
+                                    "/%2F%2Fevil.example", "https://user@evil.example/", "/x\ty"])
+def test_post_logout_uri_only_local_or_absolute(idp, module_path, target):
+    """The post-logout URL comes from the configuration only; even there, a scheme-relative or
+    otherwise ambiguous value is refused at start-up."""
+    h = Httpd(module_path, idp=idp, extra_conf='ScalekitPostLogoutRedirectURI "%s"\n' % target)
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "ScalekitPostLogoutRedirectURI" in out, out
 
 
 @pytest.mark.parametrize("url", ["http://127.evil.example", "http://localhost.evil.example",
