@@ -70,3 +70,40 @@ const char *sk_cookie_get(apr_pool_t *p, const char *header, const char *name)
         return NULL;
     return apr_pstrmemdup(p, f.value, f.vlen);
 }
+
+#define SK_COOKIE_MANY_MAX 8
+
+typedef struct {
+    apr_pool_t *p;
+    const char *const *names;
+    const char **values;
+    int n, seen;
+    unsigned char got[SK_COOKIE_MANY_MAX];
+} sk_cookie_many;
+
+static int sk_cookie_many_match(void *ctx, const char *name, size_t nlen,
+                                const char *value, size_t vlen)
+{
+    sk_cookie_many *m = ctx;
+    for (int i = 0; i < m->n; i++) {
+        if (m->got[i] || strncmp(name, m->names[i], nlen) || m->names[i][nlen])
+            continue;
+        m->got[i] = 1;                 /* the first of a name wins, empty or not */
+        m->values[i] = vlen ? apr_pstrmemdup(m->p, value, vlen) : NULL;
+        m->seen++;
+        break;
+    }
+    return m->seen == m->n;
+}
+
+int sk_cookie_get_many(apr_pool_t *p, const char *header, const char *const *names,
+                       const char **values, int n)
+{
+    sk_cookie_many m = { p, names, values, n > SK_COOKIE_MANY_MAX ? SK_COOKIE_MANY_MAX : n,
+                         0, { 0 } };
+    for (int i = 0; i < n; i++)
+        values[i] = NULL;
+    if (header)
+        sk_cookie_each(header, sk_cookie_many_match, &m);
+    return m.seen;
+}

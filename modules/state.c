@@ -120,7 +120,9 @@ int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     out->nonce = sk_state_str(p, j, "n");
     out->verifier = sk_state_str(p, j, "v");
     out->return_to = sk_state_str(p, j, "r");
-    out->created = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0;
+    /* In range before the cast: a double past int64_t is undefined behaviour. */
+    out->created = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
+                   ? (int64_t)t->valuedouble : 0;
     out->silent = cJSON_IsNumber(q) && q->valuedouble != 0;
     cJSON_Delete(j);
     return out->state && out->nonce && out->verifier && out->return_to && out->created

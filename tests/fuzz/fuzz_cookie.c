@@ -116,6 +116,16 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     for (int i = 0; i < w.n && i < 16; i++)
         check_get(&w, hdr, w.pairs[i].name, w.pairs[i].nlen);
 
+    /* The one-walk reader of the hot path agrees with sk_cookie_get on each
+     * name (it reports an empty first value as absent). */
+    const char *many[3];
+    sk_cookie_get_many(pool, hdr, names, many, 3);
+    for (int i = 0; i < 3; i++) {
+        const char *one = sk_cookie_get(pool, hdr, names[i]);
+        if ((one && *one) != (many[i] != NULL) || (many[i] && strcmp(one, many[i])))
+            abort();
+    }
+
     /* A walk stopped early reports -1 and saw exactly that many pairs. */
     if (n > 1) {
         int all = n;

@@ -398,10 +398,9 @@ def test_new_children_serve_valid_sessions_while_idp_is_down(idp, httpd_factory)
     assert (r.status_code, r2.status_code) == (200, 200), (r.status_code, r2.status_code)
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: tokens just issued by the IdP are checked "
-                   "against the time the request arrived (r->request_time), not the time they came "
-                   "back; with ScalekitLeeway 0 a token endpoint taking >= 1 s makes iat/nbf 'future'")
 def test_tokens_from_a_slow_idp_are_accepted_with_zero_leeway(idp, httpd_factory):
+    """Tokens minted while the request waited for the token endpoint are checked against the clock
+    then, not the request's arrival: with no leeway their iat/nbf would otherwise lie in the future."""
     h = httpd_factory(idp=idp, extra_conf="ScalekitLeeway 0\n")
     renewing = browser()
     signin(h, renewing)
@@ -619,7 +618,7 @@ def burst(url, jar, n):
     def one(_):
         barrier.wait(CLIENT_TIMEOUT)
         r = requests.get(url, cookies=jar, allow_redirects=False, timeout=CLIENT_TIMEOUT)
-        user = r.json().get("REMOTE_USER") if r.status_code == 200 else None
+        user = r.json().get("REMOTE_USER") if r.status_code == 200 and "/cgi-bin/" in url else None
         return r.status_code, user, new_cookies(r), cleared(r)
 
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
@@ -687,6 +686,27 @@ def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
         pytest.skip("churn took %.0fs: past the minute the answer is kept" % took)
     r = get(requests, h.url + "/dashboard/", cookies=late_tab, allow_redirects=False)
     assert r.status_code == 200 and not cleared(r), (r.status_code, cleared(r), took)
+
+
+@pytest.mark.xfail(strict=True, reason="module defect: ScalekitSessionStore shmcb keeps ~15 sessions "
+                   "(~40 with an 8 MiB cache): every record key starts with 'sk:' and "
+                   "mod_socache_shmcb picks a subcache by the key's first byte, so one subcache "
+                   "holds them all; older sessions are silently dropped and their users logged out")
+def test_shmcb_session_store_keeps_signed_in_users(idp, httpd_factory):
+    h = httpd_factory(idp=idp, extra_conf="ScalekitSessionStore shmcb\n")
+    first = browser()
+    signin(h, first, "/dashboard/")
+    assert first.cookies.get("sk-session") and first.cookies.get("sk-access-token") is None
+
+    def another(_):
+        s = browser()
+        signin(h, s, "/dashboard/")
+        s.close()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(another, range(60)))
+    r = get(first, h.url + "/dashboard/", allow_redirects=False, headers=JSON)
+    assert r.status_code == 200, "the first of 61 signed-in users was logged out: %d" % r.status_code
 
 
 # ---------------------------------------------------------------------------------------------

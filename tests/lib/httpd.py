@@ -167,7 +167,8 @@ class Httpd:
         # "scalekit:debug" is a syntax error when the module is not loaded
         self.loglevel = loglevel or ("warn scalekit:debug" if load_scalekit else "warn")
         self.proxy, self.env, self.timeout = proxy, dict(env or {}), timeout
-        self.asan = os.environ.get("MOD_SCALEKIT_ASAN") == "1" or (load_scalekit and is_asan_build(self.module_path))
+        # Only a server that loads the sanitized module gets the sanitizer runtimes preloaded.
+        self.asan = load_scalekit and (os.environ.get("MOD_SCALEKIT_ASAN") == "1" or is_asan_build(self.module_path))
 
         self.root = Path(tempfile.mkdtemp(prefix="skhttpd-"))
         os.chmod(self.root, 0o755)   # children run as www-data: they must read docroot, CGI, CA

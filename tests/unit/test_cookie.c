@@ -37,3 +37,17 @@ SK_TEST(cookie_many)
     SK_CHECK_INT(n, 500);
     SK_CHECK_STR(sk_cookie_get(pool(), h, "c499"), "v499");
 }
+
+SK_TEST(cookie_get_many_first_wins)
+{
+    const char *names[3] = { "a", "b", "c" };
+    const char *v[3];
+    SK_CHECK_INT(sk_cookie_get_many(sk_test_pool(), "a=; a=1; b=2; b=3", names, v, 3), 2);
+    SK_CHECK(v[0] == NULL);                       /* the first a, empty, wins */
+    SK_CHECK_STR(v[1], "2");
+    SK_CHECK(v[2] == NULL);
+    SK_CHECK_INT(sk_cookie_get_many(sk_test_pool(), "x=1; c=9; a=; a=; a=; b=5", names, v, 3), 3);
+    SK_CHECK_STR(v[1], "5");                      /* repeated a's do not end the walk early */
+    SK_CHECK_STR(v[2], "9");
+    SK_CHECK_INT(sk_cookie_get_many(sk_test_pool(), NULL, names, v, 3), 0);
+}
