@@ -3,8 +3,8 @@
  *
  * Scalekit rotates refresh tokens: the second use of one is refused and the
  * session is gone. So the first request to need a refresh leaves a "pending"
- * mark in httpd's shared object cache (shmcb) under a hash of the refresh
- * token, makes the call, and stores the answer there for a minute; every other
+ * mark in httpd's shared object cache (shmcb, or the session store shared by
+ * several servers) under a hash of the refresh token, makes the call, and stores the answer there for a minute; every other
  * request with the same token, in any process, waits for and reuses that
  * answer. The global mutex is held only around cache operations, never
  * across the network call. */
@@ -21,6 +21,7 @@
 
 #include "sk_module.h"
 #include "sk_oauth.h"
+#include "sk_b64.h"
 
 sk_shared sk_shared_store;
 
@@ -80,14 +81,34 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s)
                      "%s mutex in this child", SK_MUTEX_TYPE);
 }
 
-/* Cache operations, each under the global mutex. */
+/* Where refresh records go: the session store when there is one (so that
+ * servers sharing sessions also share the pending mark and the answer), else
+ * this machine's shmcb. Operations run under the global mutex. */
+static void sk_refresh_cache(request_rec *r, ap_socache_provider_t **provider,
+                             ap_socache_instance_t **instance)
+{
+    sk_server_conf *c = sk_server_config(r);
+    *provider = c->store ? c->store->provider : sk_shared_store.provider;
+    *instance = c->store ? c->store->instance : sk_shared_store.instance;
+}
+
+static const char *sk_refresh_key(request_rec *r, const unsigned char *id)
+{
+    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
+    sk_b64url_encode(b64, id, SHA256_DIGEST_LENGTH);
+    return apr_pstrcat(r->pool, "sk:r:", b64, NULL);
+}
+
 static char *sk_shared_get(request_rec *r, const unsigned char *id)
 {
-    sk_shared *sh = &sk_shared_store;
+    ap_socache_provider_t *pr;
+    ap_socache_instance_t *in;
     unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
     unsigned int len = SK_RESULT_MAX;
-    if (sh->provider->retrieve(sh->instance, r->server, id, SHA256_DIGEST_LENGTH, buf, &len,
-                               r->pool) != APR_SUCCESS)
+    const char *key = sk_refresh_key(r, id);
+    sk_refresh_cache(r, &pr, &in);
+    if (pr->retrieve(in, r->server, (const unsigned char *)key, (unsigned int)strlen(key), buf,
+                     &len, r->pool) != APR_SUCCESS)
         return NULL;
     buf[len] = '\0';
     return (char *)buf;
@@ -96,13 +117,16 @@ static char *sk_shared_get(request_rec *r, const unsigned char *id)
 static void sk_shared_put(request_rec *r, const unsigned char *id, const char *value,
                           apr_time_t keep)
 {
-    sk_shared *sh = &sk_shared_store;
-    apr_status_t rv = sh->provider->store(sh->instance, r->server, id, SHA256_DIGEST_LENGTH,
-                                          apr_time_now() + keep, (unsigned char *)value,
-                                          (unsigned int)strlen(value), r->pool);
+    ap_socache_provider_t *pr;
+    ap_socache_instance_t *in;
+    const char *key = sk_refresh_key(r, id);
+    sk_refresh_cache(r, &pr, &in);
+    apr_status_t rv = pr->store(in, r->server, (const unsigned char *)key,
+                                (unsigned int)strlen(key), apr_time_now() + keep,
+                                (unsigned char *)value, (unsigned int)strlen(value), r->pool);
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "mod_scalekit: the shared cache "
-                      "refused a refresh record (too small? see its size)");
+                      "refused a refresh record");
 }
 
 /* Read a stored answer: "R" + JSON tokens, or "F" / "U" + reason. */

@@ -16,7 +16,7 @@ import urllib.parse as up
 import pytest
 import requests
 
-from httpd import MPMS
+from httpd import MPMS, default_mpm
 
 TIMEOUT = 2                      # ScalekitTimeout in the fault tests
 MARGIN = 3                       # what a busy machine may add to a failing IdP call
@@ -27,10 +27,13 @@ JSON = {"Accept": "application/json"}
 SESSION_COOKIES = ("sk-access-token", "sk-id-token", "sk-refresh-token")
 
 
-def one_child(mpm="event", threads=32):
+# The tests that need one process with one key store run under a threaded MPM: $SK_TEST_MPM when
+# it is one, else event.
+THREADED = default_mpm() if default_mpm() != "prefork" else "event"
+
+
+def one_child(threads=32):
     """One process: one key store, so "the keys are already fetched" holds for every request."""
-    if mpm == "prefork":
-        raise ValueError("prefork has one request per process")
     return ("StartServers 1\nServerLimit 1\nThreadLimit %d\nThreadsPerChild %d\nMaxRequestWorkers %d\n"
             "MinSpareThreads 1\nMaxSpareThreads %d\n" % (threads, threads, threads, threads))
 
@@ -220,7 +223,7 @@ def children_of(pid):
 
 @pytest.mark.parametrize("mode", FAULTS)
 def test_idp_fault_keeps_sessions_fails_fast_and_recovers(idp, httpd_factory, mode):
-    h = httpd_factory(idp=idp, extra_conf=FAULT_CONF)
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf=FAULT_CONF)
     user = browser()
     signin(h, user)                                   # the one child has fetched the keys
     renewing = browser()
@@ -288,7 +291,7 @@ def test_idp_fault_keeps_sessions_fails_fast_and_recovers(idp, httpd_factory, mo
 
 @pytest.mark.parametrize("keep_old", [False, True], ids=["old-key-withdrawn", "new-key-added"])
 def test_jwks_change_needs_no_restart(idp, httpd_factory, keep_old):
-    h = httpd_factory(idp=idp, extra_conf="ScalekitJWKSRefreshInterval 1\n" + one_child())
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitJWKSRefreshInterval 1\n" + one_child())
     old = browser()
     signin(h, old)
     old_kid = jwt_header(old.cookies.get("sk-access-token"))["kid"]
@@ -324,7 +327,7 @@ def test_hung_idp_blocks_no_worker(idp, httpd_factory):
     """While every call to the IdP hangs, requests that need it wait at most the timeout, and
     requests that need only validation do not wait at all."""
     timeout, n = 4, 6
-    h = httpd_factory(idp=idp, extra_conf="ScalekitTimeout %d\nScalekitJWKSRefreshInterval 1\n"
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitTimeout %d\nScalekitJWKSRefreshInterval 1\n"
                       % timeout + one_child(threads=64))
     refreshing = []
     for _ in range(n):
@@ -385,7 +388,7 @@ def test_hung_idp_blocks_no_worker(idp, httpd_factory):
 @pytest.mark.xfail(strict=True, reason="module defect: keys are cached per process only; a child "
                    "started while the IdP is down (graceful restart, new spare) cannot validate")
 def test_new_children_serve_valid_sessions_while_idp_is_down(idp, httpd_factory):
-    h = httpd_factory(idp=idp, extra_conf=FAULT_CONF)
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf=FAULT_CONF)
     s = browser()
     signin(h, s)
     api_token = idp.mint({"sub": "usr_api"}, base="access")
@@ -426,7 +429,7 @@ def vm_data_kb(pid):
                    "and sk_shared_get allocates a new 32 KiB buffer from r->pool on each poll: a request "
                    "waiting for a parallel refresh grows by 1.6 MiB a second")
 def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
-    h = ready(httpd_factory(idp=idp, extra_conf="ScalekitTimeout 5\n" + one_child(threads=48)))
+    h = ready(httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitTimeout 5\n" + one_child(threads=48)))
     s = browser()
     signin(h, s)
     expire(idp, s)
@@ -462,7 +465,7 @@ def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
                    "ScalekitJWKSRefreshInterval and process waits the whole ScalekitTimeout")
 def test_stale_jwks_refetch_holds_no_request(idp, httpd_factory):
     timeout = 4
-    h = httpd_factory(idp=idp, extra_conf="ScalekitTimeout %d\nScalekitJWKSCacheTTL 60\n"
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitTimeout %d\nScalekitJWKSCacheTTL 60\n"
                       "ScalekitJWKSRefreshInterval 1\n" % timeout + one_child())
     signin(h, browser())                                  # the keys are fetched now
     tokens = [idp.mint({"sub": "usr_stale%d" % i}, base="access") for i in range(3)]

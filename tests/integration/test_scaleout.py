@@ -62,6 +62,7 @@ def test_two_servers_share_sessions(idp, httpd_factory, browser_session, store):
     b = stored(idp, httpd_factory, store.spec, "ScalekitLeeway 0\n")
     s = browser_session()
     signin(a, s)                                     # sign in on A
+    idp.lifetimes(access=300)
     r = whoami(b, s)                                 # served on B
     assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
     time.sleep(3)                                    # the access token expires
@@ -182,3 +183,27 @@ def test_unloaded_store_provider_is_named_at_config_test(idp, module_path):
     finally:
         h.cleanup()
     assert rc != 0 and "ScalekitSessionStore redis" in out and "socache_redis" in out
+
+
+def test_parallel_refresh_across_two_servers_makes_one_refresh(idp, httpd_factory, browser_session, redis):
+    import concurrent.futures
+    idp.lifetimes(access=2)
+    a = stored(idp, httpd_factory, redis.spec, "ScalekitLeeway 0\n")
+    b = stored(idp, httpd_factory, redis.spec, "ScalekitLeeway 0\n")
+    s = browser_session()
+    signin(a, s)
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    idp.lifetimes(access=300)            # the refreshed tokens outlive a slow machine's burst
+    time.sleep(3)
+    idp.clear_log()
+
+    def one(i):
+        h = (a, b)[i % 2]
+        r = requests.get(h.url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
+                         headers={"Accept": "application/json"})
+        return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(one, range(20)))
+    assert statuses == [200] * 20
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
