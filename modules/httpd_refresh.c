@@ -52,7 +52,10 @@ apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_
                      "(Debian: a2enmod socache_shmcb)");
         return APR_EGENERAL;
     }
-    const char *err = sh->provider->create(&sh->instance, NULL, ptemp, pconf);
+    /* 4 MiB: about a thousand refresh answers kept for their minute. */
+    const char *args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf,
+                                    "scalekit-refresh"), 4 * 1024 * 1024);
+    const char *err = sh->provider->create(&sh->instance, args, ptemp, pconf);
     apr_status_t rv = err ? APR_EGENERAL : APR_SUCCESS;
     if (rv == APR_SUCCESS)
         rv = sh->provider->init(sh->instance, "scalekit", &hints, s, pconf);
@@ -96,7 +99,7 @@ static const char *sk_refresh_key(request_rec *r, const unsigned char *id)
 {
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
     sk_b64url_encode(b64, id, SHA256_DIGEST_LENGTH);
-    return apr_pstrcat(r->pool, "sk:r:", b64, NULL);
+    return apr_pstrcat(r->pool, b64, ":r", NULL);      /* hash first: see httpd_store.c */
 }
 
 static char *sk_shared_get(request_rec *r, const unsigned char *id)

@@ -58,7 +58,12 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
     st->s = s;
     st->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, c->store_provider,
                                       AP_SOCACHE_PROVIDER_VERSION);
-    const char *err = st->provider->create(&st->instance, c->store_args, ptemp, pconf);
+    const char *args = c->store_args;
+    if (!args && !strcmp(c->store_provider, "shmcb"))      /* 512 KiB would hold ~150 */
+        args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf, apr_psprintf(pconf,
+                            "scalekit-sessions-%s-%u", s->server_hostname ? s->server_hostname
+                            : "main", s->port)), 32 * 1024 * 1024);
+    const char *err = st->provider->create(&st->instance, args, ptemp, pconf);
     apr_status_t rv = err ? APR_EINVAL : st->provider->init(st->instance, "scalekit-sessions",
                                                             &hints, s, pconf);
     if (err || rv != APR_SUCCESS) {
@@ -128,13 +133,21 @@ static void sk_store_remove(request_rec *r, const sk_store *st, const char *key)
 
 /* The store's key for a session id: never the id itself, so that reading the
  * store gives no cookie to replay. */
-static const char *sk_session_key(apr_pool_t *p, const char *session_id)
+/* Store keys begin with hash bytes, never a fixed prefix: mod_socache_shmcb
+ * picks its subcache by the first byte of the key, and a shared prefix would
+ * put every record in one subcache of many. */
+static const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    SHA256((const unsigned char *)session_id, strlen(session_id), md);
+    SHA256((const unsigned char *)value, strlen(value), md);
     sk_b64url_encode(b64, md, sizeof(md));
-    return apr_pstrcat(p, "sk:s:", b64, NULL);
+    return apr_pstrcat(p, b64, ":", kind, NULL);
+}
+
+static const char *sk_session_key(apr_pool_t *p, const char *session_id)
+{
+    return sk_hashed_key(p, "s", session_id);
 }
 
 static const char *sk_json_get(apr_pool_t *p, const cJSON *j, const char *name)
@@ -230,7 +243,7 @@ static void sk_index_add(request_rec *r, const sk_store *st, const char *index,
 
 static const char *sk_index_name(apr_pool_t *p, const char *kind, const char *value)
 {
-    return apr_pstrcat(p, "sk:", kind, ":", sk_short_hash(p, value), NULL);
+    return sk_hashed_key(p, kind, value);
 }
 
 int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)

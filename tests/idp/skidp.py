@@ -921,6 +921,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send_response(self, code, message=None):
         self.status = code
+        entry = getattr(self, "log_entry", None)
+        if entry is not None:
+            entry["status"] = code      # logged before the client can read the answer
         super().send_response(code, message)
 
     def send_body(self, status, body, content_type, headers=None):
@@ -993,6 +996,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.status = None
+        self.log_entry = None
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         try:
@@ -1013,6 +1017,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = {"t": time.time(), "method": self.command, "path": path, "query": {},
                  "form": {}, "headers": dict(self.headers.items()),
                  "listener": self.server.listener, "status": None}
+        self.log_entry = entry
         self.state.record(entry, endpoint_name(path))
         try:
             entry["query"], entry["form"] = self.read_params(query)

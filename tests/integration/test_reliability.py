@@ -5,13 +5,14 @@ Bounds, not speeds: a failing call to the IdP may take ScalekitTimeout (2 s here
 request that needs no IdP must not wait for one. Every request the tests make has its own client
 timeout, so a hang fails the test instead of stalling the suite.
 """
+import base64
 import collections
 import concurrent.futures
+import json
 import os
 import re
 import threading
 import time
-import urllib.parse as up
 
 import pytest
 import requests
@@ -129,8 +130,6 @@ def keys_fetches(idp):
 
 
 def jwt_header(token):
-    import base64
-    import json
     head = token.split(".")[0]
     return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
 
@@ -659,10 +658,6 @@ def test_refresh_race_across_prefork_processes(idp, httpd_factory):
     assert len(grants(idp, "refresh_token")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: the shared refresh cache (mod_socache_shmcb at "
-                   "its 512 KiB default) keeps a refresh answer for far less than the minute it "
-                   "promises once ~100 other refreshes happened; the late request reuses a spent "
-                   "refresh token and the user is logged out")
 def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
     h = httpd_factory(idp=idp)
     s = browser()
@@ -691,10 +686,34 @@ def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
     assert r.status_code == 200 and not cleared(r), (r.status_code, cleared(r), took)
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: ScalekitSessionStore shmcb keeps ~15 sessions "
-                   "(~40 with an 8 MiB cache): every record key starts with 'sk:' and "
-                   "mod_socache_shmcb picks a subcache by the key's first byte, so one subcache "
-                   "holds them all; older sessions are silently dropped and their users logged out")
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_refresh_in_flight_across_a_graceful_restart(idp, httpd_factory, mpm):
+    """A refresh is at the IdP when a graceful restart comes (logrotate does one every night);
+    a request of the new generation with the same expired token must reuse its answer."""
+    h = ready(httpd_factory(idp=idp, mpm=mpm))
+    s = browser()
+    signin(h, s)
+    expire(idp, s)
+    jar = requests.utils.dict_from_cookiejar(s.cookies)
+    url = h.url + "/cgi-bin/whoami"
+    idp.fault("slow", delay=4, paths=["/oauth/token"])     # within the default ScalekitTimeout 5
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(requests.get, url, cookies=jar, allow_redirects=False,
+                                timeout=CLIENT_TIMEOUT)
+            time.sleep(0.5)
+            h.graceful()
+            second = requests.get(url, cookies=jar, allow_redirects=False, timeout=CLIENT_TIMEOUT)
+            first = first.result()
+    finally:
+        idp.fault("none")
+    got = [(r.status_code, sorted(cleared(r))) for r in (first, second)]
+    refreshes = grants(idp, "refresh_token")
+    assert got == [(200, []), (200, [])] and len(refreshes) == 1, (
+        got, [(e["status"], e.get("response_error")) for e in refreshes])
+    assert new_cookies(first) == new_cookies(second)
+
+
 def test_shmcb_session_store_keeps_signed_in_users(idp, httpd_factory):
     h = httpd_factory(idp=idp, extra_conf="ScalekitSessionStore shmcb\n")
     first = browser()
