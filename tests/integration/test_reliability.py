@@ -596,7 +596,8 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
     while snapshot(h)["zombies"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert snapshot(h)["zombies"] == [], snapshot(h)
-    assert b["parent_rss_kb"] <= a["parent_rss_kb"] * 1.05 + 1024, (a, b)
+    if not h.asan:   # ASan keeps freed memory in quarantine: RSS is checked in the plain run
+        assert b["parent_rss_kb"] <= a["parent_rss_kb"] * 1.05 + 1024, (a, b)
     rss = [samples[i]["parent_rss_kb"] for i in range(5, restarts + 1)]
     assert not all(y > x for x, y in zip(rss, rss[1:])), rss          # no steady climb
     # Still signed in with the same cookies.
@@ -686,6 +687,10 @@ def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
     assert r.status_code == 200 and not cleared(r), (r.status_code, cleared(r), took)
 
 
+@pytest.mark.xfail(strict=True, reason="module defect: the shared refresh cache is made anew at every "
+                   "restart (sk_shared_post_config, in pconf): a request of the new generation does not "
+                   "see the refresh still running in the old one, refreshes again with the spent token, "
+                   "and the IdP ends the session")
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
 def test_refresh_in_flight_across_a_graceful_restart(idp, httpd_factory, mpm):
     """A refresh is at the IdP when a graceful restart comes (logrotate does one every night);

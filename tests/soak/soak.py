@@ -371,7 +371,8 @@ class Soak:
             conf += "ScalekitCacheEntries %d\n" % a.cache_entries
         conf += "".join(line + "\n" for line in a.conf)
         try:
-            self.h = Httpd(module, idp=self.idp, mpm=a.mpm, extra_conf=conf, loglevel="warn", timeout=60)
+            self.h = Httpd(module, idp=self.idp, mpm=a.mpm, extra_conf=conf, loglevel="warn", timeout=60,
+                           env=dict(kv.split("=", 1) for kv in a.env))
         finally:
             tempfile.tempdir = saved
         self.h.start()
@@ -482,7 +483,8 @@ class Soak:
         result = {
             "ok": not problems, "problems": problems,
             "settings": {"minutes": a.minutes, "connections": a.connections, "mpm": a.mpm,
-                         "users": a.users, "cache_entries": a.cache_entries, "conf": a.conf, "warmup_s": warmup, "actions": ACTIONS},
+                         "users": a.users, "cache_entries": a.cache_entries, "conf": a.conf,
+                         "env": a.env, "warmup_s": warmup, "actions": ACTIONS},
             "elapsed_s": round(elapsed, 1),
             "answers": sum(st.statuses.values()),
             "rate_per_s": round(sum(st.statuses.values()) / elapsed, 1) if elapsed else 0,
@@ -549,6 +551,8 @@ def main(argv=None):
                     help="ScalekitCacheEntries (default: the module's default)")
     ap.add_argument("--conf", action="append", default=[], metavar="LINE",
                     help="one more line of httpd configuration (repeatable)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for apache2, e.g. MALLOC_ARENA_MAX=1 (repeatable)")
     ap.add_argument("--mix", help="action weights instead of the default, e.g. valid=9,invalid=1")
     ap.add_argument("--module", help="mod_scalekit.so (default: $MOD_SCALEKIT_SO or build the tree's)")
     ap.add_argument("--seed", type=int, default=1)
