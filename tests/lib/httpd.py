@@ -307,9 +307,14 @@ ScriptAlias /cgi-bin/ {self.root}/cgi-bin/
                 break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            # The port answers once it is bound, before the MPM installs its signal handlers:
+            # a graceful restart (SIGUSR1) sent in between would kill httpd. Ready means logged.
+            if "resuming normal operations" in self.error_log():
+                return self
+            time.sleep(0.05)
         why = "exited with %s" % self.proc.returncode if self.proc.poll() is not None else "did not answer in %ss" % self.timeout
         self.stop()
         raise HttpdError("httpd %s (%s)\n--- apache2 -t:\n%s\n--- stderr:\n%s\n--- error_log tail:\n%s" % (
