@@ -345,7 +345,9 @@ def test_deb_installs_and_signs_in_through_system_apache2(idp, browser_session):
             assert any(e["path"] == "/oauth/token" for e in idp.log())
             # Debian's combined log format names the user (%u).
             deadline = time.monotonic() + 5
-            while "usr_demo001" not in (root / "log" / "access.log").read_text() and time.monotonic() < deadline:
+            # httpd writes a request's line after answering it: wait for the last one.
+            while '"GET /private/ HTTP/1.1" 200' not in (root / "log" / "access.log").read_text() \
+                    and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert '"GET /private/ HTTP/1.1" 200' in (root / "log" / "access.log").read_text()
             assert " usr_demo001 " in (root / "log" / "access.log").read_text()

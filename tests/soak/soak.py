@@ -455,6 +455,14 @@ class Soak:
         base = after[0] if len(after) >= 2 else None
         end = self.samples[-1]
         g = growth(base, end) if base else None
+        # Diagnostic only: the growth over the second half of the measured span. Memory that
+        # still fills (a cache) or settles (the allocator) grows less there; a leak grows alike.
+        late = None
+        if base:
+            mid_t = base["t"] + (end["t"] - base["t"]) / 2.0
+            mid = next((s for s in self.samples if s["t"] >= mid_t), None)
+            if mid is not None and mid is not end:
+                late = growth(mid, end)
         if g is None:
             problems.append("run too short for a growth figure (warm-up %.0fs)" % warmup)
         else:
@@ -496,6 +504,7 @@ class Soak:
             "keepalive_retries": st.retries,
             "idp": {"grants": idp_stats.get("grants"), "refresh_tokens": idp_stats.get("refresh_tokens")},
             "growth_after_warmup": g,
+            "growth_second_half": late,
             "samples": [{"t": s["t"], "workers": s["n"], "rss_kb": s["rss_kb"], "fds": s["fds"],
                          "sockets": s["sockets"],
                          "per_worker": {p: {k: r[k] for k in ("rss_kb", "vsz_kb", "fds", "sockets", "threads")}
@@ -522,6 +531,9 @@ class Soak:
             lines.append("after warm-up (%.0fs) to the end, %d workers: RSS %d -> %d KiB (%+.2f%%), "
                          "descriptors %d -> %d (%+.2f%%), sockets %d -> %d"
                          % ((r["settings"]["warmup_s"], len(g["pids"])) + g["rss_kb"] + g["fds"] + g["sockets"][:2]))
+        late = r.get("growth_second_half")
+        if late:
+            lines.append("second half of that span alone: RSS %d -> %d KiB (%+.2f%%)" % late["rss_kb"])
         lines.append("samples (t, workers' RSS MiB, fds, sockets): " + ", ".join(
             "%.0fs %.1f/%d/%d" % (s["t"], s["rss_kb"] / 1024.0, s["fds"], s["sockets"]) for s in r["samples"]))
         for p in r["problems"]:
