@@ -598,8 +598,8 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
     assert snapshot(h)["zombies"] == [], snapshot(h)
     if not h.asan:   # ASan keeps freed memory in quarantine: RSS is checked in the plain run
         assert b["parent_rss_kb"] <= a["parent_rss_kb"] * 1.05 + 1024, (a, b)
-    rss = [samples[i]["parent_rss_kb"] for i in range(5, restarts + 1)]
-    assert not all(y > x for x, y in zip(rss, rss[1:])), rss          # no steady climb
+        rss = [samples[i]["parent_rss_kb"] for i in range(5, restarts + 1)]
+        assert not all(y > x for x, y in zip(rss, rss[1:])), rss      # no steady climb
     # Still signed in with the same cookies.
     r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False)
     assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
