@@ -529,6 +529,20 @@ def settle(h, old_children, timeout=30):
     raise AssertionError("children of the previous generation still alive: %s" % sorted(alive))
 
 
+def steady(h, timeout=15):
+    """Until the new generation is there and stays the same for half a second (the parent spawns
+    children from its maintenance loop, about once a second)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        live = sorted(p for p, st in children_of(h.proc.pid) if st != "Z")
+        if live and live == last:
+            return
+        last = live
+        time.sleep(0.5)
+    raise AssertionError("no steady set of children: %s" % last)
+
+
 def snapshot(h):
     parent = h.proc.pid
     kids = children_of(parent)
@@ -571,7 +585,7 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
             before = [p for p, _ in children_of(h.proc.pid)]
             h.graceful()
             settle(h, before)
-            time.sleep(0.3)                            # let the new generation serve a little
+            steady(h)
             samples[i] = snapshot(h)
     finally:
         stop.set()
