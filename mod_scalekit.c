@@ -51,7 +51,7 @@ static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
     c->jwks_min_refetch = 10;
     c->state_ttl = 600;
     c->state_max = 5;
-    c->cache_entries = 10000;
+    c->cache_entries = 4096;
     return c;
 }
 
@@ -623,7 +623,7 @@ static const command_rec sk_cmds[] = {
     SK_INT("ScalekitStateMaxPending", 5,
            "most sign-ins pending at once per browser (default 5)"),
     SK_INT("ScalekitCacheEntries", 6,
-           "validated tokens cached per process (default 10000; 0 disables)"),
+           "validated tokens cached per process (default 4096; 0 disables)"),
     SK_INT("ScalekitSessionMaxAge", 7,
            "seconds a stored session is kept at most (default 30 days)"),
     AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
@@ -756,10 +756,13 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
      * a session after it expires: the access token carries the session's life. */
     rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0 };
     rt->sealer = sk_sealer_create(p, c->client_secret, "mod_scalekit state cookie v1");
+    /* Every server sharing a store shares the client secret, so it opens records
+     * another one sealed; nobody who can only read or write the store can. */
+    rt->record_sealer = sk_sealer_create(p, c->client_secret, "mod_scalekit session record v1");
     rt->keys = sk_keystore_create(sk_fetch_jwks, rt, c->jwks_ttl, c->jwks_min_refetch);
     rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
     rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
-    if (!rt->sealer || !rt->keys || !rt->access || !rt->id)
+    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id)
         return "mod_scalekit: cannot set up its key store, validators or sealing key";
     apr_pool_cleanup_register(p, rt, sk_runtime_cleanup, apr_pool_cleanup_null);
     c->rt = rt;
@@ -824,6 +827,8 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         sk_server_conf *c = ap_get_module_config(vs->module_config, &scalekit_module);
         if (c->rt && sk_store_post_config(pconf, ptemp, vs, c) != APR_SUCCESS)
             return HTTP_INTERNAL_SERVER_ERROR;
+        if (c->rt)
+            sk_shared_keys(c->rt);
     }
     return OK;
 }

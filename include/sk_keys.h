@@ -29,16 +29,35 @@ EVP_PKEY *sk_keyset_find(const sk_keyset *ks, const char *kid, unsigned *alg_out
  * one-line reason in err otherwise. Called without any lock held. */
 typedef int (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err, size_t errlen);
 
-/* The key store: the current key set, fetched lazily (never at start-up),
- * refetched after ttl seconds, and on an unknown kid at most once per
- * min_refetch seconds; concurrent misses wait for one fetch. When a fetch
- * fails the previous set stays in use. Thread-safe. ttl <= 0 means 3600;
- * min_refetch also spaces retries after a failed fetch. fetch may be NULL
- * (a store fed only by sk_keystore_put). */
+/* The key store: the current key set, fetched lazily (never at start-up).
+ * Past ttl seconds a set is stale: it keeps serving while one background
+ * thread refetches it (no request waits for the IdP for that). An unknown kid
+ * refetches in the request, at most once per min_refetch seconds; concurrent
+ * misses wait for one fetch. When a fetch fails the previous set stays in
+ * use; min_refetch also spaces retries after a failure. Thread-safe. ttl <= 0
+ * means 3600. fetch may be NULL (a store fed only by sk_keystore_put). */
 typedef struct sk_keystore sk_keystore;
 
 sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch);
+/* Waits for a background refresh to end, then frees the store. */
 void sk_keystore_destroy(sk_keystore *s);
+
+/* A copy of the last good JWKS shared with other processes (httpd children
+ * of this and later generations). load: 0 and a malloc'd body with the time
+ * it was fetched, when there is a copy. save: offer a good body just fetched.
+ * Both run without the store's lock, possibly on the background thread. A
+ * process with no set of its own uses a copy fetched within ttl instead of
+ * calling the IdP (and one within min_refetch after an unknown kid); when the
+ * IdP fails and the process has no set at all, a copy of any age serves. */
+typedef struct sk_keystore_shared {
+    int (*load)(void *ctx, char **body, size_t *len, int64_t *fetched);
+    void (*save)(void *ctx, const char *body, size_t len, int64_t fetched);
+    void *ctx;
+} sk_keystore_shared;
+void sk_keystore_set_shared(sk_keystore *s, const sk_keystore_shared *shared);
+
+/* Block until no fetch is in flight (tests; destroy). */
+void sk_keystore_wait_idle(sk_keystore *s);
 
 /* Find the key for kid (NULL: the only key) at time now. On success returns
  * the key and a held reference to its set in *held, released with
@@ -54,6 +73,8 @@ void sk_keystore_put(sk_keystore *s, sk_keyset *ks, int64_t now);
 
 typedef struct sk_keystore_stats {
     uint64_t fetches, fetch_failures, keys;
+    uint64_t background_refreshes;     /* stale sets refreshed off the request path */
+    uint64_t shared_loads;             /* sets taken from the shared copy */
     int64_t last_fetch;            /* time of the last successful fetch, 0 if none */
     char last_error[160];          /* why the last fetch failed; "" once one succeeds */
 } sk_keystore_stats;

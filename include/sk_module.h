@@ -38,6 +38,7 @@ typedef struct sk_runtime {
     sk_validator *id;           /* ID tokens kept in a session: profile only */
     sk_policy access_policy, id_policy;
     sk_sealer *sealer;          /* state cookies */
+    sk_sealer *record_sealer;   /* session store records */
     sk_http_opts http;
     const char *jwks_url, *token_url, *redirect_path;
     server_rec *s;              /* for log lines from the key fetcher */
@@ -55,6 +56,7 @@ typedef struct sk_store {
 typedef struct sk_tokens {
     const char *access, *id, *refresh;
     const char *key;                /* store key of the session, NULL with cookies */
+    int64_t vouched;                /* store: both tokens verified by a server until then */
     int gone;                       /* a session cookie whose record is gone */
     int store_failed;               /* the store did not answer */
 } sk_tokens;
@@ -129,7 +131,7 @@ const char *sk_state_cookie_name(request_rec *r, const char *state);
 int sk_check_authn(request_rec *r);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                             sk_request_session **out, sk_jwt_err *why);
+                             int64_t vouched, sk_request_session **out, sk_jwt_err *why);
 sk_request_session *sk_request_session_get(request_rec *r);
 
 /* httpd_refresh.c */
@@ -139,8 +141,17 @@ typedef struct sk_refresh_result {
     int unavailable;            /* 1: the identity provider could not be reached */
 } sk_refresh_result;
 void sk_refresh(request_rec *r, const char *refresh_token, sk_refresh_result *out);
+
+/* httpd_shared.c: shmcb instances and the global mutex, kept across graceful
+ * restarts; the last good JWKS shared by this server's children. */
+apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp,
+                             const char *name, const char *args, const char *ns,
+                             const struct ap_socache_hints *hints,
+                             ap_socache_provider_t **provider,
+                             ap_socache_instance_t **instance, const char **err);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
+void sk_shared_keys(sk_runtime *rt);
 
 /* httpd_store.c */
 const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c);

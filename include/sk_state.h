@@ -16,8 +16,17 @@ sk_sealer *sk_sealer_create(apr_pool_t *p, const char *secret, const char *label
 /* base64url(iv | ciphertext | tag); NULL on failure. */
 char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len);
 /* The plain text, NUL-terminated; NULL when the value was altered, truncated,
- * sealed under another key, or is not base64url. */
+ * sealed under another key, or is not base64url. Sealed values over 8 KiB
+ * are refused unread. */
 char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *len);
+
+/* The same, bound to a context string (e.g. the store key a record lives
+ * under) that is authenticated but not stored: a value moved to another
+ * context does not open. sealed values over max bytes are refused. */
+char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *plain,
+                    size_t len);
+char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *sealed,
+                      size_t max, size_t *len);
 
 /* What the callback needs to finish a sign-in that the login started. */
 typedef struct sk_login_state {

@@ -14,7 +14,6 @@
 #include "http_log.h"
 #include "ap_provider.h"
 #include "ap_socache.h"
-#include "util_mutex.h"
 #include "apr_strings.h"
 #include <cjson/cJSON.h>
 #include <openssl/sha.h>
@@ -23,66 +22,11 @@
 #include "sk_oauth.h"
 #include "sk_b64.h"
 
-sk_shared sk_shared_store;
-
 #define SK_RESULT_MAX     (32 * 1024)
 #define SK_KEEP_SUCCESS   apr_time_from_sec(60)
 #define SK_KEEP_REFUSED   apr_time_from_sec(30)
 #define SK_KEEP_UNREACHED apr_time_from_sec(2)
 #define SK_POLL           apr_time_from_msec(20)
-
-static apr_status_t sk_shared_destroy(void *data)
-{
-    server_rec *s = data;
-    if (sk_shared_store.instance)
-        sk_shared_store.provider->destroy(sk_shared_store.instance, s);
-    sk_shared_store.instance = NULL;
-    return APR_SUCCESS;
-}
-
-apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
-{
-    struct ap_socache_hints hints = { 32, 3000, apr_time_from_sec(60) };
-    sk_shared *sh = &sk_shared_store;
-    sh->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
-                                      AP_SOCACHE_PROVIDER_VERSION);
-    if (!sh->provider) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_scalekit needs mod_socache_shmcb "
-                     "to share refreshes between processes: LoadModule socache_shmcb_module "
-                     "(Debian: a2enmod socache_shmcb)");
-        return APR_EGENERAL;
-    }
-    /* 4 MiB: about a thousand refresh answers kept for their minute. */
-    const char *args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf,
-                                    "scalekit-refresh"), 4 * 1024 * 1024);
-    const char *err = sh->provider->create(&sh->instance, args, ptemp, pconf);
-    apr_status_t rv = err ? APR_EGENERAL : APR_SUCCESS;
-    if (rv == APR_SUCCESS)
-        rv = sh->provider->init(sh->instance, "scalekit", &hints, s, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: cannot create its shared "
-                     "cache%s%s", err ? ": " : "", err ? err : "");
-        return rv;
-    }
-    apr_pool_cleanup_register(pconf, s, sk_shared_destroy, apr_pool_cleanup_null);
-    rv = ap_global_mutex_create(&sh->mutex, NULL, SK_MUTEX_TYPE, NULL, s, pconf, 0);
-    if (rv != APR_SUCCESS)
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: cannot create the "
-                     "%s mutex", SK_MUTEX_TYPE);
-    return rv;
-}
-
-void sk_shared_child_init(apr_pool_t *p, server_rec *s)
-{
-    sk_shared *sh = &sk_shared_store;
-    if (!sh->mutex)
-        return;
-    apr_status_t rv = apr_global_mutex_child_init(&sh->mutex,
-                                                  apr_global_mutex_lockfile(sh->mutex), p);
-    if (rv != APR_SUCCESS)
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_scalekit: cannot attach to the "
-                     "%s mutex in this child", SK_MUTEX_TYPE);
-}
 
 /* Where refresh records go: the session store when there is one (so that
  * servers sharing sessions also share the pending mark and the answer), else
@@ -102,13 +46,12 @@ static const char *sk_refresh_key(request_rec *r, const unsigned char *id)
     return apr_pstrcat(r->pool, b64, ":r", NULL);      /* hash first: see httpd_store.c */
 }
 
-static char *sk_shared_get(request_rec *r, const unsigned char *id)
+/* buf holds SK_RESULT_MAX + 1 bytes: one buffer for every poll of a wait. */
+static char *sk_shared_get(request_rec *r, const char *key, unsigned char *buf)
 {
     ap_socache_provider_t *pr;
     ap_socache_instance_t *in;
-    unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
     unsigned int len = SK_RESULT_MAX;
-    const char *key = sk_refresh_key(r, id);
     sk_refresh_cache(r, &pr, &in);
     if (pr->retrieve(in, r->server, (const unsigned char *)key, (unsigned int)strlen(key), buf,
                      &len, r->pool) != APR_SUCCESS)
@@ -117,12 +60,11 @@ static char *sk_shared_get(request_rec *r, const unsigned char *id)
     return (char *)buf;
 }
 
-static void sk_shared_put(request_rec *r, const unsigned char *id, const char *value,
+static void sk_shared_put(request_rec *r, const char *key, const char *value,
                           apr_time_t keep)
 {
     ap_socache_provider_t *pr;
     ap_socache_instance_t *in;
-    const char *key = sk_refresh_key(r, id);
     sk_refresh_cache(r, &pr, &in);
     apr_status_t rv = pr->store(in, r->server, (const unsigned char *)key,
                                 (unsigned int)strlen(key), apr_time_now() + keep,
@@ -202,11 +144,13 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
     unsigned char id[SHA256_DIGEST_LENGTH];
     apr_time_t wait_until = apr_time_now() + apr_time_from_sec(c->timeout + 2);
     SHA256((const unsigned char *)refresh, strlen(refresh), id);
+    const char *key = sk_refresh_key(r, id);
+    unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
     for (;;) {
         apr_global_mutex_lock(sh->mutex);
-        const char *v = sk_shared_get(r, id);
+        const char *v = sk_shared_get(r, key, buf);
         if (!v) {
-            sk_shared_put(r, id, "P", apr_time_from_sec(c->timeout + 3));
+            sk_shared_put(r, key, "P", apr_time_from_sec(c->timeout + 3));
             apr_global_mutex_unlock(sh->mutex);
             break;                          /* this request makes the call */
         }
@@ -230,7 +174,7 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
     if (out->access_token && !out->refresh_token)
         out->refresh_token = refresh;       /* no rotation offered: keep the old one */
     apr_global_mutex_lock(sh->mutex);
-    sk_shared_put(r, id, sk_result_write(r, out), out->error ? (out->unavailable
+    sk_shared_put(r, key, sk_result_write(r, out), out->error ? (out->unavailable
                   ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED) : SK_KEEP_SUCCESS);
     apr_global_mutex_unlock(sh->mutex);
 }

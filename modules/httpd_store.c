@@ -25,15 +25,6 @@
 
 /* ------------------------------------------------------------ set-up */
 
-static apr_status_t sk_store_destroy(void *data)
-{
-    sk_store *st = data;
-    if (st->instance)
-        st->provider->destroy(st->instance, st->s);
-    st->instance = NULL;
-    return APR_SUCCESS;
-}
-
 /* Called at check_config (so "apache2 -t" names a provider that is not loaded). */
 const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c)
 {
@@ -56,23 +47,21 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
         return APR_SUCCESS;
     sk_store *st = apr_pcalloc(pconf, sizeof(*st));
     st->s = s;
-    st->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, c->store_provider,
-                                      AP_SOCACHE_PROVIDER_VERSION);
     const char *args = c->store_args;
     if (!args && !strcmp(c->store_provider, "shmcb"))      /* 512 KiB would hold ~150 */
         args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf, apr_psprintf(pconf,
                             "scalekit-sessions-%s-%u", s->server_hostname ? s->server_hostname
                             : "main", s->port)), 32 * 1024 * 1024);
-    const char *err = st->provider->create(&st->instance, args, ptemp, pconf);
-    apr_status_t rv = err ? APR_EINVAL : st->provider->init(st->instance, "scalekit-sessions",
-                                                            &hints, s, pconf);
-    if (err || rv != APR_SUCCESS) {
+    const char *err = NULL;
+    apr_status_t rv = sk_socache_open(s, pconf, ptemp, c->store_provider, args,
+                                      "scalekit-sessions", &hints, &st->provider,
+                                      &st->instance, &err);
+    if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: ScalekitSessionStore "
                      "%s: %s", c->store_provider, err ? err : "cannot initialise");
-        return err ? APR_EINVAL : rv;
+        return rv;
     }
     st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
-    apr_pool_cleanup_register(pconf, st, sk_store_destroy, apr_pool_cleanup_null);
     c->store = st;
     return APR_SUCCESS;
 }
@@ -156,18 +145,36 @@ static const char *sk_json_get(apr_pool_t *p, const cJSON *j, const char *name)
     return cJSON_IsString(v) && *v->valuestring ? apr_pstrdup(p, v->valuestring) : NULL;
 }
 
-static int sk_record_read(apr_pool_t *p, const char *text, sk_tokens *t)
+/* A record is sealed (AES-256-GCM, a key derived from the client secret) and
+ * bound to the store key it lives under: whoever can read the store sees no
+ * token, and whoever can write it can neither forge a session nor move one
+ * to another session id. Inside: {"a","i","r": the tokens, "v": until when a
+ * server of this store verified their signatures}. */
+static int sk_record_read(request_rec *r, const char *key, const char *sealed, sk_tokens *t)
 {
-    cJSON *j = cJSON_Parse(text);
-    t->access = sk_json_get(p, j, "a");
-    t->id = sk_json_get(p, j, "i");
-    t->refresh = sk_json_get(p, j, "r");
+    sk_runtime *rt = sk_server_config(r)->rt;
+    size_t len = 0;
+    char *text = sk_unseal_bound(r->pool, rt->record_sealer, key, sealed, SK_RECORD_MAX, &len);
+    if (!text) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session store: a record does not open "
+                      "(altered, or sealed by a server with another client secret): "
+                      "session refused");
+        return 0;
+    }
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "v");
+    t->access = sk_json_get(r->pool, j, "a");
+    t->id = sk_json_get(r->pool, j, "i");
+    t->refresh = sk_json_get(r->pool, j, "r");
+    t->vouched = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e12
+                 ? (int64_t)v->valuedouble : 0;
     cJSON_Delete(j);
     return t->access || t->refresh;
 }
 
-static char *sk_record_write(apr_pool_t *p, const sk_tokens *t)
+static char *sk_record_write(request_rec *r, const char *key, const sk_tokens *t)
 {
+    sk_runtime *rt = sk_server_config(r)->rt;
     cJSON *j = cJSON_CreateObject();
     if (t->access)
         cJSON_AddStringToObject(j, "a", t->access);
@@ -175,7 +182,11 @@ static char *sk_record_write(apr_pool_t *p, const sk_tokens *t)
         cJSON_AddStringToObject(j, "i", t->id);
     if (t->refresh)
         cJSON_AddStringToObject(j, "r", t->refresh);
-    char *text = cJSON_PrintUnformatted(j), *out = apr_pstrdup(p, text);
+    if (t->vouched > 0)
+        cJSON_AddNumberToObject(j, "v", (double)t->vouched);
+    char *text = cJSON_PrintUnformatted(j);
+    char *out = text ? sk_seal_bound(r->pool, rt->record_sealer, key, text, strlen(text))
+                     : NULL;
     cJSON_free(text);
     cJSON_Delete(j);
     return out;
@@ -202,7 +213,7 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     t->key = sk_session_key(r->pool, sid);
     char *text = NULL;
     apr_status_t rv = sk_store_get(r, c->store, t->key, &text);
-    if (rv == APR_SUCCESS && sk_record_read(r->pool, text, t))
+    if (rv == APR_SUCCESS && sk_record_read(r, t->key, text, t))
         return OK;
     if (rv == APR_SUCCESS || APR_STATUS_IS_NOTFOUND(rv)) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s is not in the store "
@@ -264,7 +275,8 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
         session_id = sk_random_b64url(r->pool, 32);
         t->key = sk_session_key(r->pool, session_id);
     }
-    if (sk_store_put(r, c->store, t->key, sk_record_write(r->pool, t), keep) != APR_SUCCESS)
+    const char *record = sk_record_write(r, t->key, t);
+    if (!record || sk_store_put(r, c->store, t->key, record, keep) != APR_SUCCESS)
         return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sessions unavailable",
                              "The session store did not answer. Please try again shortly.");
     if (fresh) {
@@ -296,7 +308,7 @@ int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh)
     char *text = NULL;
     sk_tokens now = { 0 };
     if (!c->store || !t->key || sk_store_get(r, c->store, t->key, &text) != APR_SUCCESS
-        || !sk_record_read(r->pool, text, &now) || !now.refresh
+        || !sk_record_read(r, t->key, text, &now) || !now.refresh
         || !strcmp(now.refresh, spent_refresh))
         return 0;
     now.key = t->key;

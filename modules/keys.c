@@ -362,13 +362,14 @@ struct sk_keystore {
     pthread_cond_t cv;             /* signalled when a fetch ends */
     sk_jwks_fetch_fn fetch;
     void *ctx;
+    sk_keystore_shared shared;     /* optional copy shared with other processes */
     int ttl, min_refetch;
     sk_keyset *cur;                /* the store's own reference; NULL before the first fetch */
-    int64_t installed;             /* when cur was fetched or put */
+    int64_t installed;             /* when cur was fetched (by us or another process) */
     int64_t last_attempt;          /* last fetch started, good or bad */
     int64_t last_ok;               /* last fetch that gave a set */
     int attempted, fetching;
-    uint64_t fetches, failures;
+    uint64_t fetches, failures, background, shared_loads;
     char last_error[160];
 };
 
@@ -393,10 +394,26 @@ sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int 
     return s;
 }
 
+void sk_keystore_set_shared(sk_keystore *s, const sk_keystore_shared *shared)
+{
+    pthread_mutex_lock(&s->mu);
+    s->shared = *shared;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sk_keystore_wait_idle(sk_keystore *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->fetching)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void sk_keystore_destroy(sk_keystore *s)
 {
     if (!s)
         return;
+    sk_keystore_wait_idle(s);                /* a background refresh may be running */
     sk_keyset_free(s->cur);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -404,48 +421,136 @@ void sk_keystore_destroy(sk_keystore *s)
 }
 
 /* Replace the current set (lock held); returns the old one to drop. */
-static sk_keyset *install(sk_keystore *s, sk_keyset *ks, int64_t now)
+static sk_keyset *install(sk_keystore *s, sk_keyset *ks, int64_t fetched)
 {
     sk_keyset *old = s->cur;
     s->cur = ks;
-    s->installed = now;
+    s->installed = fetched;
     return old;
 }
 
-/* Fetch a new set. Entered and left with the lock held; the lock is released
- * while the callback runs, and other threads wait on cv meanwhile. */
-static void do_fetch(sk_keystore *s, int64_t now)
+/* The shared copy, parsed, when there is one fetched after `after` (and, with
+ * max_age >= 0, at most max_age seconds before now). Lock not held. */
+static sk_keyset *shared_load(sk_keystore *s, int64_t now, int64_t after, int64_t max_age,
+                              int64_t *fetched)
 {
-    char *body = NULL, err[160];
+    char *body = NULL;
     size_t len = 0;
-    sk_keyset *ks = NULL, *old = NULL;
+    sk_keyset *ks = NULL;
+    if (!s->shared.load || s->shared.load(s->shared.ctx, &body, &len, fetched) != 0 || !body)
+        return NULL;
+    if (*fetched > after && *fetched <= now && (max_age < 0 || now - *fetched <= max_age))
+        ks = sk_keyset_parse(body, len, NULL, 0);
+    free(body);
+    return ks;
+}
 
-    s->fetching = 1;
-    s->attempted = 1;
-    s->last_attempt = now;
-    pthread_mutex_unlock(&s->mu);
-    strcpy(err, "no JWKS fetcher");
+/* The network fetch; a good document is also offered to other processes. */
+static sk_keyset *network_fetch(sk_keystore *s, int64_t now, char *err, size_t errlen)
+{
+    char *body = NULL;
+    size_t len = 0;
+    sk_keyset *ks = NULL;
+    snprintf(err, errlen, "no JWKS fetcher");
     if (s->fetch) {
         err[0] = '\0';
-        if (s->fetch(s->ctx, &body, &len, err, sizeof err) == 0 && body)
-            ks = sk_keyset_parse(body, len, err, sizeof err);
+        if (s->fetch(s->ctx, &body, &len, err, errlen) == 0 && body)
+            ks = sk_keyset_parse(body, len, err, errlen);
         else if (!err[0])
-            strcpy(err, "JWKS fetch failed");
+            snprintf(err, errlen, "JWKS fetch failed");
     }
+    if (ks && s->shared.save)
+        s->shared.save(s->shared.ctx, body, len, now);
     free(body);
+    return ks;
+}
+
+/* Get a newer set: from the shared copy when another process fetched one
+ * recently enough (for_kid: within min_refetch, else within ttl), else from
+ * the IdP; when the IdP fails and this process has no set at all, the last
+ * good shared copy of any age serves until the IdP is back. A copy without
+ * the wanted kid is passed over when a refetch is allowed. Entered and left
+ * with the lock held and fetching set; the lock is dropped meanwhile. */
+static void run_fetch(sk_keystore *s, int64_t now, int for_kid, const char *kid)
+{
+    char err[160] = "";
+    int64_t fetched = now, after = s->cur ? s->installed : 0;
+    int have = s->cur != NULL, fresh_copy = 0, fallback = 0;
+    sk_keyset *ks, *old = NULL;
+
+    pthread_mutex_unlock(&s->mu);
+    ks = shared_load(s, now, after, for_kid ? s->min_refetch : s->ttl - 1, &fetched);
+    if (ks && kid && !sk_keyset_find(ks, kid, NULL) && now - fetched >= s->min_refetch) {
+        sk_keyset_free(ks);                  /* lacks the key, and a refetch is allowed */
+        ks = NULL;
+    }
+    fresh_copy = ks != NULL;
+    if (!ks) {
+        fetched = now;
+        ks = network_fetch(s, now, err, sizeof err);
+        if (!ks && !have)
+            fallback = (ks = shared_load(s, now, 0, -1, &fetched)) != NULL;
+    }
     pthread_mutex_lock(&s->mu);
-    if (ks) {
-        old = install(s, ks, now);
-        s->fetches++;
-        s->last_ok = now;
+    if (ks)
+        old = install(s, ks, fetched);
+    if (ks && !fallback) {
+        s->fetches += !fresh_copy;
+        s->last_ok = fetched;
         s->last_error[0] = '\0';
     } else {
-        s->failures++;                       /* keep serving the old set */
+        s->failures++;                       /* keep serving the old (or last good) set */
         set_err(s->last_error, sizeof s->last_error, err);
     }
+    s->shared_loads += fresh_copy || fallback;
     s->fetching = 0;
     pthread_cond_broadcast(&s->cv);
     sk_keyset_free(old);                     /* readers hold their own refs */
+}
+
+static void begin_fetch(sk_keystore *s, int64_t now)
+{
+    s->fetching = 1;
+    s->attempted = 1;
+    s->last_attempt = now;
+}
+
+typedef struct {
+    sk_keystore *s;
+    int64_t now;
+} bg_arg;
+
+static void *background_fetch(void *p)
+{
+    bg_arg a = *(bg_arg *)p;
+    free(p);
+    pthread_mutex_lock(&a.s->mu);
+    run_fetch(a.s, a.now, 0, NULL);
+    pthread_mutex_unlock(&a.s->mu);
+    return NULL;
+}
+
+/* A stale set still has the key: serve it now and refresh it on a thread of
+ * its own, so no request waits for the IdP (lock held, fetching set). Falls
+ * back to fetching in this thread if no thread can be made. */
+static void refresh_in_background(sk_keystore *s, int64_t now)
+{
+    pthread_t th;
+    pthread_attr_t at;
+    bg_arg *a = malloc(sizeof *a);
+    int started = 0;
+    if (a && !pthread_attr_init(&at)) {
+        *a = (bg_arg){ s, now };
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        started = !pthread_create(&th, &at, background_fetch, a);
+        pthread_attr_destroy(&at);
+    }
+    if (started) {
+        s->background++;
+        return;
+    }
+    free(a);
+    run_fetch(s, now, 0, NULL);
 }
 
 /* A fetch may start: never one twice within min_refetch seconds. */
@@ -468,13 +573,20 @@ EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
     for (;;) {
         sk_keyset *ks = s->cur;
         key = ks ? sk_keyset_find(ks, kid, alg_out) : NULL;
-        int stale = ks && now - s->installed >= s->ttl;
-        if (key && !(stale && !s->fetching && !tried && may_fetch(s, now))) {
-            keyset_ref(ks);                  /* stale but usable: serve it */
+        if (key) {
+            if (now - s->installed >= s->ttl && !s->fetching && may_fetch(s, now)) {
+                begin_fetch(s, now);         /* stale but usable: serve it, refresh aside */
+                refresh_in_background(s, now);
+                key = sk_keyset_find(s->cur, kid, alg_out);
+                ks = s->cur;
+                if (!key)
+                    continue;                /* the fallback fetch dropped the key */
+            }
+            keyset_ref(ks);
             *held = ks;
             break;
         }
-        if (!key && ks && !kid && ks->n > 1) {
+        if (ks && !kid && ks->n > 1) {
             *why = SK_JWT_E_KID_MISSING;     /* a refetch would not help */
             break;
         }
@@ -484,7 +596,8 @@ EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
             continue;
         }
         if (!tried && may_fetch(s, now)) {
-            do_fetch(s, now);
+            begin_fetch(s, now);
+            run_fetch(s, now, ks != NULL, kid);
             tried = 1;
             continue;
         }
@@ -516,6 +629,8 @@ void sk_keystore_get_stats(sk_keystore *s, sk_keystore_stats *out)
     pthread_mutex_lock(&s->mu);
     out->fetches = s->fetches;
     out->fetch_failures = s->failures;
+    out->background_refreshes = s->background;
+    out->shared_loads = s->shared_loads;
     out->keys = sk_keyset_size(s->cur);
     out->last_fetch = s->last_ok;
     memcpy(out->last_error, s->last_error, sizeof out->last_error);

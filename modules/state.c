@@ -31,15 +31,20 @@ sk_sealer *sk_sealer_create(apr_pool_t *p, const char *secret, const char *label
     return ok ? k : NULL;
 }
 
-char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len)
+/* AES-256-GCM with a fresh random IV; bound (may be NULL) is authenticated
+ * but not stored: the value opens only where the same bound is given. */
+char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *plain,
+                    size_t len)
 {
     size_t raw_len = SK_IV_LEN + len + SK_TAG_LEN;
     unsigned char *raw = apr_palloc(p, raw_len);
-    int outl = 0, fin = 0;
+    int outl = 0, fin = 0, aadl = 0;
     if (RAND_bytes(raw, SK_IV_LEN) != 1)
         return NULL;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, raw) == 1
+        && (!bound || EVP_EncryptUpdate(c, NULL, &aadl, (const unsigned char *)bound,
+                                        (int)strlen(bound)) == 1)
         && EVP_EncryptUpdate(c, raw + SK_IV_LEN, &outl, (const unsigned char *)plain,
                              (int)len) == 1
         && EVP_EncryptFinal_ex(c, raw + SK_IV_LEN + outl, &fin) == 1
@@ -53,10 +58,11 @@ char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len)
     return out;
 }
 
-char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *len)
+char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *sealed,
+                      size_t max, size_t *len)
 {
     size_t slen = strlen(sealed), raw_len = 0;
-    if (slen > SK_SEALED_MAX)
+    if (slen > max)
         return NULL;
     unsigned char *raw = apr_palloc(p, slen);
     if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != 0
@@ -64,9 +70,11 @@ char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *l
         return NULL;
     size_t ct_len = raw_len - SK_IV_LEN - SK_TAG_LEN;
     char *plain = apr_palloc(p, ct_len + 1);
-    int outl = 0, fin = 0;
+    int outl = 0, fin = 0, aadl = 0;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, raw) == 1
+        && (!bound || EVP_DecryptUpdate(c, NULL, &aadl, (const unsigned char *)bound,
+                                        (int)strlen(bound)) == 1)
         && EVP_DecryptUpdate(c, (unsigned char *)plain, &outl, raw + SK_IV_LEN,
                              (int)ct_len) == 1
         && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SK_TAG_LEN,
@@ -79,6 +87,16 @@ char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *l
     if (len)
         *len = ct_len;
     return plain;
+}
+
+char *sk_seal(apr_pool_t *p, const sk_sealer *k, const char *plain, size_t len)
+{
+    return sk_seal_bound(p, k, NULL, plain, len);
+}
+
+char *sk_unseal(apr_pool_t *p, const sk_sealer *k, const char *sealed, size_t *len)
+{
+    return sk_unseal_bound(p, k, NULL, sealed, SK_SEALED_MAX, len);
 }
 
 char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s)

@@ -384,8 +384,6 @@ def test_hung_idp_blocks_no_worker(idp, httpd_factory):
     assert get(requests, h.url + "/dashboard/", cookies={"sk-access-token": valid[0]}).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: keys are cached per process only; a child "
-                   "started while the IdP is down (graceful restart, new spare) cannot validate")
 def test_new_children_serve_valid_sessions_while_idp_is_down(idp, httpd_factory):
     h = httpd_factory(idp=idp, mpm=THREADED, extra_conf=FAULT_CONF)
     s = browser()
@@ -424,9 +422,6 @@ def vm_data_kb(pid):
     return int(proc_status(pid).get("VmData", "0 kB").split()[0])
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: sk_refresh polls the shared cache every 20 ms "
-                   "and sk_shared_get allocates a new 32 KiB buffer from r->pool on each poll: a request "
-                   "waiting for a parallel refresh grows by 1.6 MiB a second")
 def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
     h = ready(httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitTimeout 5\n" + one_child(threads=48)))
     s = browser()
@@ -459,9 +454,6 @@ def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
 
 @pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 61 s for the JWKS to go stale "
                     "(SK_TEST_SLOW=1 runs it)")
-@pytest.mark.xfail(strict=True, reason="module defect: a stale JWKS is refetched inside the request "
-                   "(keys.c sk_keystore_get): while the IdP hangs, one request per "
-                   "ScalekitJWKSRefreshInterval and process waits the whole ScalekitTimeout")
 def test_stale_jwks_refetch_holds_no_request(idp, httpd_factory):
     timeout = 4
     h = httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitTimeout %d\nScalekitJWKSCacheTTL 60\n"
@@ -621,9 +613,6 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
           % (restarts, mpm, total, restarts, a, b))
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: the shmcb session store is made anew at every "
-                   "restart (sk_store_post_config, in pconf): a graceful restart starts an empty "
-                   "segment and signs every user out")
 def test_graceful_restart_keeps_shmcb_sessions(idp, httpd_factory):
     """With the sessions on the server (ScalekitSessionStore shmcb), a graceful restart must not
     end them: logrotate restarts Apache every night."""
@@ -716,10 +705,6 @@ def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
     assert r.status_code == 200 and not cleared(r), (r.status_code, cleared(r), took)
 
 
-@pytest.mark.xfail(strict=True, reason="module defect: the shared refresh cache is made anew at every "
-                   "restart (sk_shared_post_config, in pconf): a request of the new generation does not "
-                   "see the refresh still running in the old one, refreshes again with the spent token, "
-                   "and the IdP ends the session")
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
 def test_refresh_in_flight_across_a_graceful_restart(idp, httpd_factory, mpm):
     """A refresh is at the IdP when a graceful restart comes (logrotate does one every night);

@@ -349,7 +349,7 @@ ONE_CHILD = "StartServers 1\nServerLimit 1\nThreadsPerChild 25\nMaxRequestWorker
 
 
 def test_unknown_kid_burst_is_rate_limited(idp, httpd_factory, browser_session):
-    httpd = httpd_factory(idp=idp, extra_conf=ONE_CHILD)       # one process: one key store
+    httpd = httpd_factory(idp=idp, mpm="event", extra_conf=ONE_CHILD)  # one process: one key store
     signin(httpd, browser_session())
     fetches = len([e for e in idp.log() if e["path"] == "/keys"])
     bogus = idp.mint({}, base="access", header={"kid": "snk_unknown"})

@@ -68,6 +68,41 @@ class RedisServer(StoreServer):
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"]
 
+    def call(self, *args):
+        """One Redis command over RESP; returns bytes, an int, a list or None."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            sock.sendall(out)
+            return _resp(sock.makefile("rb"))
+
+    def items(self):
+        """Every key and value in the store."""
+        return {k: self.call("GET", k) for k in self.call("KEYS", "*")}
+
+
+def _resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise RuntimeError("unexpected Redis answer %r" % line)
+
 
 class MemcachedServer(StoreServer):
     provider = "memcache"

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sk_jwt.h"
@@ -236,7 +237,8 @@ SK_TEST(keystore_lazy_fetch_and_ttl)
     SK_CHECK_INT(idp_calls(&f), 1);
     SK_CHECK(has_key(s, "k1", T0 + 299, NULL));
     SK_CHECK_INT(idp_calls(&f), 1);
-    SK_CHECK(has_key(s, "k1", T0 + 300, NULL));  /* TTL over: refetched */
+    SK_CHECK(has_key(s, "k1", T0 + 300, NULL));  /* TTL over: served, refetched aside */
+    sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 2);
     sk_keystore_get_stats(s, &st);
     SK_CHECK_INT(st.fetches, 2);
@@ -295,10 +297,13 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
     SK_CHECK(has_key(s, "k1", T0, NULL));
     f.fail = 1;
     SK_CHECK(has_key(s, "k1", T0 + 400, NULL));  /* stale, fetch fails, old set serves */
+    sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 2);
     SK_CHECK(has_key(s, "k1", T0 + 401, NULL));  /* failures back off min_refetch */
+    sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 2);
     SK_CHECK(has_key(s, "k1", T0 + 460, NULL));
+    sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 3);
     sk_keystore_get_stats(s, &st);
     SK_CHECK_INT(st.fetches, 1);
@@ -312,6 +317,7 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
     f.doc = strdup("<html>502 Bad Gateway</html>");
     pthread_mutex_unlock(&f.mu);
     SK_CHECK(has_key(s, "k1", T0 + 520, NULL));
+    sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 4);
     sk_keystore_get_stats(s, &st);
     SK_CHECK_STR(st.last_error, "JWKS document is not JSON");
@@ -416,4 +422,155 @@ SK_TEST(keystore_held_set_survives_swap)
     sk_keystore_destroy(s);
     free(doc1);
     free(doc2);
+}
+
+/* ---- background refresh and the copy shared between processes ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    char *body;
+    int64_t fetched;
+    int loads, saves;
+} fake_shared;
+
+static int shared_load_cb(void *ctx, char **body, size_t *len, int64_t *fetched)
+{
+    fake_shared *sh = ctx;
+    int rc = -1;
+    pthread_mutex_lock(&sh->mu);
+    sh->loads++;
+    if (sh->body) {
+        *body = strdup(sh->body);
+        *len = strlen(sh->body);
+        *fetched = sh->fetched;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+static void shared_save_cb(void *ctx, const char *body, size_t len, int64_t fetched)
+{
+    fake_shared *sh = ctx;
+    pthread_mutex_lock(&sh->mu);
+    free(sh->body);
+    sh->body = strndup(body, len);
+    sh->fetched = fetched;
+    sh->saves++;
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static sk_keystore *shared_store(fake_idp *f, fake_shared *sh)
+{
+    sk_keystore *s = sk_keystore_create(fake_fetch, f, 300, 60);
+    sk_keystore_shared cb = { shared_load_cb, shared_save_cb, sh };
+    sk_keystore_set_shared(s, &cb);
+    return s;
+}
+
+SK_TEST(keystore_stale_set_served_while_slow_refetch_runs)
+{
+    fake_idp f;
+    struct timespec a, b;
+    idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
+    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 300, 60);
+    SK_CHECK(has_key(s, "k1", T0, NULL));
+    f.delay_ms = 800;                            /* the IdP became slow */
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    SK_CHECK(has_key(s, "k1", T0 + 301, NULL));   /* stale: answered at once */
+    SK_CHECK(has_key(s, "k1", T0 + 302, NULL));   /* still one refetch in flight */
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    SK_CHECK((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < 400);
+    sk_keystore_wait_idle(s);
+    SK_CHECK_INT(idp_calls(&f), 2);
+    sk_keystore_stats st;
+    sk_keystore_get_stats(s, &st);
+    SK_CHECK_INT(st.background_refreshes, 1);
+    SK_CHECK_INT(st.last_fetch, T0 + 301);
+    /* A rotation seen by the background refetch is in use afterwards. */
+    f.delay_ms = 0;
+    pthread_mutex_lock(&f.mu);
+    free(f.doc);
+    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), NULL);
+    pthread_mutex_unlock(&f.mu);
+    SK_CHECK(has_key(s, "k1", T0 + 700, NULL));
+    sk_keystore_wait_idle(s);
+    SK_CHECK(has_key(s, "k2", T0 + 701, NULL));
+    SK_CHECK(!has_key(s, "k1", T0 + 702, NULL));
+    sk_keystore_destroy(s);
+    idp_done(&f);
+}
+
+SK_TEST(keystore_shared_copy_between_processes)
+{
+    fake_idp f;
+    fake_shared sh = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    int why = 0;
+    sk_keystore_stats st;
+    idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
+    /* The first process fetches and offers its copy. */
+    sk_keystore *p1 = shared_store(&f, &sh);
+    SK_CHECK(has_key(p1, "k1", T0, NULL));
+    SK_CHECK_INT(idp_calls(&f), 1);
+    SK_CHECK_INT(sh.saves, 1);
+    SK_CHECK_INT(sh.fetched, T0);
+    /* A second process within the TTL takes the copy: no call to the IdP. */
+    sk_keystore *p2 = shared_store(&f, &sh);
+    SK_CHECK(has_key(p2, "k1", T0 + 100, NULL));
+    SK_CHECK_INT(idp_calls(&f), 1);
+    sk_keystore_get_stats(p2, &st);
+    SK_CHECK_INT(st.shared_loads, 1);
+    SK_CHECK_INT(st.fetch_failures, 0);
+    /* The IdP goes down; a process born after the TTL still validates with
+     * the last good copy, and counts the failure. */
+    f.fail = 1;
+    sk_keystore *p3 = shared_store(&f, &sh);
+    SK_CHECK(has_key(p3, "k1", T0 + 5000, &why));
+    SK_CHECK_INT(idp_calls(&f), 2);
+    sk_keystore_get_stats(p3, &st);
+    SK_CHECK_INT(st.fetch_failures, 1);
+    SK_CHECK_STR(st.last_error, "connection refused");
+    /* It keeps retrying in the background, min_refetch apart, until the IdP is back. */
+    SK_CHECK(has_key(p3, "k1", T0 + 5030, NULL));
+    sk_keystore_wait_idle(p3);
+    SK_CHECK_INT(idp_calls(&f), 2);
+    f.fail = 0;
+    SK_CHECK(has_key(p3, "k1", T0 + 5060, NULL));
+    sk_keystore_wait_idle(p3);
+    SK_CHECK_INT(idp_calls(&f), 3);
+    SK_CHECK_INT(sh.fetched, T0 + 5060);
+    sk_keystore_get_stats(p3, &st);
+    SK_CHECK_STR(st.last_error, "");
+    /* An unknown kid after another process fetched within min_refetch: its
+     * copy is used, not a new call. */
+    pthread_mutex_lock(&f.mu);
+    free(f.doc);
+    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL);
+    pthread_mutex_unlock(&f.mu);
+    SK_CHECK(has_key(p1, "k2", T0 + 6000, NULL));          /* p1 fetches the rotation */
+    SK_CHECK_INT(idp_calls(&f), 4);
+    SK_CHECK(has_key(p2, "k2", T0 + 6010, NULL));          /* p2 reads p1's copy */
+    SK_CHECK_INT(idp_calls(&f), 4);
+    /* A new process whose first token has a kid the copy lacks: the copy is
+     * older than min_refetch, so it asks the IdP. */
+    pthread_mutex_lock(&f.mu);
+    free(f.doc);
+    f.doc = jwks_of(skt_jwk(skt_rsa(2), "k3", NULL, NULL), NULL);
+    pthread_mutex_unlock(&f.mu);
+    sk_keystore *p5 = shared_store(&f, &sh);
+    SK_CHECK(has_key(p5, "k3", T0 + 6100, NULL));
+    SK_CHECK_INT(idp_calls(&f), 5);
+    sk_keystore_destroy(p5);
+    /* No copy and no IdP: no keys. */
+    sk_keystore_destroy(p1);
+    sk_keystore_destroy(p2);
+    sk_keystore_destroy(p3);
+    free(sh.body);
+    sh.body = NULL;
+    f.fail = 1;
+    sk_keystore *p4 = shared_store(&f, &sh);
+    SK_CHECK(!has_key(p4, "k1", T0, &why));
+    SK_CHECK_INT(why, SK_JWT_E_NO_KEYS);
+    sk_keystore_destroy(p4);
+    idp_done(&f);
 }

@@ -53,3 +53,28 @@ SK_TEST(state_seals_differ)
     char *a = sk_seal(pool(), k, "same", 4), *b = sk_seal(pool(), k, "same", 4);
     SK_CHECK(strcmp(a, b) != 0);               /* fresh IV each time */
 }
+
+SK_TEST(state_bound_seal_opens_only_in_its_context)
+{
+    sk_sealer *k = sk_sealer_create(pool(), "secret", "record");
+    const char *plain = "{\"a\":\"token\"}";
+    char *sealed = sk_seal_bound(pool(), k, "key-1:s", plain, strlen(plain));
+    size_t len = 0;
+    SK_REQUIRE(sealed);
+    SK_CHECK(strstr(sealed, "token") == NULL);
+    char *back = sk_unseal_bound(pool(), k, "key-1:s", sealed, 65536, &len);
+    SK_REQUIRE(back);
+    SK_CHECK_STR(back, plain);
+    SK_CHECK_INT(len, strlen(plain));
+    /* moved under another key, or opened without one, or too long: refused */
+    SK_CHECK(sk_unseal_bound(pool(), k, "key-2:s", sealed, 65536, &len) == NULL);
+    SK_CHECK(sk_unseal_bound(pool(), k, NULL, sealed, 65536, &len) == NULL);
+    SK_CHECK(sk_unseal(pool(), k, sealed, &len) == NULL);
+    SK_CHECK(sk_unseal_bound(pool(), k, "key-1:s", sealed, strlen(sealed) - 1, &len) == NULL);
+    /* one changed character anywhere */
+    for (size_t i = 0; i < strlen(sealed); i++) {
+        char *t = apr_pstrdup(pool(), sealed);
+        t[i] = t[i] == 'A' ? 'B' : 'A';
+        SK_CHECK(sk_unseal_bound(pool(), k, "key-1:s", t, 65536, &len) == NULL);
+    }
+}

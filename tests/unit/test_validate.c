@@ -325,3 +325,65 @@ SK_TEST(validate_threads_consistent)
         free(toks[i]);
     sk_keystore_destroy(s);
 }
+
+SK_TEST(validate_cache_drops_expired_on_insert)
+{
+    sk_keystore *s = vstore();
+    sk_policy p = vpolicy(1);
+    sk_validator *v = sk_validator_create(&p, s, 100);
+    char *t[6];
+    for (int i = 0; i < 5; i++) {
+        t[i] = tok(200 + i, NOW + 10);
+        SK_CHECK_INT(check(v, t[i], NOW), SK_JWT_OK);
+    }
+    SK_CHECK_INT(stats(v).cache_entries, 5);
+    /* Long past their exp (and the leeway), a new token comes: the dead go. */
+    t[5] = tok(300, NOW + 5000);
+    SK_CHECK_INT(check(v, t[5], NOW + 1000), SK_JWT_OK);
+    SK_CHECK_INT(stats(v).cache_entries, 1);
+    /* An expired token is still refused as expired after its entry went. */
+    SK_CHECK_INT(check(v, t[0], NOW + 1000), SK_JWT_E_EXPIRED);
+    for (int i = 0; i < 6; i++)
+        free(t[i]);
+    sk_validator_destroy(v);
+    sk_keystore_destroy(s);
+}
+
+SK_TEST(validate_vouched_skips_only_the_signature)
+{
+    sk_keystore *s = vstore();
+    sk_policy p = vpolicy(1);
+    sk_validator *v = sk_validator_create(&p, s, 100);
+    sk_claims *c = NULL;
+    /* Signed by a key this store does not hold: refused when verified here,
+     * accepted when a sealed record vouches for it, and then cached. */
+    char *pay = skt_fmt("{\"iss\":\"" ISS "\",\"aud\":\"skc_client1\",\"sub\":\"usr_v\","
+                        "\"exp\":%lld}", (long long)NOW + 300);
+    char *t = skt_sign(skt_rsa(1), "RS256", HDR, pay);
+    SK_CHECK(check(v, t, NOW) != SK_JWT_OK);
+    SK_CHECK_INT(sk_validate_vouched(v, t, strlen(t), NOW, &c), SK_JWT_OK);
+    SK_REQUIRE(c);
+    SK_CHECK_STR(c->sub, "usr_v");
+    sk_claims_unref(c);
+    SK_CHECK_INT(stats(v).vouched, 1);
+    SK_CHECK_INT(check(v, t, NOW), SK_JWT_OK);                   /* the cache's answer */
+    SK_CHECK_INT(stats(v).vouched, 1);
+    /* The claims are still checked: wrong issuer, wrong audience, expired. */
+    char *bad_iss = skt_sign(skt_rsa(1), "RS256", HDR, "{\"iss\":\"https://evil.example\","
+                             "\"aud\":\"skc_client1\",\"sub\":\"x\",\"exp\":9999999999}");
+    char *bad_aud = skt_sign(skt_rsa(1), "RS256", HDR, "{\"iss\":\"" ISS "\","
+                             "\"aud\":\"skc_other\",\"sub\":\"x\",\"exp\":9999999999}");
+    char *old = tok(7, NOW - 1000);
+    SK_CHECK_INT(sk_validate_vouched(v, bad_iss, strlen(bad_iss), NOW, &c), SK_JWT_E_ISS);
+    SK_CHECK_INT(sk_validate_vouched(v, bad_aud, strlen(bad_aud), NOW, &c), SK_JWT_E_AUD);
+    SK_CHECK_INT(sk_validate_vouched(v, old, strlen(old), NOW, &c), SK_JWT_E_EXPIRED);
+    sk_claims_unref(c);
+    SK_CHECK_INT(sk_validate_vouched(v, "a.b.c", 5, NOW, &c), SK_JWT_E_PAYLOAD);
+    free(pay);
+    free(t);
+    free(bad_iss);
+    free(bad_aud);
+    free(old);
+    sk_validator_destroy(v);
+    sk_keystore_destroy(s);
+}

@@ -1,0 +1,215 @@
+/* httpd_shared.c: what the children of one httpd share, and keep across
+ * graceful restarts.
+ *
+ * One shmcb cache and the global mutex around it hold refresh records (see
+ * httpd_refresh.c) and the last good JWKS, so that a child born while the
+ * identity provider is down can still validate tokens. shmcb session stores
+ * (httpd_store.c) are opened here too. shmcb instances and the mutex live in
+ * the process pool, found again by name on every restart: a graceful restart
+ * keeps sessions, refresh answers and keys. Only data is kept there (the
+ * shmcb context and anonymous shared memory), never a pointer into a module
+ * that a restart unloads; providers are looked up afresh each generation. */
+#include <string.h>
+#include <stdlib.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_provider.h"
+#include "ap_socache.h"
+#include "util_mutex.h"
+#include "apr_strings.h"
+#include <openssl/sha.h>
+
+#include "sk_module.h"
+#include "sk_b64.h"
+
+sk_shared sk_shared_store;
+
+#define SK_SHARED_SIZE  (4 * 1024 * 1024)      /* ~a thousand refresh answers + keys */
+#define SK_JWKS_MAX     (128 * 1024)           /* bigger key sets are not shared */
+#define SK_JWKS_KEEP    apr_time_from_sec(30 * 86400)
+
+static apr_status_t sk_socache_destroy(void *data)
+{
+    void **pi = data;
+    ((ap_socache_provider_t *)pi[0])->destroy(pi[1], pi[2]);
+    return APR_SUCCESS;
+}
+
+apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp,
+                             const char *name, const char *args, const char *ns,
+                             const struct ap_socache_hints *hints,
+                             ap_socache_provider_t **provider,
+                             ap_socache_instance_t **instance, const char **err)
+{
+    int keep = !strcmp(name, "shmcb");
+    apr_pool_t *pool = keep ? s->process->pool : pconf;
+    const char *tag = apr_pstrcat(ptemp, "mod_scalekit socache ", ns, " ", args ? args : "",
+                                  NULL);
+    void *found = NULL;
+    *err = NULL;
+    *provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                                   AP_SOCACHE_PROVIDER_VERSION);
+    if (!*provider) {
+        *err = apr_psprintf(ptemp, "no shared object cache \"%s\": load it first "
+                            "(LoadModule socache_%s_module, Debian: a2enmod socache_%s)",
+                            name, name, name);
+        return APR_EGENERAL;
+    }
+    if (keep && apr_pool_userdata_get(&found, tag, pool) == APR_SUCCESS && found) {
+        *instance = found;               /* a restart: the same memory, its entries kept */
+        return APR_SUCCESS;
+    }
+    *err = (*provider)->create(instance, args, ptemp, pool);
+    if (*err)
+        return APR_EINVAL;
+    apr_status_t rv = (*provider)->init(*instance, ns, hints, s, pool);
+    if (rv != APR_SUCCESS) {
+        *err = "cannot initialise it";
+        return rv;
+    }
+    if (keep)                            /* freed with the process (APR's own cleanup) */
+        return apr_pool_userdata_set(*instance, tag, NULL, pool);
+    void **pi = apr_palloc(pconf, 3 * sizeof(void *));
+    pi[0] = *provider;
+    pi[1] = *instance;
+    pi[2] = s;
+    apr_pool_cleanup_register(pconf, pi, sk_socache_destroy, apr_pool_cleanup_null);
+    return APR_SUCCESS;
+}
+
+/* The global mutex, made once per parent process (its memory must outlive a
+ * generation while the old generation's children still hold it). */
+static apr_status_t sk_shared_mutex(server_rec *s, apr_global_mutex_t **mutex)
+{
+    const char *tag = "mod_scalekit " SK_MUTEX_TYPE " mutex";
+    void *found = NULL;
+    if (apr_pool_userdata_get(&found, tag, s->process->pool) == APR_SUCCESS && found) {
+        *mutex = found;
+        return APR_SUCCESS;
+    }
+    apr_status_t rv = ap_global_mutex_create(mutex, NULL, SK_MUTEX_TYPE, NULL, s,
+                                             s->process->pool, 0);
+    if (rv == APR_SUCCESS)
+        rv = apr_pool_userdata_set(*mutex, tag, NULL, s->process->pool);
+    return rv;
+}
+
+apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    struct ap_socache_hints hints = { 32, 3000, apr_time_from_sec(60) };
+    sk_shared *sh = &sk_shared_store;
+    const char *err = NULL;
+    const char *args = apr_psprintf(ptemp, "%s(%d)", ap_runtime_dir_relative(ptemp,
+                                    "scalekit-refresh"), SK_SHARED_SIZE);
+    apr_status_t rv = sk_socache_open(s, pconf, ptemp, "shmcb", args, "scalekit", &hints,
+                                      &sh->provider, &sh->instance, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit needs mod_socache_shmcb "
+                     "to share refreshes and keys between processes: %s", err);
+        return rv;
+    }
+    rv = sk_shared_mutex(s, &sh->mutex);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_scalekit: cannot create the "
+                     "%s mutex", SK_MUTEX_TYPE);
+    return rv;
+}
+
+void sk_shared_child_init(apr_pool_t *p, server_rec *s)
+{
+    sk_shared *sh = &sk_shared_store;
+    if (!sh->mutex)
+        return;
+    apr_status_t rv = apr_global_mutex_child_init(&sh->mutex,
+                                                  apr_global_mutex_lockfile(sh->mutex), p);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_scalekit: cannot attach to the "
+                     "%s mutex in this child", SK_MUTEX_TYPE);
+}
+
+/* ------------------------------------------------ the last good JWKS */
+
+/* Keys begin with hash bytes: shmcb picks a subcache by the first bytes. */
+static const char *sk_jwks_key(apr_pool_t *p, const sk_runtime *rt)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
+    SHA256((const unsigned char *)rt->jwks_url, strlen(rt->jwks_url), md);
+    sk_b64url_encode(b64, md, sizeof(md));
+    return apr_pstrcat(p, b64, ":k", NULL);
+}
+
+/* Stored as "<fetched>\n<document>". */
+static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
+{
+    sk_runtime *rt = ctx;
+    sk_shared *sh = &sk_shared_store;
+    apr_pool_t *p;
+    unsigned int n = SK_JWKS_MAX;
+    unsigned char *buf = malloc(SK_JWKS_MAX + 1);
+    int rc = -1;
+    if (!sh->instance || !buf || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        free(buf);
+        return -1;
+    }
+    const char *key = sk_jwks_key(p, rt);
+    apr_global_mutex_lock(sh->mutex);
+    apr_status_t rv = sh->provider->retrieve(sh->instance, rt->s, (const unsigned char *)key,
+                                             (unsigned int)strlen(key), buf, &n, p);
+    apr_global_mutex_unlock(sh->mutex);
+    apr_pool_destroy(p);
+    if (rv == APR_SUCCESS) {
+        buf[n] = '\0';
+        char *nl = strchr((char *)buf, '\n'), *end = NULL;
+        long long t = strtoll((char *)buf, &end, 10);
+        if (nl && end == nl && t > 0) {
+            *len = n - (size_t)(nl + 1 - (char *)buf);
+            memmove(buf, nl + 1, *len + 1);
+            *body = (char *)buf;
+            *fetched = t;
+            buf = NULL;
+            rc = 0;
+        }
+    }
+    free(buf);
+    if (rc == 0)
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS: using the copy another process "
+                     "of this server fetched %" APR_INT64_T_FMT " s ago",
+                     (apr_int64_t)apr_time_sec(apr_time_now()) - *fetched);
+    return rc;
+}
+
+static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetched)
+{
+    sk_runtime *rt = ctx;
+    sk_shared *sh = &sk_shared_store;
+    apr_pool_t *p;
+    if (!sh->instance || len > SK_JWKS_MAX - 32 || apr_pool_create(&p, NULL) != APR_SUCCESS)
+        return;
+    const char *key = sk_jwks_key(p, rt);
+    char *head = apr_psprintf(p, "%" APR_INT64_T_FMT "\n", (apr_int64_t)fetched);
+    size_t hlen = strlen(head);
+    char *value = apr_palloc(p, hlen + len);             /* body: not NUL-terminated */
+    memcpy(value, head, hlen);
+    memcpy(value + hlen, body, len);
+    apr_global_mutex_lock(sh->mutex);
+    apr_status_t rv = sh->provider->store(sh->instance, rt->s, (const unsigned char *)key,
+                                          (unsigned int)strlen(key), apr_time_now()
+                                          + SK_JWKS_KEEP, (unsigned char *)value,
+                                          (unsigned int)(hlen + len), p);
+    apr_global_mutex_unlock(sh->mutex);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rt->s, "mod_scalekit: could not share the "
+                     "JWKS with other processes (shared cache full?)");
+    else
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS from %s shared with this "
+                     "server's other processes", rt->jwks_url);
+    apr_pool_destroy(p);
+}
+
+void sk_shared_keys(sk_runtime *rt)
+{
+    sk_keystore_shared cb = { sk_jwks_load, sk_jwks_save, rt };
+    sk_keystore_set_shared(rt->keys, &cb);
+}
