@@ -22,7 +22,8 @@ wrk (-t2, -c64 for the static file, -c16 for the CGI) drives every case through 
 which rotates through header sets read from a file. Rounds are interleaved (every case once per
 round) so that the noise of a shared machine spreads over all cases alike; each figure is the
 median over the rounds. Besides req/s, the CPU time the server's processes used per request
-(from /proc) is reported: a busy machine disturbs it far less. After every run the server's
+(perf stat task-clock on all of its processes, the CGI processes included; /proc when perf is
+missing) is reported: a busy machine disturbs it far less. After every run the server's
 access log is read for exactly that run: every logged response must be a 200 (wrk counts
 redirects as successes), at least as many 200s as wrk counted must be there, and on a protected
 case every row must name a user.
@@ -37,6 +38,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections import Counter
@@ -263,6 +265,48 @@ def pid_cpu_ticks(pid, reaped=True):
     return int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped else 0)
 
 
+class TaskClock:
+    """perf stat -e task-clock on every process of the server, children included (perf's
+    inherit): the CGI processes too. mod_cgid's daemon ignores SIGCHLD, so the kernel reaps
+    its CGI processes and their CPU time never reaches any cutime in /proc: server_cpu_ticks
+    sees the daemon's fork() but not the fork's other half (the child's exec and teardown of
+    the daemon's address space, the script itself). None when perf is missing or refused."""
+
+    def __init__(self, h):
+        self.p = None
+        self.out = None
+        pids = h.pids()
+        if not pids or not shutil.which("perf"):
+            return
+        fd, self.out = tempfile.mkstemp(prefix="sktaskclock-")
+        os.close(fd)
+        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock", "-o", self.out,
+                                   "-p", ",".join(map(str, pids))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        time.sleep(0.3)                   # attached before the load starts
+
+    def stop(self):
+        """CPU seconds counted, or None."""
+        if self.p is None:
+            return None
+        try:
+            self.p.send_signal(signal.SIGINT)
+            self.p.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+            return None
+        try:
+            for line in Path(self.out).read_text().splitlines():
+                f = line.split(",")
+                if len(f) > 2 and f[2].startswith("task-clock") and f[0].replace(".", "", 1).isdigit():
+                    return float(f[0]) / 1000.0
+        finally:
+            os.unlink(self.out)
+        return None
+
+
 def server_cpu_ticks(h):
     """CPU time used so far by every process of this server: parent, children, mod_cgid's
     daemon and the CGI processes it has reaped. Less sensitive to the machine's other load
@@ -431,16 +475,25 @@ def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
     """One wrk run of one row, checked against the access log; RSS before and after."""
     rss0, pids0 = children_rss(h)
     off = access_log_size(h)
+    clock = TaskClock(h)
     cpu0 = server_cpu_ticks(h)
-    res = wrk(h, row["path"], sets_file, duration, threads, conns)
-    statuses, users, anon = read_log_slice(h, off, res["requests"])
-    cpu1 = server_cpu_ticks(h)
+    try:
+        res = wrk(h, row["path"], sets_file, duration, threads, conns)
+        statuses, users, anon = read_log_slice(h, off, res["requests"])
+        cpu1 = server_cpu_ticks(h)
+    finally:
+        task_s = clock.stop()
     rss1, pids1 = children_rss(h)
     ok200 = statuses.get(200, 0)
     served = sum(statuses.values())
     res.update({
         "cpu_s": (cpu1 - cpu0) / CLK_TCK,
-        "cpu_us_per_req": (cpu1 - cpu0) / CLK_TCK * 1e6 / served if served else None,
+        # All of the server's CPU, the CGI processes included, when perf can count it;
+        # otherwise (and always in cpu_proc_us_per_req) what /proc shows of it.
+        "cpu_us_per_req": ((task_s if task_s is not None else (cpu1 - cpu0) / CLK_TCK) * 1e6 / served
+                           if served else None),
+        "cpu_source": "perf task-clock" if task_s is not None else "/proc",
+        "cpu_proc_us_per_req": (cpu1 - cpu0) / CLK_TCK * 1e6 / served if served else None,
         "log_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "non200": sum(v for k, v in statuses.items() if k != 200),
         "log_200": ok200, "anonymous_rows": anon if row["auth"] else 0,
@@ -480,6 +533,8 @@ def summarize_row(row):
         "rps_all": [round(r["rps"], 1) for r in runs],
         "cpu_us_per_req": median([r["cpu_us_per_req"] for r in runs if r["cpu_us_per_req"]]),
         "cpu_us_all": [round(r["cpu_us_per_req"], 1) for r in runs if r["cpu_us_per_req"]],
+        "cpu_proc_us_per_req": median([r["cpu_proc_us_per_req"] for r in runs if r.get("cpu_proc_us_per_req")]),
+        "cpu_source": runs[0].get("cpu_source"),
         "requests": sum(r["requests"] for r in runs),
         "non200": sum(r["non200"] for r in runs),
         "socket_errors": sum(r["errors"][k] for r in runs for k in ("connect", "read", "write", "timeout")),
@@ -835,9 +890,13 @@ def main(argv=None):
                 res = measure(r, servers[r["server"]], r["sets_file"], duration, a.threads, conns(r),
                               users_expected(r))
                 r["runs"].append(res)
-                log("  round %d/%d %-17s %-6s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-200 %d%s" % (
-                    i + 1, runs, r["case"], r["target"], res["rps"], res["p50_us"] / 1000,
-                    res["p99_us"] / 1000, res["non200"], "" if not res["problems"] else "  FAIL"))
+                log("  round %d/%d %-17s %-6s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-200 %d  "
+                    "cpu %s us/r (/proc %s)%s" % (
+                        i + 1, runs, r["case"], r["target"], res["rps"], res["p50_us"] / 1000,
+                        res["p99_us"] / 1000, res["non200"],
+                        "%.0f" % res["cpu_us_per_req"] if res["cpu_us_per_req"] else "-",
+                        "%.0f" % res["cpu_proc_us_per_req"] if res["cpu_proc_us_per_req"] else "-",
+                        "" if not res["problems"] else "  FAIL"))
                 for p in res["problems"]:
                     fail("%s %s round %d: %s" % (r["case"], r["target"], i + 1, p))
         for r in rows:
