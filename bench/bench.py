@@ -324,7 +324,18 @@ def bench_files(h):
     os.chmod(cgi, 0o755)
 
 
-def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None):
+# Every real deployment of the module serves https (it refuses plain http off loopback), so
+# mod_ssl is loaded in every server of the benchmark alike (no TLS listener: wrk speaks http).
+# That matters for the CGI: mod_cgid's daemon is forked from the parent and forks each CGI, and
+# libcrypto in its address space makes each fork dearer; with mod_ssl in the baseline too the
+# comparison is the cost of adding mod_scalekit to a site. --no-ssl-module measures without it.
+SSL_CONF = "LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so\n"
+
+
+def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None, ssl_module=True):
+    global MPM_CONF
+    if ssl_module and SSL_CONF not in MPM_CONF:
+        MPM_CONF = SSL_CONF + MPM_CONF
     servers = {}
     common = dict(loglevel="warn", mpm="event")
     if "plain" in wanted:
@@ -553,9 +564,10 @@ def print_table(rows, signins, memory, settings):
     out.append("")
     out.append("mod_scalekit benchmark — %s" % settings["when"])
     out.append("%d run(s) x %gs per case, medians; wrk -t%d, -c%d static / -c%d CGI; mpm_event 2x64 "
-               "threads; loopback; %d cores, load %s" % (
+               "threads; mod_ssl %s in every server; loopback; %d cores, load %s" % (
                    settings["runs"], settings["duration"], settings["threads"],
-                   settings["conns_static"], settings["conns_cgi"], settings["cores"],
+                   settings["conns_static"], settings["conns_cgi"],
+                   "loaded" if settings.get("ssl_module") else "not loaded", settings["cores"],
                    settings["loadavg_start"]))
     out.append("")
     cpu_base = {r["target"]: r["summary"].get("cpu_us_per_req") for r in rows
@@ -739,6 +751,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="JSON output path (default build/bench/bench-TIME.json)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' ServerRoots (logs, configs)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
+    ap.add_argument("--no-ssl-module", action="store_true",
+                    help="do not load mod_ssl in every server (see SSL_CONF)")
     a = ap.parse_args(argv)
 
     runs = a.runs or (1 if a.quick else 5)
@@ -778,7 +792,7 @@ def main(argv=None):
         "warmup": warmup, "threads": a.threads, "conns_static": a.connections,
         "conns_cgi": a.cgi_connections, "users": a.users, "signin_clients": a.signin_clients,
         "cores": os.cpu_count(), "loadavg_start": "%.2f %.2f %.2f" % os.getloadavg(),
-        "quick": a.quick,
+        "quick": a.quick, "ssl_module": not a.no_ssl_module,
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / ("skbench-%d" % os.getpid())
@@ -810,7 +824,8 @@ def main(argv=None):
         if "redis" in wanted:
             from stores import RedisServer
             redis_server = RedisServer().start()
-        servers = make_servers(wanted, module_path, idp, oidc_secret, redis_server)
+        servers = make_servers(wanted, module_path, idp, oidc_secret, redis_server,
+                               ssl_module=not a.no_ssl_module)
         for name, h in servers.items():
             h.start()
             log("  %-9s %s  (ServerRoot %s)" % (name, h.url, h.root))
