@@ -112,6 +112,7 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(header_prefix);
     SK_MERGE(login_if);
     SK_MERGE(silent);
+    SK_MERGE(strip_cookies);
     return c;
 }
 
@@ -547,6 +548,15 @@ static const char *sk_set_silent(cmd_parms *cmd, void *dv, int on)
     return NULL;
 }
 
+static const char *sk_set_strip_cookies(cmd_parms *cmd, void *dv, int on)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    d->strip_cookies = on;
+    d->strip_cookies_set = 1;
+    return NULL;
+}
+
 static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
 {
     sk_dir_conf *d = dv;
@@ -643,6 +653,9 @@ static const command_rec sk_cmds[] = {
     AP_INIT_FLAG("ScalekitSilentLogin", sk_set_silent, NULL, OR_AUTHCFG,
                  "try a silent sign-in (prompt=none) first, for a Scalekit session shared "
                  "by several applications (default Off)"),
+    AP_INIT_FLAG("ScalekitStripCookies", sk_set_strip_cookies, NULL, OR_AUTHCFG,
+                 "remove the module's cookies (tokens, session id, sign-in state) from the "
+                 "request once read, so the application never sees them (default On)"),
     AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
                   "ap_expr: true when a request without a session should be sent to sign in "
                   "(default: browser navigations)"),

@@ -94,7 +94,9 @@ typedef struct sk_dir_conf {
     const char *header_prefix;        /* claims as request headers, or NULL */
     ap_expr_info_t *login_if;         /* overrides the navigation test */
     int silent;                       /* try prompt=none first (shared Scalekit session) */
-    unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1;
+    int strip_cookies;                /* remove the module's cookies before the application */
+    unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
+        strip_cookies_set:1;
 } sk_dir_conf;
 
 /* The claims of a request's session, kept in its request_config. */

@@ -357,6 +357,61 @@ static void sk_claim_headers(request_rec *r, const char *prefix)
     }
 }
 
+/* The Cookie header without the module's cookies: the application gets the
+ * user from the environment, never the tokens (a refresh token is a
+ * long-lived credential; a CGI's environment and a PHP app's $_COOKIE end up
+ * in error pages and logs). It also spares every CGI ~2 KB of environment. */
+static int sk_is_own_cookie(const sk_server_conf *c, const char *name, size_t n)
+{
+    const char *own[] = { c->cookie_access, c->cookie_id, c->cookie_refresh, c->cookie_session };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (own[i] && strlen(own[i]) == n && !strncmp(own[i], name, n))
+            return 1;
+    size_t sp = strlen(c->cookie_state);
+    return sp && n > sp && !strncmp(name, c->cookie_state, sp);
+}
+
+static int sk_collect_cookie_header(void *ctx, const char *key, const char *value)
+{
+    (void)key;
+    APR_ARRAY_PUSH((apr_array_header_t *)ctx, const char *) = value;
+    return 1;
+}
+
+static void sk_strip_own_cookies(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    apr_array_header_t *in = apr_array_make(r->pool, 1, sizeof(const char *));
+    apr_table_do(sk_collect_cookie_header, in, r->headers_in, "Cookie", NULL);
+    if (!in->nelts)
+        return;
+    apr_array_header_t *kept = apr_array_make(r->pool, 8, sizeof(const char *));
+    int dropped = 0;
+    for (int i = 0; i < in->nelts; i++) {
+        char *last, *all = apr_pstrdup(r->pool, APR_ARRAY_IDX(in, i, const char *));
+        for (char *w = apr_strtok(all, ";", &last); w; w = apr_strtok(NULL, ";", &last)) {
+            while (*w == ' ' || *w == '\t')
+                w++;
+            size_t n = strcspn(w, "=");
+            if (!*w)
+                continue;
+            if (sk_is_own_cookie(c, w, n))
+                dropped++;
+            else
+                APR_ARRAY_PUSH(kept, const char *) = w;
+        }
+    }
+    if (!dropped)
+        return;
+    apr_table_unset(r->headers_in, "Cookie");
+    if (!kept->nelts)
+        return;
+    const char *joined = APR_ARRAY_IDX(kept, 0, const char *);
+    for (int i = 1; i < kept->nelts; i++)
+        joined = apr_pstrcat(r->pool, joined, "; ", APR_ARRAY_IDX(kept, i, const char *), NULL);
+    apr_table_setn(r->headers_in, "Cookie", joined);
+}
+
 int sk_check_authn(request_rec *r)
 {
     const char *type = ap_auth_type(r);
@@ -383,6 +438,8 @@ int sk_check_authn(request_rec *r)
         if (rv != OK)
             return rv;
     }
+    if (!d->strip_cookies_set || d->strip_cookies)
+        sk_strip_own_cookies(r);
     sk_count(SK_C_AUTHN);
     if (!rs) {
         sk_count(SK_C_MISSING);

@@ -29,10 +29,16 @@ sk_shared sk_shared_store;
 #define SK_JWKS_MAX     (128 * 1024)           /* bigger key sets are not shared */
 #define SK_JWKS_KEEP    apr_time_from_sec(30 * 86400)
 
+typedef struct sk_socache_ref {
+    ap_socache_provider_t *provider;
+    ap_socache_instance_t *instance;
+    server_rec *s;
+} sk_socache_ref;
+
 static apr_status_t sk_socache_destroy(void *data)
 {
-    void **pi = data;
-    ((ap_socache_provider_t *)pi[0])->destroy(pi[1], pi[2]);
+    sk_socache_ref *ref = data;
+    ref->provider->destroy(ref->instance, ref->s);
     return APR_SUCCESS;
 }
 
@@ -70,11 +76,9 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
     }
     if (keep)                            /* freed with the process (APR's own cleanup) */
         return apr_pool_userdata_set(*instance, tag, NULL, pool);
-    void **pi = apr_palloc(pconf, 3 * sizeof(void *));
-    pi[0] = *provider;
-    pi[1] = *instance;
-    pi[2] = s;
-    apr_pool_cleanup_register(pconf, pi, sk_socache_destroy, apr_pool_cleanup_null);
+    sk_socache_ref *ref = apr_palloc(pconf, sizeof(*ref));
+    *ref = (sk_socache_ref){ *provider, *instance, s };
+    apr_pool_cleanup_register(pconf, ref, sk_socache_destroy, apr_pool_cleanup_null);
     return APR_SUCCESS;
 }
 

@@ -10,6 +10,8 @@ import urllib.parse as up
 import pytest
 import requests
 
+from httpd import DEFAULT_LOCATIONS
+
 
 def q(url):
     """Query of a URL as a dict of single values."""
@@ -370,6 +372,32 @@ def test_php_sees_the_user(idp, httpd_factory, browser_session):
     assert seen["REMOTE_USER"] == "usr_demo001"
     assert seen["SCALEKIT_EMAIL"] == "ada@example.com"
     assert seen["getenv_SCALEKIT_EMAIL"] == "ada@example.com"
+    assert not [n for n in seen["COOKIE_NAMES"] if n.startswith("sk-")]   # ScalekitStripCookies
+
+
+def test_application_never_sees_the_module_cookies(idp, httpd_factory, browser_session):
+    """ScalekitStripCookies (default On): the tokens, the session id and a pending sign-in's state
+    leave the Cookie header once read; the application's own cookies pass untouched."""
+    h = httpd_factory(idp=idp, locations=DEFAULT_LOCATIONS +
+                      "ScriptAlias /keep-cgi/ @ROOT@/cgi-bin/\n<Location /keep-cgi>\n"
+                      "    AuthType Scalekit\n    Require valid-user\n    ScalekitStripCookies Off\n"
+                      "</Location>\n")
+    s = browser_session()
+    signin(h, s)
+    jar = {c.name: c.value for c in s.cookies if c.name.startswith("sk-")}
+    jar.update({"app_pref": "dark", "theme": "a=b", "sk-state-0123456789abcdef": "x"})
+    r = requests.get(h.url + "/cgi-bin/whoami", cookies=jar)
+    seen = r.json()
+    assert seen["REMOTE_USER"] == "usr_demo001"
+    names = [c.split("=", 1)[0].strip() for c in (seen["HTTP_COOKIE"] or "").split(";")]
+    assert sorted(names) == ["app_pref", "theme"], seen["HTTP_COOKIE"]
+    assert "theme=a=b" in seen["HTTP_COOKIE"]
+    # Only our cookies: no Cookie header at all.
+    only = {k: v for k, v in jar.items() if k.startswith("sk-")}
+    assert requests.get(h.url + "/cgi-bin/whoami", cookies=only).json()["HTTP_COOKIE"] is None
+    # Off: everything passes.
+    kept = requests.get(h.url + "/keep-cgi/whoami", cookies=jar).json()
+    assert kept["REMOTE_USER"] == "usr_demo001" and "sk-access-token=" in kept["HTTP_COOKIE"]
 
 
 def test_https_identity_provider_with_private_ca(idp, httpd_factory, browser_session):

@@ -38,7 +38,7 @@ LOG_FORMAT = r'"%>s\t%r\t%u\t%D\t%B"'
 WHOAMI_CGI = r'''#!/usr/bin/python3
 # What a CGI application sees behind mod_scalekit: JSON, or KEY=VALUE lines with ?text.
 import json, os
-seen = {k: os.environ.get(k) for k in ("REMOTE_USER", "AUTH_TYPE")}
+seen = {k: os.environ.get(k) for k in ("REMOTE_USER", "AUTH_TYPE", "HTTP_COOKIE")}
 seen.update({k: v for k, v in sorted(os.environ.items()) if k.startswith("SCALEKIT_")})
 if os.environ.get("QUERY_STRING") == "text":
     print("Content-Type: text/plain\n")
@@ -57,6 +57,7 @@ echo json_encode([
     "getenv_SCALEKIT_EMAIL" => getenv("SCALEKIT_EMAIL") ?: null,
     "SCALEKIT_EMAIL" => $_SERVER["SCALEKIT_EMAIL"] ?? null,
     "SCALEKIT_SUB" => $_SERVER["SCALEKIT_SUB"] ?? null,
+    "COOKIE_NAMES" => array_keys($_COOKIE),
 ]), "\n";
 '''
 
