@@ -55,19 +55,28 @@ typedef struct sk_policy {
 } sk_policy;
 
 /* A validated token's claims: immutable, reference-counted, safe to share
- * between threads. The convenience fields point into json or are owned by it. */
+ * between threads. One allocation: the struct and, in buf, the payload's
+ * JSON text and copies of the strings below (a cached entry stays small and
+ * does not churn the heap). Claims without a field: sk_claims_parse. */
 typedef struct sk_claims {
-    cJSON *json;                       /* the whole payload object */
     const char *sub, *email, *name, *oid, *sid, *iss, *client_id;  /* NULL when absent */
-    char *roles;                       /* roles array joined with ",", NULL when absent */
-    char *permissions;                 /* permissions array joined with "," */
-    char *scope;                       /* "scope" string, or "scopes" array joined with " " */
+    const char *roles;                 /* roles array joined with ",", NULL when absent */
+    const char *permissions;           /* permissions array joined with "," */
+    const char *scope;                 /* "scope" string, or "scopes" array joined with " " */
+    const char *payload;               /* the payload object's JSON text, NUL-terminated */
+    size_t payload_len;
     int64_t exp, iat, nbf;             /* 0 when absent */
     int refs;                          /* private: use the functions below */
+    char buf[];                        /* private: what the pointers above point into */
 } sk_claims;
 
 sk_claims *sk_claims_ref(sk_claims *c);
 void sk_claims_unref(sk_claims *c);
+
+/* A fresh tree of the whole payload (any claim, with its JSON type), which
+ * the caller frees with cJSON_Delete; NULL when out of memory. Each call
+ * parses: hold on to the tree rather than calling it per claim. */
+cJSON *sk_claims_parse(const sk_claims *c);
 
 /* Short, non-reversible name of a token for log lines: the first 12 hex
  * characters of its SHA-256. out must hold 13 bytes. Never log the token. */
@@ -128,8 +137,19 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
  * policy with no issuer or no audiences refuses every token. */
 sk_jwt_err sk_jwt_check_claims(const cJSON *payload, const sk_policy *policy, int64_t now);
 
-/* Wrap a payload object in a claims object holding one reference; takes
- * ownership of payload (freed on failure). NULL when out of memory. */
+/* As sk_jwt_verify and sk_jwt_peek_payload, also handing back the decoded
+ * payload text the tree was parsed from (*text malloc'd, NUL-terminated,
+ * *text_len bytes; the caller frees it, NULL whenever the tree is). */
+sk_jwt_err sk_jwt_verify_text(const char *token, size_t len, const sk_policy *policy,
+                              struct sk_keystore *keys, int64_t now, cJSON **payload,
+                              char **text, size_t *text_len);
+cJSON *sk_jwt_peek_text(const char *token, size_t len, char **text, size_t *text_len);
+
+/* Make a claims object holding one reference from a payload object; takes
+ * ownership of payload and frees it (also on failure). NULL when out of
+ * memory. sk_claims_new prints the tree for sk_claims_parse; _text keeps
+ * text instead, which must be what payload was parsed from. */
 sk_claims *sk_claims_new(cJSON *payload);
+sk_claims *sk_claims_new_text(cJSON *payload, const char *text, size_t text_len);
 
 #endif

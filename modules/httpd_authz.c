@@ -93,9 +93,10 @@ static int sk_az_claim_matches(apr_pool_t *p, const sk_az_rule *rule, const cJSO
 }
 
 /* Space-separated scopes ("scope") or an array ("scopes", machine tokens). */
-static int sk_az_scope_matches(apr_pool_t *p, const sk_az_rule *rule, const sk_claims *c)
+static int sk_az_scope_matches(request_rec *r, const sk_az_rule *rule, const sk_claims *c)
 {
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(c->json, "scopes");
+    apr_pool_t *p = r->pool;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, c), "scopes");
     if (cJSON_IsArray(arr) && sk_az_claim_matches(p, rule, arr))
         return 1;
     char *copy = apr_pstrdup(p, c->scope ? c->scope : ""), *last;
@@ -108,20 +109,23 @@ static int sk_az_scope_matches(apr_pool_t *p, const sk_az_rule *rule, const sk_c
 static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_request_session *rs)
 {
     const sk_claims *a = rs->access;
+    /* Values keep their JSON types here (a role may hold a comma): the trees,
+     * parsed once per request. */
     switch (rule->kind) {
     case SK_AZ_ORG:
         return sk_az_listed(rule, a->oid ? a->oid : rs->id ? rs->id->oid : NULL);
     case SK_AZ_ROLE:
-        return sk_az_claim_matches(r->pool, rule, cJSON_GetObjectItemCaseSensitive(a->json, "roles"));
-    case SK_AZ_PERMISSION:
         return sk_az_claim_matches(r->pool, rule,
-                                   cJSON_GetObjectItemCaseSensitive(a->json, "permissions"));
+                                   cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, a), "roles"));
+    case SK_AZ_PERMISSION:
+        return sk_az_claim_matches(r->pool, rule, cJSON_GetObjectItemCaseSensitive(
+                                       sk_claims_tree(r, a), "permissions"));
     case SK_AZ_SCOPE:
-        return sk_az_scope_matches(r->pool, rule, a);
+        return sk_az_scope_matches(r, rule, a);
     case SK_AZ_CLAIM: {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(a->json, rule->claim);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, a), rule->claim);
         if (!v && rs->id)
-            v = cJSON_GetObjectItemCaseSensitive(rs->id->json, rule->claim);
+            v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, rs->id), rule->claim);
         return sk_az_claim_matches(r->pool, rule, v);
     }
     }

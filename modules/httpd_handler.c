@@ -55,14 +55,16 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
     }
     static const char *const names[] = { "connection_id", "organization_id", "login_hint",
                                          NULL };
+    cJSON *tree = sk_claims_parse(claims);  /* no session: a tree of our own */
     for (int i = 0; names[i]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(claims->json, names[i]);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, names[i]);
         if (cJSON_IsString(v) && *v->valuestring && sk_param_ok(v->valuestring))
             apr_table_set(params, names[i], v->valuestring);
     }
-    const cJSON *relay = cJSON_GetObjectItemCaseSensitive(claims->json, "relay_state");
+    const cJSON *relay = cJSON_GetObjectItemCaseSensitive(tree, "relay_state");
     if (cJSON_IsString(relay) && sk_local_path_ok(relay->valuestring))
         *return_to = apr_pstrdup(r->pool, relay->valuestring);
+    cJSON_Delete(tree);
     sk_claims_unref(claims);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "login: IdP-initiated sign-in accepted");
     return 1;
@@ -177,7 +179,7 @@ static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
 {
     sk_server_conf *c = sk_server_config(r);
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
-    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(rs->id->json, "nonce");
+    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, rs->id), "nonce");
     if (!cJSON_IsString(nonce) || strcmp(nonce->valuestring, st->nonce)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token nonce does not "
                       "match the sign-in's: refused");
@@ -308,9 +310,10 @@ static int sk_session_json(request_rec *r)
     if (a->sid)
         cJSON_AddStringToObject(out, "session_id", a->sid);
     cJSON_AddNumberToObject(out, "expires_at", (double)a->exp);
-    cJSON_AddItemToObject(out, "access_token_claims", cJSON_Duplicate(a->json, 1));
+    /* Fresh trees, handed to out and freed with it. */
+    cJSON_AddItemToObject(out, "access_token_claims", sk_claims_parse(a));
     if (id)
-        cJSON_AddItemToObject(out, "id_token_claims", cJSON_Duplicate(id->json, 1));
+        cJSON_AddItemToObject(out, "id_token_claims", sk_claims_parse(id));
     char *text = cJSON_PrintUnformatted(out);
     ap_rputs(text, r);
     ap_rputs("\n", r);
@@ -336,14 +339,18 @@ static int sk_bcl_answer(request_rec *r, int status, const char *error, const ch
     return OK;
 }
 
-/* The checks of the specification beyond signature, iss and aud. */
-static const char *sk_bcl_claims_problem(const sk_claims *c, int64_t now, int leeway)
+/* The checks of the specification beyond signature, iss and aud; tree is
+ * c's payload. */
+static const char *sk_bcl_claims_problem(const sk_claims *c, const cJSON *tree, int64_t now,
+                                         int leeway)
 {
-    const cJSON *events = cJSON_GetObjectItemCaseSensitive(c->json, "events");
-    const cJSON *jti = cJSON_GetObjectItemCaseSensitive(c->json, "jti");
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(tree, "events");
+    const cJSON *jti = cJSON_GetObjectItemCaseSensitive(tree, "jti");
+    if (!tree)
+        return "out of memory";
     if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(events, SK_BCL_EVENT)))
         return "no back-channel logout event";
-    if (cJSON_GetObjectItemCaseSensitive(c->json, "nonce"))
+    if (cJSON_GetObjectItemCaseSensitive(tree, "nonce"))
         return "a logout token must not carry a nonce";
     if (!c->sid && !c->sub)
         return "neither sid nor sub";
@@ -387,14 +394,16 @@ static int sk_backchannel_logout(request_rec *r)
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
     sk_claims *claims = NULL;
     sk_jwt_err e = sk_validate(c->rt->id, token, strlen(token), now, &claims);
+    cJSON *tree = e == SK_JWT_OK ? sk_claims_parse(claims) : NULL;  /* a token of no session */
     const char *problem = e != SK_JWT_OK ? sk_jwt_err_str(e)
-                        : sk_bcl_claims_problem(claims, now, c->leeway);
+                        : sk_bcl_claims_problem(claims, tree, now, c->leeway);
     if (!problem) {
-        const cJSON *jti = cJSON_GetObjectItemCaseSensitive(claims->json, "jti");
+        const cJSON *jti = cJSON_GetObjectItemCaseSensitive(tree, "jti");
         if (sk_store_jti_seen(r, jti->valuestring,
                               apr_time_from_sec(SK_BCL_MAX_AGE + 2 * c->leeway)))
             problem = "jti replayed";
     }
+    cJSON_Delete(tree);
     if (problem) {
         if (claims)
             sk_claims_unref(claims);

@@ -18,6 +18,8 @@
 static apr_status_t sk_session_release(void *data)
 {
     sk_request_session *rs = data;
+    cJSON_Delete(rs->access_tree);
+    cJSON_Delete(rs->id_tree);
     if (rs->access)
         sk_claims_unref(rs->access);
     if (rs->id)
@@ -33,6 +35,27 @@ sk_request_session *sk_request_session_get(request_rec *r)
             return rs;
     }
     return NULL;
+}
+
+static apr_status_t sk_tree_free(void *tree)
+{
+    cJSON_Delete(tree);
+    return APR_SUCCESS;
+}
+
+const cJSON *sk_claims_tree(request_rec *r, const sk_claims *c)
+{
+    sk_request_session *rs = sk_request_session_get(r);
+    cJSON **slot = !rs || !c ? NULL : c == rs->access ? &rs->access_tree
+                 : c == rs->id ? &rs->id_tree : NULL;
+    if (slot && *slot)
+        return *slot;
+    cJSON *tree = sk_claims_parse(c);
+    if (slot)
+        *slot = tree;                   /* the session's cleanup frees it */
+    else if (tree)                      /* claims of no session: once per call */
+        apr_pool_cleanup_register(r->pool, tree, sk_tree_free, apr_pool_cleanup_null);
+    return tree;
 }
 
 /* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one
@@ -84,9 +107,20 @@ static void sk_setenv(request_rec *r, const char *name, const char *value)
         apr_table_unset(r->subprocess_env, name);
 }
 
-static const char *sk_claim_string(const sk_claims *c, const char *name)
+/* A string claim: the usual ones from their fields, so the default
+ * REMOTE_USER (sub) parses no JSON; any other from the request's tree. */
+static const char *sk_claim_string(request_rec *r, const sk_claims *c, const char *name)
 {
-    const cJSON *v = c ? cJSON_GetObjectItemCaseSensitive(c->json, name) : NULL;
+    static const char *const names[] = { "sub", "email", "name", "oid", "sid", "iss",
+                                         "client_id" };
+    if (!c)
+        return NULL;
+    const char *const fields[] = { c->sub, c->email, c->name, c->oid, c->sid, c->iss,
+                                   c->client_id };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(name, names[i]))
+            return fields[i];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, c), name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
@@ -98,9 +132,9 @@ static int sk_publish(request_rec *r, const sk_request_session *rs)
     const sk_claims *a = rs->access, *id = rs->id;
     const char *email = a->email ? a->email : id ? id->email : NULL;
     const char *name = a->name ? a->name : id ? id->name : NULL;
-    const char *user = sk_claim_string(a, c->remote_user_claim);
+    const char *user = sk_claim_string(r, a, c->remote_user_claim);
     if (!user)
-        user = sk_claim_string(id, c->remote_user_claim);
+        user = sk_claim_string(r, id, c->remote_user_claim);
     if (!user || !*user) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the session has no '%s' claim "
                       "for REMOTE_USER (ScalekitRemoteUserClaim)", c->remote_user_claim);

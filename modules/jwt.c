@@ -385,13 +385,16 @@ static size_t max_len(const sk_policy *p)
     return p->max_token_len ? p->max_token_len : TOKEN_MAX_DEFAULT;
 }
 
-sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
-                         struct sk_keystore *keys, int64_t now, cJSON **payload)
+sk_jwt_err sk_jwt_verify_text(const char *token, size_t len, const sk_policy *policy,
+                              struct sk_keystore *keys, int64_t now, cJSON **payload,
+                              char **text, size_t *text_len)
 {
     jws j;
     sk_jwt_err rc;
 
     *payload = NULL;
+    *text = NULL;
+    *text_len = 0;
     if (!token)
         return SK_JWT_E_SEGMENTS;
     if (len > max_len(policy))
@@ -404,27 +407,58 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
         (rc = check_signature(&j, keys, now)))
         goto out;
     *payload = parse_object(j.payload, j.payload_len);
-    if (!*payload)
+    if (!*payload) {
         rc = SK_JWT_E_PAYLOAD;
+        goto out;
+    }
+    *text = j.payload;                  /* handed over: jws_free must not free it */
+    *text_len = j.payload_len;
+    j.payload = NULL;
 out:
     jws_free(&j);
     return rc;
 }
 
-cJSON *sk_jwt_peek_payload(const char *token, size_t len)
+sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
+                         struct sk_keystore *keys, int64_t now, cJSON **payload)
+{
+    char *text;
+    size_t n;
+    sk_jwt_err rc = sk_jwt_verify_text(token, len, policy, keys, now, payload, &text, &n);
+    free(text);
+    return rc;
+}
+
+cJSON *sk_jwt_peek_text(const char *token, size_t len, char **text, size_t *text_len)
 {
     jws j;
     char *buf;
     size_t n;
     cJSON *o = NULL;
 
+    *text = NULL;
+    *text_len = 0;
     memset(&j, 0, offsetof(jws, sig));
     if (!token || len > PEEK_MAX || split(token, len, &j))
         return NULL;
     buf = (char *)sk_b64url_decode_alloc(j.seg[1], j.len[1], &n);
     if (buf)
         o = parse_object(buf, n);
-    free(buf);
+    if (!o) {
+        free(buf);
+        return NULL;
+    }
+    *text = buf;
+    *text_len = n;
+    return o;
+}
+
+cJSON *sk_jwt_peek_payload(const char *token, size_t len)
+{
+    char *text;
+    size_t n;
+    cJSON *o = sk_jwt_peek_text(token, len, &text, &n);
+    free(text);
     return o;
 }
 
@@ -504,35 +538,59 @@ sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
     return SK_JWT_OK;
 }
 
-/* Join the string members of an array claim (or take a lone string). */
-static char *join_claim(const cJSON *o, const char *name, char sep)
+/* ---- the claims object: two passes over the payload, the first (base
+ * NULL) measuring the block, the second filling it ---- */
+
+typedef struct {
+    char *base;                        /* NULL while measuring */
+    size_t used;
+} sk_block;
+
+/* n bytes of s and a NUL; NULL while measuring. */
+static const char *block_put(sk_block *b, const char *s, size_t n)
+{
+    char *p = b->base ? b->base + b->used : NULL;
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    b->used += n + 1;
+    return p;
+}
+
+static const char *block_str(sk_block *b, const cJSON *o, const char *name)
+{
+    const char *s = member_str(o, name);
+    return s ? block_put(b, s, strlen(s)) : NULL;
+}
+
+/* The string members of an array claim joined with sep (or a lone string);
+ * "" for an array without strings, NULL when absent or of another type. */
+static const char *block_join(sk_block *b, const cJSON *o, const char *name, char sep)
 {
     const cJSON *a = member(o, name), *it;
+    char *start = b->base ? b->base + b->used : NULL;
     size_t n = 0;
-    char *out, *p;
 
     if (cJSON_IsString(a))
-        return strdup(a->valuestring);
+        return block_put(b, a->valuestring, strlen(a->valuestring));
     if (!cJSON_IsArray(a))
-        return NULL;
-    cJSON_ArrayForEach(it, a) {
-        if (cJSON_IsString(it))
-            n += strlen(it->valuestring) + 1;
-    }
-    out = p = malloc(n + 1);
-    if (!out)
         return NULL;
     cJSON_ArrayForEach(it, a) {
         if (!cJSON_IsString(it))
             continue;
-        if (p != out)
-            *p++ = sep;
         size_t l = strlen(it->valuestring);
-        memcpy(p, it->valuestring, l);
-        p += l;
+        if (start) {
+            if (n)
+                start[n - 1] = sep;     /* over the previous item's NUL */
+            memcpy(start + n, it->valuestring, l + 1);
+        }
+        n += l + 1;
     }
-    *p = '\0';
-    return out;
+    if (!n && start)
+        *start = '\0';
+    b->used += n ? n : 1;
+    return start;
 }
 
 static int64_t time_or_zero(const cJSON *o, const char *name)
@@ -541,30 +599,57 @@ static int64_t time_or_zero(const cJSON *o, const char *name)
     return time_claim(o, name, &v) == 1 ? v : 0;
 }
 
-sk_claims *sk_claims_new(cJSON *o)
+static void claims_fill(sk_claims *c, sk_block *b, const cJSON *o, const char *text,
+                        size_t text_len)
 {
-    sk_claims *c = calloc(1, sizeof *c);
-    if (!c) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    c->json = o;
-    c->refs = 1;
-    c->sub = member_str(o, "sub");
-    c->email = member_str(o, "email");
-    c->name = member_str(o, "name");
-    c->oid = member_str(o, "oid");
-    c->sid = member_str(o, "sid");
-    c->iss = member_str(o, "iss");
-    c->client_id = member_str(o, "client_id");
-    c->roles = join_claim(o, "roles", ',');
-    c->permissions = join_claim(o, "permissions", ',');
-    c->scope = cJSON_IsString(member(o, "scope")) ? join_claim(o, "scope", ' ')
-                                                  : join_claim(o, "scopes", ' ');
+    c->payload = block_put(b, text, text_len);
+    c->payload_len = text_len;
+    c->sub = block_str(b, o, "sub");
+    c->email = block_str(b, o, "email");
+    c->name = block_str(b, o, "name");
+    c->oid = block_str(b, o, "oid");
+    c->sid = block_str(b, o, "sid");
+    c->iss = block_str(b, o, "iss");
+    c->client_id = block_str(b, o, "client_id");
+    c->roles = block_join(b, o, "roles", ',');
+    c->permissions = block_join(b, o, "permissions", ',');
+    c->scope = cJSON_IsString(member(o, "scope")) ? block_join(b, o, "scope", ' ')
+                                                  : block_join(b, o, "scopes", ' ');
+}
+
+sk_claims *sk_claims_new_text(cJSON *o, const char *text, size_t text_len)
+{
+    sk_claims probe, *c = NULL;
+    sk_block b = {NULL, 0};
+
+    if (!text)
+        goto out;
+    claims_fill(&probe, &b, o, text, text_len);
+    c = malloc(sizeof *c + b.used);
+    if (!c)
+        goto out;
+    b = (sk_block){c->buf, 0};
+    claims_fill(c, &b, o, text, text_len);
     c->exp = time_or_zero(o, "exp");
     c->iat = time_or_zero(o, "iat");
     c->nbf = time_or_zero(o, "nbf");
+    c->refs = 1;
+out:
+    cJSON_Delete(o);
     return c;
+}
+
+sk_claims *sk_claims_new(cJSON *o)
+{
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    sk_claims *c = sk_claims_new_text(o, text, text ? strlen(text) : 0);
+    cJSON_free(text);
+    return c;
+}
+
+cJSON *sk_claims_parse(const sk_claims *c)
+{
+    return c ? cJSON_ParseWithLength(c->payload, c->payload_len) : NULL;
 }
 
 sk_claims *sk_claims_ref(sk_claims *c)
@@ -578,9 +663,5 @@ void sk_claims_unref(sk_claims *c)
 {
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    cJSON_Delete(c->json);
-    free(c->roles);
-    free(c->permissions);
-    free(c->scope);
     free(c);
 }

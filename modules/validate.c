@@ -307,24 +307,28 @@ static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, 
                                 int vouched, sk_claims **out)
 {
     cJSON *payload = NULL;
+    char *text = NULL;                  /* the decoded payload: the claims keep it */
+    size_t text_len = 0;
     sk_jwt_err rc;
 
     if (vouched) {
-        rc = (payload = sk_jwt_peek_payload(token, len)) ? SK_JWT_OK : SK_JWT_E_PAYLOAD;
+        payload = sk_jwt_peek_text(token, len, &text, &text_len);
+        rc = payload ? SK_JWT_OK : SK_JWT_E_PAYLOAD;
         count(&v->vouched);
     } else {
-        rc = sk_jwt_verify(token, len, &v->pol, v->keys, now, &payload);
+        rc = sk_jwt_verify_text(token, len, &v->pol, v->keys, now, &payload, &text, &text_len);
     }
     if (rc)
         return rc;
     rc = sk_jwt_check_claims(payload, &v->pol, now);
     if (rc && rc != SK_JWT_E_EXPIRED) {
         cJSON_Delete(payload);
+        free(text);
         return rc;
     }
-    if (!(*out = sk_claims_new(payload)))
-        return SK_JWT_E_INTERNAL;
-    return rc;
+    *out = sk_claims_new_text(payload, text, text_len);
+    free(text);
+    return *out ? rc : SK_JWT_E_INTERNAL;
 }
 
 /* The bucket of a token: a keyed hash of its length and last 48 bytes. They

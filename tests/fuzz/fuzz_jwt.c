@@ -64,6 +64,10 @@ static void check_claims(const char *tok, size_t len)
     sk_claims *c = sk_claims_new(o);
     if (c && c->roles && strlen(c->roles) > 1000000)
         abort();                    /* touch the joined strings */
+    cJSON *tree = sk_claims_parse(c);
+    if (c && c->sub && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(tree, "sub")))
+        abort();                    /* the kept text reads back as the payload */
+    cJSON_Delete(tree);
     sk_claims_unref(c);
 }
 
@@ -84,6 +88,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             abort();
         if (c && rc == SK_JWT_OK && (!c->iss || strcmp(c->iss, "joe")))
             abort();                /* accepted means the issuer matched */
+        if (c) {
+            cJSON *tree = sk_claims_parse(c);
+            const cJSON *iss = cJSON_GetObjectItemCaseSensitive(tree, "iss");
+            if (c->iss && (!cJSON_IsString(iss) || strcmp(iss->valuestring, c->iss)))
+                abort();            /* the kept text is the payload validated */
+            cJSON_Delete(tree);
+        }
         sk_claims_unref(c);
         if (!sk_jwt_err_str(rc))
             abort();

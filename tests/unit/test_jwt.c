@@ -529,7 +529,12 @@ SK_TEST(jwt_claims_fields)
     SK_CHECK_INT(c->exp, 1700000300);
     SK_CHECK_INT(c->iat, 1699999990);
     SK_CHECK_INT(c->nbf, 1699999991);
-    SK_CHECK_STR(cJSON_GetObjectItem(c->json, "jti")->valuestring, "tkn_1");
+    cJSON *tree = sk_claims_parse(c);
+    SK_REQUIRE(tree != NULL);
+    SK_CHECK_STR(cJSON_GetObjectItem(tree, "jti")->valuestring, "tkn_1");
+    SK_CHECK_STR(c->payload, pay);          /* the decoded text, kept as it came */
+    SK_CHECK_INT(c->payload_len, strlen(pay));
+    cJSON_Delete(tree);
     sk_claims_unref(c);
     free(t);
 
@@ -548,6 +553,53 @@ SK_TEST(jwt_claims_fields)
     free(t);
     sk_validator_destroy(v);
     sk_keystore_destroy(s);
+}
+
+/* The claims keep no pointer into the tree they were made from (valgrind
+ * sees a use after free), and sk_claims_parse gives back every claim. */
+SK_TEST(jwt_claims_parse_roundtrip)
+{
+    const char *pay =
+        "{\"sub\":\"usr_\\u00e9\\\"q\",\"email\":\"a@b.example\",\"name\":\"Ada\","
+        "\"oid\":\"org_7\",\"sid\":\"ses_9\",\"iss\":\"" ISS "\",\"client_id\":\"skc_1\","
+        "\"roles\":\"solo\",\"permissions\":[],\"scopes\":[\"a\",\"b\"],\"exp\":1700000300,"
+        "\"custom\":{\"tier\":[1,2.5,true,null,\"gold\"],\"deep\":{\"x\":-3}},\"n\":12345678901}";
+    cJSON *want = cJSON_Parse(pay);
+    SK_REQUIRE(want != NULL);
+    sk_claims *c = sk_claims_new(cJSON_Parse(pay));     /* the tree is freed in there */
+    SK_REQUIRE(c != NULL);
+    SK_CHECK_STR(c->sub, "usr_\xc3\xa9\"q");
+    SK_CHECK_STR(c->email, "a@b.example");
+    SK_CHECK_STR(c->name, "Ada");
+    SK_CHECK_STR(c->oid, "org_7");
+    SK_CHECK_STR(c->sid, "ses_9");
+    SK_CHECK_STR(c->iss, ISS);
+    SK_CHECK_STR(c->client_id, "skc_1");
+    SK_CHECK_STR(c->roles, "solo");
+    SK_CHECK_STR(c->permissions, "");
+    SK_CHECK_STR(c->scope, "a b");
+    SK_CHECK_INT(c->exp, 1700000300);
+    /* One block: every string lies in the claims object itself. */
+    const char *end = c->payload + c->payload_len + 1;
+    const char *fields[] = {c->sub, c->email, c->name, c->oid, c->sid, c->iss, c->client_id,
+                            c->roles, c->permissions, c->scope};
+    SK_CHECK(c->payload == c->buf);
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        SK_CHECK(fields[i] >= end && fields[i] < end + 100);   /* 79 bytes of copies */
+    for (int i = 0; i < 2; i++) {                     /* each call a fresh tree */
+        cJSON *got = sk_claims_parse(c);
+        SK_REQUIRE(got != NULL);
+        SK_CHECK(cJSON_Compare(got, want, 1));
+        SK_CHECK_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(got, "custom"), "deep")->child
+                         ->valueint, -3);
+        cJSON_Delete(got);
+    }
+    sk_claims *ref = sk_claims_ref(c);
+    sk_claims_unref(c);
+    SK_CHECK_STR(ref->name, "Ada");                   /* still held */
+    sk_claims_unref(ref);
+    SK_CHECK(sk_claims_parse(NULL) == NULL);
+    cJSON_Delete(want);
 }
 
 SK_TEST(jwt_expired_returns_claims)
