@@ -14,9 +14,9 @@ def test_static_and_cgi_without_module(httpd_factory):
     assert r.status_code == 200 and "home" in r.text
     r = requests.get(h.url + "/cgi-bin/whoami", timeout=5)
     assert r.status_code == 200, h.error_log()
-    assert r.json() == {"REMOTE_USER": None, "AUTH_TYPE": None}
+    assert r.json() == {"REMOTE_USER": None, "AUTH_TYPE": None, "HTTP_COOKIE": None}
     r = requests.get(h.url + "/cgi-bin/whoami?text", timeout=5)
-    assert r.text.splitlines() == ["REMOTE_USER=", "AUTH_TYPE="]
+    assert r.text.splitlines() == ["REMOTE_USER=", "AUTH_TYPE=", "HTTP_COOKIE="]
     assert [(row["status"], row["uri"]) for row in h.access_log(at_least=3)] == [
         (200, "/"), (200, "/cgi-bin/whoami"), (200, "/cgi-bin/whoami?text")]
 
