@@ -6,9 +6,9 @@
  * identity provider is down can still validate tokens. shmcb session stores
  * (httpd_store.c) are opened here too. shmcb instances and the mutex live in
  * the process pool, found again by name on every restart: a graceful restart
- * keeps sessions, refresh answers and keys. Only data is kept there (the
- * shmcb context and anonymous shared memory), never a pointer into a module
- * that a restart unloads; providers are looked up afresh each generation. */
+ * keeps sessions, refresh answers and keys. Providers are looked up afresh
+ * each generation; mod_socache_shmcb itself stays mapped (see sk_pin_dso). */
+#include <dlfcn.h>
 #include <string.h>
 #include <stdlib.h>
 #include "httpd.h"
@@ -42,6 +42,22 @@ static apr_status_t sk_socache_destroy(void *data)
     return APR_SUCCESS;
 }
 
+/* A provider whose instance outlives a generation must outlive it too: its
+ * init registers a cleanup (its own function) in the process pool, and a
+ * restart or the final stop would otherwise run that cleanup after mod_so
+ * unloaded the module (a crash at "apache2 -k stop"). RTLD_NOLOAD only
+ * marks the loaded object NODELETE; nothing new is loaded. */
+static void sk_pin_dso(server_rec *s, const ap_socache_provider_t *provider)
+{
+    Dl_info info;
+    union { const char *(*fn)(ap_socache_instance_t **, const char *, apr_pool_t *,
+                              apr_pool_t *); void *p; } addr = { provider->create };
+    if (!dladdr(addr.p, &info) || !info.dli_fname
+        || !dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_scalekit: cannot keep the shared "
+                     "object cache module loaded across restarts: %s", dlerror());
+}
+
 apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp,
                              const char *name, const char *args, const char *ns,
                              const struct ap_socache_hints *hints,
@@ -62,6 +78,8 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
                             name, name, name);
         return APR_EGENERAL;
     }
+    if (keep)
+        sk_pin_dso(s, *provider);
     if (keep && apr_pool_userdata_get(&found, tag, pool) == APR_SUCCESS && found) {
         *instance = found;               /* a restart: the same memory, its entries kept */
         return APR_SUCCESS;
@@ -74,7 +92,7 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
         *err = "cannot initialise it";
         return rv;
     }
-    if (keep)                            /* freed with the process (APR's own cleanup) */
+    if (keep)                            /* freed with the process */
         return apr_pool_userdata_set(*instance, tag, NULL, pool);
     sk_socache_ref *ref = apr_palloc(pconf, sizeof(*ref));
     *ref = (sk_socache_ref){ *provider, *instance, s };

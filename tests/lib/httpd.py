@@ -370,10 +370,13 @@ ScriptAlias /cgi-bin/ {self.root}/cgi-bin/
 
     def stop(self):
         """SIGTERM (apache's graceful stop of the foreground parent), then SIGKILL whatever is left."""
+        crashed = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(self.timeout)
+                rc = self.proc.wait(self.timeout)
+                if rc < 0:                 # a clean stop exits 0; a signal here is a crash at exit
+                    crashed = "apache2 died of signal %d while stopping" % -rc
             except subprocess.TimeoutExpired:
                 pass
         if self.proc is not None:
@@ -390,6 +393,8 @@ ScriptAlias /cgi-bin/ {self.root}/cgi-bin/
         if getattr(self, "_stderr", None):
             self._stderr.close()
             self._stderr = None
+        if crashed:
+            raise HttpdError(crashed)
 
     def sanitizer_reports(self):
         """ASan/UBSan/LSan reports this server wrote to error_log or stderr, from the first one on; or ""."""
