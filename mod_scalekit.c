@@ -100,8 +100,10 @@ static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
 
 static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
 {
+    sk_dir_conf *d = apr_pcalloc(p, sizeof(*d));
     (void)dir;
-    return apr_pcalloc(p, sizeof(sk_dir_conf));
+    d->strip_cookies = 1;
+    return d;
 }
 
 static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
@@ -841,7 +843,7 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         if (c->rt && sk_store_post_config(pconf, ptemp, vs, c) != APR_SUCCESS)
             return HTTP_INTERNAL_SERVER_ERROR;
         if (c->rt)
-            sk_shared_keys(c->rt);
+            sk_shared_keys(pconf, c->rt);
     }
     return OK;
 }

@@ -333,30 +333,28 @@ SSL_CONF = "LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so\n"
 
 
 def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None, ssl_module=True):
-    global MPM_CONF
-    if ssl_module and SSL_CONF not in MPM_CONF:
-        MPM_CONF = SSL_CONF + MPM_CONF
+    base = (SSL_CONF if ssl_module else "") + MPM_CONF
     servers = {}
     common = dict(loglevel="warn", mpm="event")
     if "plain" in wanted:
-        servers["plain"] = Httpd(load_scalekit=False, extra_conf=MPM_CONF, **common)
+        servers["plain"] = Httpd(load_scalekit=False, extra_conf=base, **common)
     if "scalekit" in wanted:
         servers["scalekit"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
-                                    extra_conf=MPM_CONF, **common)
+                                    extra_conf=base, **common)
     if "nocache" in wanted:
         servers["nocache"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
-                                   extra_conf=MPM_CONF + "ScalekitCacheEntries 0\n", **common)
+                                   extra_conf=base + "ScalekitCacheEntries 0\n", **common)
     for store in ("shmcb", "redis"):
         if store in wanted:
             spec = store if store == "shmcb" else redis_server.spec
             servers[store] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
-                                   extra_conf=MPM_CONF + STORE_LOAD[store] +
+                                   extra_conf=base + STORE_LOAD[store] +
                                    "ScalekitSessionStore %s\n" % spec, **common)
     if "openidc" in wanted:
         conf = OIDC_CONF.format(so=OIDC_SO, idp=idp.url, idp_https=idp.https_url,
                                 client_id=OIDC_CLIENT_ID, secret=oidc_secret,
                                 passphrase=secrets.token_urlsafe(24))
-        h = Httpd(load_scalekit=False, extra_conf=MPM_CONF + conf, **common)
+        h = Httpd(load_scalekit=False, extra_conf=base + conf, **common)
         shutil.copy(idp.ca, h.root / "idp-ca.pem")
         os.chmod(h.root / "idp-ca.pem", 0o644)
         servers["openidc"] = h

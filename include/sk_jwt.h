@@ -82,9 +82,12 @@ cJSON *sk_claims_parse(const sk_claims *c);
  * characters of its SHA-256. out must hold 13 bytes. Never log the token. */
 void sk_token_hash(const char *token, size_t len, char out[13]);
 
-/* Decode a token's payload WITHOUT verifying it (for the logout hint and
- * diagnostics only, never for a decision). Returns NULL when malformed. */
-cJSON *sk_jwt_peek_payload(const char *token, size_t len);
+/* Decode a token's payload WITHOUT verifying it: for a token whose signature
+ * was verified elsewhere (sk_validate_vouched), diagnostics and tests, never
+ * for a decision on a client's token. Returns NULL when malformed. When text
+ * is not NULL it receives the decoded payload text the tree was parsed from
+ * (malloc'd, NUL-terminated, *text_len bytes; NULL whenever the tree is). */
+cJSON *sk_jwt_peek_payload(const char *token, size_t len, char **text, size_t *text_len);
 
 struct sk_keystore;
 
@@ -128,28 +131,21 @@ void sk_validator_get_stats(sk_validator *v, sk_validator_stats *out);
 
 /* Parse a token, check its header against policy, find its key in keys and
  * verify its signature; no claim is looked at. On SK_JWT_OK *payload holds
- * the payload object, which the caller frees with cJSON_Delete. */
+ * the payload object, which the caller frees with cJSON_Delete, and, when
+ * text is not NULL, *text the payload text as for sk_jwt_peek_payload. */
 sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
-                         struct sk_keystore *keys, int64_t now, cJSON **payload);
+                         struct sk_keystore *keys, int64_t now, cJSON **payload,
+                         char **text, size_t *text_len);
 
 /* Check a verified payload's claims at time now: exp/nbf/iat types, iss, aud,
  * nbf, iat, and exp last, so SK_JWT_E_EXPIRED means all else was good. A
  * policy with no issuer or no audiences refuses every token. */
 sk_jwt_err sk_jwt_check_claims(const cJSON *payload, const sk_policy *policy, int64_t now);
 
-/* As sk_jwt_verify and sk_jwt_peek_payload, also handing back the decoded
- * payload text the tree was parsed from (*text malloc'd, NUL-terminated,
- * *text_len bytes; the caller frees it, NULL whenever the tree is). */
-sk_jwt_err sk_jwt_verify_text(const char *token, size_t len, const sk_policy *policy,
-                              struct sk_keystore *keys, int64_t now, cJSON **payload,
-                              char **text, size_t *text_len);
-cJSON *sk_jwt_peek_text(const char *token, size_t len, char **text, size_t *text_len);
-
-/* Make a claims object holding one reference from a payload object; takes
- * ownership of payload and frees it (also on failure). NULL when out of
- * memory. sk_claims_new prints the tree for sk_claims_parse; _text keeps
- * text instead, which must be what payload was parsed from. */
-sk_claims *sk_claims_new(cJSON *payload);
-sk_claims *sk_claims_new_text(cJSON *payload, const char *text, size_t text_len);
+/* Make a claims object holding one reference from a payload object and the
+ * text it was parsed from (kept for sk_claims_parse); takes ownership of
+ * payload and frees it (also on failure), copies text. NULL when out of
+ * memory or text is NULL. */
+sk_claims *sk_claims_new(cJSON *payload, const char *text, size_t text_len);
 
 #endif

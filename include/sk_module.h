@@ -41,6 +41,7 @@ typedef struct sk_runtime {
     sk_sealer *record_sealer;   /* session store records */
     sk_http_opts http;
     const char *jwks_url, *token_url, *redirect_path;
+    const char *jwks_cache_key; /* where the last good JWKS is shared (httpd_shared.c) */
     server_rec *s;              /* for log lines from the key fetcher */
 } sk_runtime;
 
@@ -48,7 +49,6 @@ typedef struct sk_runtime {
 typedef struct sk_store {
     ap_socache_provider_t *provider;
     ap_socache_instance_t *instance;
-    server_rec *s;
     int not_mp_safe;                /* shmcb: operations under the global mutex */
 } sk_store;
 
@@ -127,6 +127,8 @@ int sk_error_page(request_rec *r, int status, const char *title, const char *det
 int sk_is_navigation(request_rec *r);
 int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent);
 const char *sk_short_hash(apr_pool_t *p, const char *token);
+/* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
+const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
 const char *sk_login_path(request_rec *r);
 const char *sk_state_cookie_name(request_rec *r, const char *state);
 
@@ -159,7 +161,7 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
                              ap_socache_instance_t **instance, const char **err);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
-void sk_shared_keys(sk_runtime *rt);
+void sk_shared_keys(apr_pool_t *pconf, sk_runtime *rt);
 
 /* httpd_store.c */
 const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c);

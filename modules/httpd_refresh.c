@@ -16,11 +16,9 @@
 #include "ap_socache.h"
 #include "apr_strings.h"
 #include <cjson/cJSON.h>
-#include <openssl/sha.h>
 
 #include "sk_module.h"
 #include "sk_oauth.h"
-#include "sk_b64.h"
 
 #define SK_RESULT_MAX     (32 * 1024)
 #define SK_KEEP_SUCCESS   apr_time_from_sec(60)
@@ -37,13 +35,6 @@ static void sk_refresh_cache(request_rec *r, ap_socache_provider_t **provider,
     sk_server_conf *c = sk_server_config(r);
     *provider = c->store ? c->store->provider : sk_shared_store.provider;
     *instance = c->store ? c->store->instance : sk_shared_store.instance;
-}
-
-static const char *sk_refresh_key(request_rec *r, const unsigned char *id)
-{
-    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    sk_b64url_encode(b64, id, SHA256_DIGEST_LENGTH);
-    return apr_pstrcat(r->pool, b64, ":r", NULL);      /* hash first: see httpd_store.c */
 }
 
 /* buf holds SK_RESULT_MAX + 1 bytes: one buffer for every poll of a wait. */
@@ -141,10 +132,8 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
 {
     sk_shared *sh = &sk_shared_store;
     sk_server_conf *c = sk_server_config(r);
-    unsigned char id[SHA256_DIGEST_LENGTH];
     apr_time_t wait_until = apr_time_now() + apr_time_from_sec(c->timeout + 2);
-    SHA256((const unsigned char *)refresh, strlen(refresh), id);
-    const char *key = sk_refresh_key(r, id);
+    const char *key = sk_hashed_key(r->pool, "r", refresh);
     unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
     for (;;) {
         apr_global_mutex_lock(sh->mutex);

@@ -14,6 +14,7 @@
 
 #include "sk_module.h"
 #include "sk_redirect.h"
+#include "sk_cookie.h"
 
 static apr_status_t sk_session_release(void *data)
 {
@@ -405,45 +406,57 @@ static int sk_is_own_cookie(const sk_server_conf *c, const char *name, size_t n)
     return sp && n > sp && !strncmp(name, c->cookie_state, sp);
 }
 
-static int sk_collect_cookie_header(void *ctx, const char *key, const char *value)
+typedef struct {
+    const sk_server_conf *c;
+    char *out;                          /* the pairs kept, "; "-separated */
+    size_t used;
+    int dropped;
+} sk_cookie_filter;
+
+/* One pair of sk_cookie_each: dropped when ours, else copied as it came
+ * (with its quotes, which the walk took off: the header is our source). */
+static int sk_filter_cookie(void *ctx, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
 {
-    (void)key;
-    APR_ARRAY_PUSH((apr_array_header_t *)ctx, const char *) = value;
-    return 1;
+    sk_cookie_filter *f = ctx;
+    if (sk_is_own_cookie(f->c, name, nlen)) {
+        f->dropped++;
+        return 0;
+    }
+    const char *end = value + vlen;
+    if (value[-1] == '"' && *end == '"') {
+        value--;
+        end++;
+    }
+    if (f->used) {
+        memcpy(f->out + f->used, "; ", 2);
+        f->used += 2;
+    }
+    memcpy(f->out + f->used, name, nlen);
+    f->out[f->used + nlen] = '=';
+    memcpy(f->out + f->used + nlen + 1, value, (size_t)(end - value));
+    f->used += nlen + 1 + (size_t)(end - value);
+    return 0;
 }
 
+/* Through the module's own reader (modules/cookie.c). httpd has merged any
+ * repeated Cookie lines into one already; kept pairs never outgrow it plus a
+ * separator each. */
 static void sk_strip_own_cookies(request_rec *r)
 {
-    sk_server_conf *c = sk_server_config(r);
-    apr_array_header_t *in = apr_array_make(r->pool, 1, sizeof(const char *));
-    apr_table_do(sk_collect_cookie_header, in, r->headers_in, "Cookie", NULL);
-    if (!in->nelts)
+    const char *header = apr_table_get(r->headers_in, "Cookie");
+    if (!header)
         return;
-    apr_array_header_t *kept = apr_array_make(r->pool, 8, sizeof(const char *));
-    int dropped = 0;
-    for (int i = 0; i < in->nelts; i++) {
-        char *last, *all = apr_pstrdup(r->pool, APR_ARRAY_IDX(in, i, const char *));
-        for (char *w = apr_strtok(all, ";", &last); w; w = apr_strtok(NULL, ";", &last)) {
-            while (*w == ' ' || *w == '\t')
-                w++;
-            size_t n = strcspn(w, "=");
-            if (!*w)
-                continue;
-            if (sk_is_own_cookie(c, w, n))
-                dropped++;
-            else
-                APR_ARRAY_PUSH(kept, const char *) = w;
-        }
-    }
-    if (!dropped)
+    sk_cookie_filter f = { sk_server_config(r), apr_palloc(r->pool, 2 * strlen(header) + 1),
+                           0, 0 };
+    sk_cookie_each(header, sk_filter_cookie, &f);
+    if (!f.dropped)
         return;
-    apr_table_unset(r->headers_in, "Cookie");
-    if (!kept->nelts)
-        return;
-    const char *joined = APR_ARRAY_IDX(kept, 0, const char *);
-    for (int i = 1; i < kept->nelts; i++)
-        joined = apr_pstrcat(r->pool, joined, "; ", APR_ARRAY_IDX(kept, i, const char *), NULL);
-    apr_table_setn(r->headers_in, "Cookie", joined);
+    f.out[f.used] = '\0';
+    if (f.used)
+        apr_table_setn(r->headers_in, "Cookie", f.out);
+    else
+        apr_table_unset(r->headers_in, "Cookie");
 }
 
 int sk_check_authn(request_rec *r)
@@ -472,7 +485,7 @@ int sk_check_authn(request_rec *r)
         if (rv != OK)
             return rv;
     }
-    if (!d->strip_cookies_set || d->strip_cookies)
+    if (d->strip_cookies)
         sk_strip_own_cookies(r);
     sk_count(SK_C_AUTHN);
     if (!rs) {

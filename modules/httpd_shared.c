@@ -18,10 +18,8 @@
 #include "ap_socache.h"
 #include "util_mutex.h"
 #include "apr_strings.h"
-#include <openssl/sha.h>
 
 #include "sk_module.h"
-#include "sk_b64.h"
 
 sk_shared sk_shared_store;
 
@@ -152,16 +150,6 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s)
 
 /* ------------------------------------------------ the last good JWKS */
 
-/* Keys begin with hash bytes: shmcb picks a subcache by the first bytes. */
-static const char *sk_jwks_key(apr_pool_t *p, const sk_runtime *rt)
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    SHA256((const unsigned char *)rt->jwks_url, strlen(rt->jwks_url), md);
-    sk_b64url_encode(b64, md, sizeof(md));
-    return apr_pstrcat(p, b64, ":k", NULL);
-}
-
 /* Stored as "<fetched>\n<document>". */
 static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
 {
@@ -175,7 +163,7 @@ static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
         free(buf);
         return -1;
     }
-    const char *key = sk_jwks_key(p, rt);
+    const char *key = rt->jwks_cache_key;
     apr_global_mutex_lock(sh->mutex);
     apr_status_t rv = sh->provider->retrieve(sh->instance, rt->s, (const unsigned char *)key,
                                              (unsigned int)strlen(key), buf, &n, p);
@@ -209,7 +197,7 @@ static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetche
     apr_pool_t *p;
     if (!sh->instance || len > SK_JWKS_MAX - 32 || apr_pool_create(&p, NULL) != APR_SUCCESS)
         return;
-    const char *key = sk_jwks_key(p, rt);
+    const char *key = rt->jwks_cache_key;
     char *head = apr_psprintf(p, "%" APR_INT64_T_FMT "\n", (apr_int64_t)fetched);
     size_t hlen = strlen(head);
     char *value = apr_palloc(p, hlen + len);             /* body: not NUL-terminated */
@@ -230,8 +218,9 @@ static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetche
     apr_pool_destroy(p);
 }
 
-void sk_shared_keys(sk_runtime *rt)
+void sk_shared_keys(apr_pool_t *pconf, sk_runtime *rt)
 {
+    rt->jwks_cache_key = sk_hashed_key(pconf, "k", rt->jwks_url);
     sk_keystore_shared cb = { sk_jwks_load, sk_jwks_save, rt };
     sk_keystore_set_shared(rt->keys, &cb);
 }

@@ -14,10 +14,8 @@
 #include "ap_socache.h"
 #include "apr_strings.h"
 #include <cjson/cJSON.h>
-#include <openssl/sha.h>
 
 #include "sk_module.h"
-#include "sk_b64.h"
 #include "sk_oauth.h"
 
 #define SK_RECORD_MAX  (48 * 1024)
@@ -46,7 +44,6 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
     if (!c->store_provider || c->store)
         return APR_SUCCESS;
     sk_store *st = apr_pcalloc(pconf, sizeof(*st));
-    st->s = s;
     const char *args = c->store_args;
     if (!args && !strcmp(c->store_provider, "shmcb"))      /* 512 KiB would hold ~150 */
         args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf, apr_psprintf(pconf,
@@ -122,18 +119,6 @@ static void sk_store_remove(request_rec *r, const sk_store *st, const char *key)
 
 /* The store's key for a session id: never the id itself, so that reading the
  * store gives no cookie to replay. */
-/* Store keys begin with hash bytes, never a fixed prefix: mod_socache_shmcb
- * picks its subcache by the first byte of the key, and a shared prefix would
- * put every record in one subcache of many. */
-static const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    SHA256((const unsigned char *)value, strlen(value), md);
-    sk_b64url_encode(b64, md, sizeof(md));
-    return apr_pstrcat(p, b64, ":", kind, NULL);
-}
-
 static const char *sk_session_key(apr_pool_t *p, const char *session_id)
 {
     return sk_hashed_key(p, "s", session_id);

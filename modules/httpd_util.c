@@ -9,7 +9,10 @@
 #include "http_request.h"
 #include "apr_strings.h"
 
+#include <openssl/sha.h>
+
 #include "sk_module.h"
+#include "sk_b64.h"
 #include "sk_cookie.h"
 #include "sk_oauth.h"
 #include "sk_redirect.h"
@@ -77,6 +80,18 @@ static int sk_cookie_header_find(void *ctx, const char *key, const char *header)
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n)
 {
     sk_cookie_get_many(r->pool, apr_table_get(r->headers_in, "Cookie"), names, values, n);
+}
+
+/* Cache keys begin with hash bytes, never a fixed prefix: mod_socache_shmcb
+ * picks its subcache by the first byte of the key, and a shared prefix would
+ * put every entry in one subcache of many. */
+const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
+    SHA256((const unsigned char *)value, strlen(value), md);
+    sk_b64url_encode(b64, md, sizeof(md));
+    return apr_pstrcat(p, b64, ":", kind, NULL);
 }
 
 const char *sk_request_cookie(request_rec *r, const char *name)

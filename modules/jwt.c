@@ -385,16 +385,18 @@ static size_t max_len(const sk_policy *p)
     return p->max_token_len ? p->max_token_len : TOKEN_MAX_DEFAULT;
 }
 
-sk_jwt_err sk_jwt_verify_text(const char *token, size_t len, const sk_policy *policy,
-                              struct sk_keystore *keys, int64_t now, cJSON **payload,
-                              char **text, size_t *text_len)
+sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
+                         struct sk_keystore *keys, int64_t now, cJSON **payload,
+                         char **text, size_t *text_len)
 {
     jws j;
     sk_jwt_err rc;
 
     *payload = NULL;
-    *text = NULL;
-    *text_len = 0;
+    if (text) {
+        *text = NULL;
+        *text_len = 0;
+    }
     if (!token)
         return SK_JWT_E_SEGMENTS;
     if (len > max_len(policy))
@@ -411,54 +413,39 @@ sk_jwt_err sk_jwt_verify_text(const char *token, size_t len, const sk_policy *po
         rc = SK_JWT_E_PAYLOAD;
         goto out;
     }
-    *text = j.payload;                  /* handed over: jws_free must not free it */
-    *text_len = j.payload_len;
-    j.payload = NULL;
+    if (text) {
+        *text = j.payload;              /* handed over: jws_free must not free it */
+        *text_len = j.payload_len;
+        j.payload = NULL;
+    }
 out:
     jws_free(&j);
     return rc;
 }
 
-sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
-                         struct sk_keystore *keys, int64_t now, cJSON **payload)
-{
-    char *text;
-    size_t n;
-    sk_jwt_err rc = sk_jwt_verify_text(token, len, policy, keys, now, payload, &text, &n);
-    free(text);
-    return rc;
-}
-
-cJSON *sk_jwt_peek_text(const char *token, size_t len, char **text, size_t *text_len)
+cJSON *sk_jwt_peek_payload(const char *token, size_t len, char **text, size_t *text_len)
 {
     jws j;
     char *buf;
     size_t n;
     cJSON *o = NULL;
 
-    *text = NULL;
-    *text_len = 0;
+    if (text) {
+        *text = NULL;
+        *text_len = 0;
+    }
     memset(&j, 0, offsetof(jws, sig));
     if (!token || len > PEEK_MAX || split(token, len, &j))
         return NULL;
     buf = (char *)sk_b64url_decode_alloc(j.seg[1], j.len[1], &n);
     if (buf)
         o = parse_object(buf, n);
-    if (!o) {
+    if (!o || !text) {
         free(buf);
-        return NULL;
+        return o;
     }
     *text = buf;
     *text_len = n;
-    return o;
-}
-
-cJSON *sk_jwt_peek_payload(const char *token, size_t len)
-{
-    char *text;
-    size_t n;
-    cJSON *o = sk_jwt_peek_text(token, len, &text, &n);
-    free(text);
     return o;
 }
 
@@ -617,7 +604,7 @@ static void claims_fill(sk_claims *c, sk_block *b, const cJSON *o, const char *t
                                                   : block_join(b, o, "scopes", ' ');
 }
 
-sk_claims *sk_claims_new_text(cJSON *o, const char *text, size_t text_len)
+sk_claims *sk_claims_new(cJSON *o, const char *text, size_t text_len)
 {
     sk_claims probe, *c = NULL;
     sk_block b = {NULL, 0};
@@ -636,14 +623,6 @@ sk_claims *sk_claims_new_text(cJSON *o, const char *text, size_t text_len)
     c->refs = 1;
 out:
     cJSON_Delete(o);
-    return c;
-}
-
-sk_claims *sk_claims_new(cJSON *o)
-{
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-    sk_claims *c = sk_claims_new_text(o, text, text ? strlen(text) : 0);
-    cJSON_free(text);
     return c;
 }
 

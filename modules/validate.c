@@ -312,11 +312,11 @@ static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, 
     sk_jwt_err rc;
 
     if (vouched) {
-        payload = sk_jwt_peek_text(token, len, &text, &text_len);
+        payload = sk_jwt_peek_payload(token, len, &text, &text_len);
         rc = payload ? SK_JWT_OK : SK_JWT_E_PAYLOAD;
         count(&v->vouched);
     } else {
-        rc = sk_jwt_verify_text(token, len, &v->pol, v->keys, now, &payload, &text, &text_len);
+        rc = sk_jwt_verify(token, len, &v->pol, v->keys, now, &payload, &text, &text_len);
     }
     if (rc)
         return rc;
@@ -326,7 +326,7 @@ static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, 
         free(text);
         return rc;
     }
-    *out = sk_claims_new_text(payload, text, text_len);
+    *out = sk_claims_new(payload, text, text_len);
     free(text);
     return *out ? rc : SK_JWT_E_INTERNAL;
 }

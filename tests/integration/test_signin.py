@@ -395,6 +395,10 @@ def test_application_never_sees_the_module_cookies(idp, httpd_factory, browser_s
     # Only our cookies: no Cookie header at all.
     only = {k: v for k, v in jar.items() if k.startswith("sk-")}
     assert requests.get(h.url + "/cgi-bin/whoami", cookies=only).json()["HTTP_COOKIE"] is None
+    # A quoted value of the application's keeps its quotes.
+    quoted = requests.get(h.url + "/cgi-bin/whoami", headers={"Cookie": "; ".join(
+        ["%s=%s" % kv for kv in only.items()] + ['quoted="v 1"'])}).json()
+    assert quoted["REMOTE_USER"] == "usr_demo001" and quoted["HTTP_COOKIE"] == 'quoted="v 1"', quoted
     # Off: everything passes.
     kept = requests.get(h.url + "/keep-cgi/whoami", cookies=jar).json()
     assert kept["REMOTE_USER"] == "usr_demo001" and "sk-access-token=" in kept["HTTP_COOKIE"]

@@ -71,7 +71,7 @@ SK_TEST(jwt_rfc7515_a2_known_answer)
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a2_jwks, strlen(a2_jwks), NULL, 0), t);
 
-    SK_CHECK_INT(sk_jwt_verify(a2_jws, strlen(a2_jws), &p, s, t, &payload), SK_JWT_OK);
+    SK_CHECK_INT(sk_jwt_verify(a2_jws, strlen(a2_jws), &p, s, t, &payload, NULL, NULL), SK_JWT_OK);
     SK_REQUIRE(payload != NULL);
     SK_CHECK_STR(cJSON_GetObjectItem(payload, "iss")->valuestring, "joe");
     SK_CHECK_INT(cJSON_GetObjectItem(payload, "exp")->valuedouble, 1300819380);
@@ -90,7 +90,7 @@ SK_TEST(jwt_rfc7515_a2_known_answer)
     for (int i = 0; i < 3; i++) {
         char *bad = strdup(a2_jws);
         bad[at[i]] = bad[at[i]] == 'A' ? 'B' : 'A';
-        sk_jwt_err rc = sk_jwt_verify(bad, len, &p, s, t, &payload);
+        sk_jwt_err rc = sk_jwt_verify(bad, len, &p, s, t, &payload, NULL, NULL);
         SK_CHECK(rc != SK_JWT_OK);
         SK_CHECK(payload == NULL);
         if (want[i] != SK_JWT_E__COUNT)
@@ -99,7 +99,7 @@ SK_TEST(jwt_rfc7515_a2_known_answer)
     }
     /* The same signature checked as PS256 is refused (alg is not negotiable). */
     p.algs = SK_ALG_PS256;
-    SK_CHECK_INT(sk_jwt_verify(a2_jws, len, &p, s, t, &payload), SK_JWT_E_ALG);
+    SK_CHECK_INT(sk_jwt_verify(a2_jws, len, &p, s, t, &payload, NULL, NULL), SK_JWT_E_ALG);
     sk_keystore_destroy(s);
 }
 
@@ -121,7 +121,7 @@ SK_TEST(jwt_rfc7515_a3_known_answer)
     int64_t t = 1300819000;
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a3_jwks, strlen(a3_jwks), NULL, 0), t);
-    SK_CHECK_INT(sk_jwt_verify(a3_jws, strlen(a3_jws), &p, s, t, &payload), SK_JWT_OK);
+    SK_CHECK_INT(sk_jwt_verify(a3_jws, strlen(a3_jws), &p, s, t, &payload, NULL, NULL), SK_JWT_OK);
     SK_REQUIRE(payload != NULL);
     SK_CHECK_STR(cJSON_GetObjectItem(payload, "iss")->valuestring, "joe");
     cJSON_Delete(payload);
@@ -129,7 +129,7 @@ SK_TEST(jwt_rfc7515_a3_known_answer)
     char *bad = strdup(a3_jws);
     char *pl = strchr(bad, '.') + 8;
     *pl = *pl == 'A' ? 'B' : 'A';
-    SK_CHECK_INT(sk_jwt_verify(bad, strlen(bad), &p, s, t, &payload), SK_JWT_E_SIGNATURE);
+    SK_CHECK_INT(sk_jwt_verify(bad, strlen(bad), &p, s, t, &payload, NULL, NULL), SK_JWT_E_SIGNATURE);
     free(bad);
     char zero[SK_B64URL_ENCLEN(64) + 1];
     unsigned char z[64] = {0};
@@ -137,7 +137,7 @@ SK_TEST(jwt_rfc7515_a3_known_answer)
     char *hp = strdup(a3_jws);
     *strrchr(hp, '.') = '\0';
     char *zt = skt_fmt("%s.%s", hp, zero);
-    SK_CHECK_INT(sk_jwt_verify(zt, strlen(zt), &p, s, t, &payload), SK_JWT_E_SIGNATURE);
+    SK_CHECK_INT(sk_jwt_verify(zt, strlen(zt), &p, s, t, &payload, NULL, NULL), SK_JWT_E_SIGNATURE);
     free(zt);
     free(hp);
     sk_keystore_destroy(s);
@@ -566,7 +566,7 @@ SK_TEST(jwt_claims_parse_roundtrip)
         "\"custom\":{\"tier\":[1,2.5,true,null,\"gold\"],\"deep\":{\"x\":-3}},\"n\":12345678901}";
     cJSON *want = cJSON_Parse(pay);
     SK_REQUIRE(want != NULL);
-    sk_claims *c = sk_claims_new(cJSON_Parse(pay));     /* the tree is freed in there */
+    sk_claims *c = sk_claims_new(cJSON_Parse(pay), pay, strlen(pay));  /* tree freed in there */
     SK_REQUIRE(c != NULL);
     SK_CHECK_STR(c->sub, "usr_\xc3\xa9\"q");
     SK_CHECK_STR(c->email, "a@b.example");
@@ -633,18 +633,18 @@ SK_TEST(jwt_single_key_without_kid)
     cJSON *pl = NULL;
     sk_keystore_put(s, sk_keyset_parse(doc, strlen(doc), NULL, 0), NOW);
     char *t = skt_sign(skt_rsa(0), "RS256", "{\"alg\":\"RS256\"}", GOOD_PAY);
-    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl), SK_JWT_OK);
+    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl, NULL, NULL), SK_JWT_OK);
     cJSON_Delete(pl);
     free(t);
     t = skt_sign(skt_rsa(0), "RS256", HDR_RS, GOOD_PAY);      /* kid given, key has none */
-    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl), SK_JWT_E_KID_UNKNOWN);
+    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl, NULL, NULL), SK_JWT_E_KID_UNKNOWN);
     free(t);
     sk_keystore_destroy(s);
     /* No key store at all. */
     t = skt_sign(skt_rsa(0), "RS256", HDR_RS, GOOD_PAY);
-    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, NULL, NOW, &pl), SK_JWT_E_NO_KEYS);
+    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, NULL, NOW, &pl, NULL, NULL), SK_JWT_E_NO_KEYS);
     s = sk_keystore_create(NULL, NULL, 3600, 60);
-    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl), SK_JWT_E_NO_KEYS);
+    SK_CHECK_INT(sk_jwt_verify(t, strlen(t), &p, s, NOW, &pl, NULL, NULL), SK_JWT_E_NO_KEYS);
     sk_keystore_destroy(s);
     free(t);
     free(jwk);
@@ -654,16 +654,16 @@ SK_TEST(jwt_single_key_without_kid)
 SK_TEST(jwt_peek_payload)
 {
     char *t = skt_sign(NULL, "none", "{\"alg\":\"none\"}", "{\"sid\":\"ses_1\"}");
-    cJSON *o = sk_jwt_peek_payload(t, strlen(t));
+    cJSON *o = sk_jwt_peek_payload(t, strlen(t), NULL, NULL);
     SK_REQUIRE(o != NULL);
     SK_CHECK_STR(cJSON_GetObjectItem(o, "sid")->valuestring, "ses_1");
     cJSON_Delete(o);
     free(t);
     static const char *bad[] = {"", "a", "a.b", "a.b.c.d", "e30.W10.x", "e30.e30=.x", "e30..x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        SK_CHECK(sk_jwt_peek_payload(bad[i], strlen(bad[i])) == NULL);
-    SK_CHECK(sk_jwt_peek_payload(NULL, 0) == NULL);
-    o = sk_jwt_peek_payload("x.e30.", 6);       /* {} with no signature: fine to peek */
+        SK_CHECK(sk_jwt_peek_payload(bad[i], strlen(bad[i]), NULL, NULL) == NULL);
+    SK_CHECK(sk_jwt_peek_payload(NULL, 0, NULL, NULL) == NULL);
+    o = sk_jwt_peek_payload("x.e30.", 6, NULL, NULL);       /* {} with no signature: fine to peek */
     SK_CHECK(o != NULL && cJSON_IsObject(o));
     cJSON_Delete(o);
 }
