@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The mod_scalekit benchmark (issue 5): one run, one table, one JSON file.
 
-    bench/run                       # every case, 5 interleaved runs x 6 s each (about 8-10 minutes)
+    bench/run                       # every case: 5 interleaved rounds x 6 s, 6 paired A/B runs per
+                                    # ratio target, the memory run (about 17 minutes)
     bench/run --quick               # 1 run x 3 s per case: a smoke test (about 2 minutes)
     bench/run --cases noauth,scalekit-warm:static,signin-scalekit
     bench/run --memory              # 1,000,000 authenticated requests, children's RSS growth
@@ -21,7 +22,9 @@ fixed process/thread counts, the same small static file (/bench/index.html) and 
 wrk (-t2, -c64 for the static file, -c16 for the CGI) drives every case through bench/wrk.lua,
 which rotates through header sets read from a file. Rounds are interleaved (every case once per
 round) so that the noise of a shared machine spreads over all cases alike; each figure is the
-median over the rounds. Besides req/s, the CPU time the server's processes used per request
+median over the rounds. Then each ratio target is measured again as paired A/B runs (the two
+cases back to back, the order flipping every pair): the median of the per-pair ratios, with its
+quartiles, shown beside the verdict (which stays the rounds' medians). Besides req/s, the CPU time the server's processes used per request
 (perf stat task-clock on all of its processes, the CGI processes included; /proc when perf is
 missing) is reported: a busy machine disturbs it far less. After every run the server's
 access log is read for exactly that run: every logged response must be a 200 (wrk counts
@@ -177,6 +180,17 @@ SIGNIN_CASES = {
     "signin-scalekit": {"server": "scalekit", "what": "sign-in round trip through mod_scalekit"},
     "signin-openidc":  {"server": "openidc", "what": "sign-in round trip through mod_auth_openidc"},
 }
+# The ratio targets measured again as paired A/B runs: each pair is the base case then the case
+# (the order flips every pair, ABBA, so that a drift of the machine cancels), back to back, and
+# the figure is the median of the per-pair ratios. The rounds above put about a minute between
+# two cases of one target; on a shared machine whose speed wanders by 10 % in a minute the
+# pairs give the tighter figure of the two (its spread is printed beside it).
+RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "static", 0.90),
+                 ("1000 users static >= 0.70x no-auth", "scalekit-1000", "noauth", "static", 0.70),
+                 ("warm static >= 2x openidc session", "scalekit-warm", "openidc-session", "static", 2.0),
+                 ("warm static >= 2x openidc bearer JWT", "scalekit-warm", "openidc-jwt", "static", 2.0),
+                 ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95)]
+PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
 SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "redis"}
 STORE_LOAD = {"shmcb": "", "redis": "LoadModule socache_redis_module "
               "/usr/lib/apache2/modules/mod_socache_redis.so\n"}
@@ -525,7 +539,43 @@ def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
     return res
 
 
+def paired_runs(rows, servers, n, duration, run_one):
+    """PAIRS whose two rows both ran: n back-to-back pairs each (ABBA order); per pair the
+    req/s ratio case/base and the CPU capacity ratio cpu(base)/cpu(case)."""
+    get = {(r["case"], r["target"]): r for r in rows}
+    out = []
+    for case, base, target in PAIRS:
+        a, b = get.get((base, target)), get.get((case, target))
+        if not a or not b or n < 1:
+            continue
+        p = {"case": case, "base": base, "target": target, "ratios": [], "cpu_ratios": []}
+        for i in range(n):
+            order = (a, b) if i % 2 == 0 else (b, a)
+            res = {id(r): run_one(r, duration) for r in order}
+            ra, rb = res[id(a)], res[id(b)]
+            for r, x in ((a, ra), (b, rb)):
+                for prob in x["problems"]:
+                    fail("paired %s %s pair %d: %s" % (r["case"], target, i + 1, prob))
+            p["ratios"].append(rb["rps"] / ra["rps"])
+            if ra["cpu_us_per_req"] and rb["cpu_us_per_req"]:
+                p["cpu_ratios"].append(ra["cpu_us_per_req"] / rb["cpu_us_per_req"])
+            log("  pair %d/%d %-14s / %-15s %-6s  %8.0f / %8.0f req/s  ratio %.3f" % (
+                i + 1, n, case, base, target, rb["rps"], ra["rps"], p["ratios"][-1]))
+        p["ratio"] = median(p["ratios"])
+        p["cpu_ratio"] = median(p["cpu_ratios"])
+        p["quartiles"] = quartiles(p["ratios"])
+        out.append(p)
+    return out
+
+
 # ---------------------------------------------------------------------------------- summary
+
+def quartiles(values):
+    """(first, third) quartile, or the extremes when there are fewer than 4 values."""
+    if len(values) < 4:
+        return (min(values), max(values)) if values else (None, None)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 def median(values):
     return statistics.median(values) if values else None
@@ -627,9 +677,10 @@ def print_table(rows, signins, memory, settings):
     return out
 
 
-def targets(rows, signins, memory):
+def targets(rows, signins, memory, paired=()):
     """Each target from req/s (medians, as issue 5 states them) and, as a cross-check that a
-    busy machine disturbs less, from the server's CPU time per request (capacity ratio)."""
+    busy machine disturbs less, from the server's CPU time per request (capacity ratio) and
+    from the paired A/B runs (not the verdict: shown with their spread)."""
     get = {(r["case"], r["target"]): r["summary"] for r in rows if r["summary"]}
     sg = {x["case"]: x["summary"] for x in signins if x["summary"]}
 
@@ -645,11 +696,9 @@ def targets(rows, signins, memory):
         return (ratio(val(case, target, "rps"), val(base, target, "rps")),
                 ratio(val(base, target, "cpu_us_per_req"), val(case, target, "cpu_us_per_req")))
 
-    t = [("warm static >= 0.90x no-auth",) + pair("scalekit-warm", "noauth", "static") + (0.90,),
-         ("1000 users static >= 0.70x no-auth",) + pair("scalekit-1000", "noauth", "static") + (0.70,),
-         ("warm static >= 2x openidc session",) + pair("scalekit-warm", "openidc-session", "static") + (2.0,),
-         ("warm static >= 2x openidc bearer JWT",) + pair("scalekit-warm", "openidc-jwt", "static") + (2.0,),
-         ("warm CGI within 5% of no-auth CGI",) + pair("scalekit-warm", "noauth", "cgi") + (0.95,)]
+    t = [(name,) + pair(case, base, target) + (goal,) for name, case, base, target, goal in RATIO_TARGETS]
+    pairs_of = {name: (case, base, target) for name, case, base, target, _ in RATIO_TARGETS}
+    paired_by = {(p["case"], p["base"], p["target"]): p for p in paired}
     res_info = [("(info) warm static vs noauth-cookie, same bytes",) + pair("scalekit-warm", "noauth-cookie", "static"),
                 ("(info) warm CGI vs noauth-cookie CGI",) + pair("scalekit-warm", "noauth-cookie", "cgi")]
     a, b = sg.get("signin-scalekit", {}), sg.get("signin-openidc", {})
@@ -660,6 +709,10 @@ def targets(rows, signins, memory):
         res.append({"target": name, "value": value, "cpu_value": cpu_value, "goal": goal,
                     "met": None if value is None else value >= goal,
                     "cpu_met": None if cpu_value is None else cpu_value >= goal})
+        p = paired_by.get(pairs_of.get(name))
+        if p:
+            res[-1].update({"paired": p["ratio"], "paired_q": p["quartiles"], "paired_n": len(p["ratios"]),
+                            "paired_cpu": p["cpu_ratio"]})
     for name, value, cpu_value in res_info:
         if value is not None:
             res.append({"target": name, "value": value, "cpu_value": cpu_value, "goal": None,
@@ -673,7 +726,8 @@ def targets(rows, signins, memory):
 
 
 def print_targets(ts):
-    out = ["", "targets (issue 5)                            req/s ratio           CPU-time ratio (cross-check)"]
+    out = ["", "targets (issue 5)                            req/s ratio           CPU-time ratio (cross-check)"
+               "   paired A/B req/s: median [quartiles] (CPU)"]
     for t in ts:
         if t["value"] is None:
             out.append("  %-42s %8s   not measured (its cases were not run)" % (t["target"], "-"))
@@ -688,7 +742,13 @@ def print_targets(ts):
                                                  else "(fewer than 1,000,000 requests)"))
             continue
         cpu = ("%.3fx  %s" % (t["cpu_value"], "met" if t["cpu_met"] else "MISSED")) if t.get("cpu_value") else "-"
-        out.append("  %-42s %7.3fx   %-10s %s" % (t["target"], t["value"], "met" if t["met"] else "MISSED", cpu))
+        pa = ""
+        if t.get("paired") is not None:
+            q = t["paired_q"]
+            pa = "%.3fx [%.3f-%.3f] n=%d (%s)" % (t["paired"], q[0], q[1], t["paired_n"],
+                                                ("%.3fx" % t["paired_cpu"]) if t.get("paired_cpu") else "-")
+        out.append("  %-42s %7.3fx   %-10s %-22s %s" % (t["target"], t["value"], "met" if t["met"] else "MISSED",
+                                                       cpu, pa))
     return out
 
 
@@ -746,6 +806,11 @@ def main(argv=None):
                     help="the long memory run: N authenticated requests, children's RSS growth "
                          "(alone unless --cases is given too)")
     ap.add_argument("--memory-requests", type=int, default=1000000)
+    ap.add_argument("--no-memory", action="store_true",
+                    help="leave the memory run out of the full run (it is in it by default)")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="paired A/B runs per ratio target after the rounds (default 6; quick 0)")
+    ap.add_argument("--pair-duration", type=float, default=3.0, help="seconds per paired run (default 3)")
     ap.add_argument("--json", default=None, help="JSON output path (default build/bench/bench-TIME.json)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' ServerRoots (logs, configs)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
@@ -761,6 +826,14 @@ def main(argv=None):
         ap.error("bounded runs only: 1-20 runs, up to 120 s each, 1-20000 users")
     if a.memory_requests > 20000000:
         ap.error("--memory-requests: at most 20,000,000")
+    pairs = a.pairs if a.pairs is not None else (0 if a.quick else 6)
+    if pairs < 0 or pairs > 20 or a.pair_duration <= 0 or a.pair_duration > 60:
+        ap.error("bounded paired runs only: 0-20 pairs of up to 60 s")
+    # The full run (no --cases, not --quick) ends with the memory run: every figure of issue 5
+    # from one run.
+    if a.cases is None and not a.quick and not a.no_memory:
+        a.memory = True
+        a.cases = "all"
     rows, signins = parse_cases(a.cases, a.memory)
     if a.users < 1000 and any(r["case"] == "scalekit-1000" for r in rows):
         log("note: --users %d: the scalekit-1000 case runs with fewer than the 1,000 users of issue 5" % a.users)
@@ -806,7 +879,7 @@ def main(argv=None):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    result = {"settings": settings, "rows": rows, "signins": [], "memory": None}
+    result = {"settings": settings, "rows": rows, "signins": [], "memory": None, "paired": []}
     ok_exit = False
     interrupted = False
     try:
@@ -915,6 +988,15 @@ def main(argv=None):
         for r in rows:
             r["summary"] = summarize_row(r)
 
+        # ---- paired A/B runs of the ratio targets ----
+        if pairs and any(all((c, t) in {(r["case"], r["target"]) for r in rows} for c in (case, base))
+                         for case, base, t in PAIRS):
+            log("paired A/B runs: %d pairs of %g s per ratio target" % (pairs, a.pair_duration))
+        result["paired"] = paired_runs(
+            rows, servers, pairs, a.pair_duration,
+            lambda r, d: measure(r, servers[r["server"]], r["sets_file"], d, a.threads, conns(r),
+                                 users_expected(r)))
+
         # ---- sign-in round trips ----
         for name in signins:
             result["signins"].append({"case": name, "server": SIGNIN_CASES[name]["server"],
@@ -960,7 +1042,7 @@ def main(argv=None):
                              "openidc": OIDC_CONF.strip(), "wrk_lua": str(WRK_LUA.relative_to(REPO)),
                              "static_bytes": len(STATIC_BODY), "cgi": CGI_SCRIPT}
         lines = print_table(rows, result["signins"], result["memory"], settings)
-        ts = targets(rows, result["signins"], result["memory"])
+        ts = targets(rows, result["signins"], result["memory"], result.get("paired", ()))
         if rows or result["signins"]:
             lines += print_targets(ts)
         else:

@@ -58,6 +58,9 @@ CG_FUNCS = [
 class ValgrindHttpd(Httpd):
     """apache2 -X under callgrind; the output file is written by www-data, so into a 0777 dir."""
 
+    # -X logs no "resuming normal operations" (no parent), and the profiler sends no restart.
+    ready_line = None
+
     def __init__(self, *a, cg_out, **kw):
         self.cg_out = cg_out
         super().__init__(*a, **kw)
@@ -67,6 +70,8 @@ class ValgrindHttpd(Httpd):
         if "-DFOREGROUND" in args:
             # Collected only inside ap_run_process_connection: under mpm_event one call serves
             # one request of a kept-alive connection; start-up and the listener stay out.
+            # One file per process (%p): mod_cgid's daemon is a fork of the server, and two
+            # processes writing one file made callgrind refuse to start.
             return ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % self.cg_out,
                     "--separate-threads=no", "--dump-instr=no", "--collect-atstart=no",
                     "--toggle-collect=ap_run_process_connection", *cmd, "-X"]
@@ -103,14 +108,14 @@ def callgrind(a, module_path, idp, sets, work):
     for name in a.workloads:
         if name not in sets:
             continue
-        out = outdir / ("callgrind.%s.out" % name)
         h = ValgrindHttpd(module_path, idp=idp, locations=bench.SCALEKIT_LOCATIONS, loglevel="warn",
-                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF, cg_out=out,
-                          timeout=180)
+                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF,
+                          cg_out=outdir / ("callgrind.%s.%%p.out" % name), timeout=180)
         bench.bench_files(h)
         path = "/pub/index.html" if name == "noauth" else "/bench/index.html"
         try:
             h.start()
+            out = outdir / ("callgrind.%s.%d.out" % (name, h.proc.pid))
             # valgrind creates the file as root at start-up and writes it at exit, by then
             # as the server's user: hand the file over.
             if os.geteuid() == 0 and out.exists():
