@@ -103,6 +103,7 @@ static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
     sk_dir_conf *d = apr_pcalloc(p, sizeof(*d));
     (void)dir;
     d->strip_cookies = 1;
+    d->env_vars = SK_ENV_ALL;
     return d;
 }
 
@@ -115,6 +116,7 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(login_if);
     SK_MERGE(silent);
     SK_MERGE(strip_cookies);
+    SK_MERGE(env_vars);
     return c;
 }
 
@@ -559,6 +561,36 @@ static const char *sk_set_strip_cookies(cmd_parms *cmd, void *dv, int on)
     return NULL;
 }
 
+/* ScalekitEnvVars all|none|name...: each name is a SCALEKIT_* variable in
+ * lower case without the prefix (sub, email, organization_id, ...). */
+static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
+{
+    sk_dir_conf *d = dv;
+    unsigned mask = 0;
+    int words = 0, special = 0;
+    for (const char *w; *(w = ap_getword_conf(cmd->temp_pool, &args)); words++) {
+        if (!strcasecmp(w, "all") || !strcasecmp(w, "none")) {
+            mask = !strcasecmp(w, "all") ? SK_ENV_ALL : 0;
+            special = 1;
+            continue;
+        }
+        unsigned bit = 0;
+        for (unsigned i = 0; i < 8 && !bit; i++)
+            if (!strcasecmp(w, sk_env_names[i]))
+                bit = 1u << i;
+        if (!bit)
+            return apr_psprintf(cmd->pool, "ScalekitEnvVars: unknown variable '%s' (all, none, "
+                                "or some of sub email name organization_id session_id roles "
+                                "permissions scope)", w);
+        mask |= bit;
+    }
+    if (!words || (special && words > 1))
+        return "ScalekitEnvVars: expects all, none, or a list of variables";
+    d->env_vars = mask;
+    d->env_vars_set = 1;
+    return NULL;
+}
+
 static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
 {
     sk_dir_conf *d = dv;
@@ -658,6 +690,9 @@ static const command_rec sk_cmds[] = {
     AP_INIT_FLAG("ScalekitStripCookies", sk_set_strip_cookies, NULL, OR_AUTHCFG,
                  "remove the module's cookies (tokens, session id, sign-in state) from the "
                  "request once read, so the application never sees them (default On)"),
+    AP_INIT_RAW_ARGS("ScalekitEnvVars", sk_set_env_vars, NULL, OR_AUTHCFG,
+                     "which SCALEKIT_* variables to set: all (default), none, or some of sub "
+                     "email name organization_id session_id roles permissions scope"),
     AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
                   "ap_expr: true when a request without a session should be sent to sign in "
                   "(default: browser navigations)"),

@@ -97,6 +97,13 @@ SCALEKIT_LOCATIONS = """
     AuthType Scalekit
     Require valid-user
 </Location>
+# The same CGI with only REMOTE_USER and AUTH_TYPE (the alternating measurement's second figure)
+ScriptAlias /cgi-envmin/ @ROOT@/cgi-bin/
+<Location /cgi-envmin>
+    AuthType Scalekit
+    Require valid-user
+    ScalekitEnvVars none
+</Location>
 """
 
 OIDC_CLIENT_ID = "oidc_bench"
@@ -568,6 +575,63 @@ def paired_runs(rows, servers, n, duration, run_one):
     return out
 
 
+def alternating(base_row, row, servers, n):
+    """One client, one kept-alive connection to each server, requests alternating base, case,
+    case, base, ... (n of each): every request of one server has a request of the other beside
+    it in time, so the machine's wandering speed falls on both alike, which whole runs cannot
+    give on this VM for the CGI (fork and exec are what its noise hits hardest). The figure is
+    median latency(base) / median latency(case): the req/s ratio of one sequential client.
+    Every response must be a 200 whose body names the user (the case) or no one (the base),
+    and both access logs must show exactly those requests."""
+    import http.client
+    pair = []
+    for r in (base_row, row):
+        h = servers[r["server"]]
+        headers = {"Host": host_header(h)}
+        if r["sets_file"]:
+            for field in r["sets_file"].read_text().splitlines()[0].split("\t"):
+                k, _, v = field.partition(":")
+                headers[k.strip()] = v.strip()
+        pair.append({"h": h, "row": r, "headers": headers, "lat": [], "bad": 0,
+                     "conn": http.client.HTTPConnection("127.0.0.1", h.port, timeout=15),
+                     "off": access_log_size(h)})
+    try:
+        for i in range(2 * n):
+            x = pair[(i + i // 2) % 2]            # base, case, case, base, base, case, ...
+            t0 = time.perf_counter_ns()
+            x["conn"].request("GET", x["row"]["path"], headers=x["headers"])
+            resp = x["conn"].getresponse()
+            body = resp.read()
+            x["lat"].append(time.perf_counter_ns() - t0)
+            named = b"user=\n" not in body
+            if resp.status != 200 or named != bool(x["row"]["auth"]):
+                x["bad"] += 1
+    finally:
+        for x in pair:
+            x["conn"].close()
+    out = {"requests_each": n, "what": "%s vs %s %s" % (row["case"], base_row["case"], row["target"])}
+    for name, x in zip(("base", "case"), pair):
+        statuses, users, anon = read_log_slice(x["h"], x["off"], len(x["lat"]))
+        if x["bad"] or statuses.get(200, 0) != len(x["lat"]) or (x["row"]["auth"] and anon):
+            fail("alternating %s %s: %d bad answers, log %s, %d anonymous rows" % (
+                x["row"]["case"], x["row"]["target"], x["bad"], dict(statuses), anon))
+        lat = sorted(x["lat"])
+        out[name + "_p50_us"] = lat[len(lat) // 2] / 1000
+        out[name + "_p90_us"] = lat[len(lat) * 9 // 10] / 1000
+    # Ten blocks of the run, each a ratio of medians: the spread of the figure.
+    blocks = []
+    k = max(1, n // 10)
+    for j in range(0, n - k + 1, k):
+        a = sorted(pair[0]["lat"][j:j + k])
+        b = sorted(pair[1]["lat"][j:j + k])
+        blocks.append(a[len(a) // 2] / b[len(b) // 2])
+    out["ratio"] = out["base_p50_us"] / out["case_p50_us"]
+    out["block_quartiles"] = quartiles(blocks)
+    log("  alternating %s: median %.0f us vs %.0f us: ratio %.3f [blocks %.3f-%.3f]" % (
+        out["what"], out["case_p50_us"], out["base_p50_us"], out["ratio"], *out["block_quartiles"]))
+    return out
+
+
 # ---------------------------------------------------------------------------------- summary
 
 def quartiles(values):
@@ -677,7 +741,7 @@ def print_table(rows, signins, memory, settings):
     return out
 
 
-def targets(rows, signins, memory, paired=()):
+def targets(rows, signins, memory, paired=(), alt=None, alt_envmin=None, alt_shmcb=None):
     """Each target from req/s (medians, as issue 5 states them) and, as a cross-check that a
     busy machine disturbs less, from the server's CPU time per request (capacity ratio) and
     from the paired A/B runs (not the verdict: shown with their spread)."""
@@ -713,6 +777,12 @@ def targets(rows, signins, memory, paired=()):
         if p:
             res[-1].update({"paired": p["ratio"], "paired_q": p["quartiles"], "paired_n": len(p["ratios"]),
                             "paired_cpu": p["cpu_ratio"]})
+    if alt:
+        res_info.append(("(info) warm CGI vs no-auth, requests alternating", alt["ratio"], None))
+    if alt_envmin:
+        res_info.append(("(info) the same, ScalekitEnvVars none", alt_envmin["ratio"], None))
+    if alt_shmcb:
+        res_info.append(("(info) the same, shmcb store (session id cookie)", alt_shmcb["ratio"], None))
     for name, value, cpu_value in res_info:
         if value is not None:
             res.append({"target": name, "value": value, "cpu_value": cpu_value, "goal": None,
@@ -811,6 +881,9 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=None,
                     help="paired A/B runs per ratio target after the rounds (default 6; quick 0)")
     ap.add_argument("--pair-duration", type=float, default=3.0, help="seconds per paired run (default 3)")
+    ap.add_argument("--alternate", type=int, default=None,
+                    help="CGI requests to each of noauth and scalekit-warm, alternating, one client "
+                         "(default 2000; quick 0)")
     ap.add_argument("--json", default=None, help="JSON output path (default build/bench/bench-TIME.json)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' ServerRoots (logs, configs)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
@@ -827,6 +900,9 @@ def main(argv=None):
     if a.memory_requests > 20000000:
         ap.error("--memory-requests: at most 20,000,000")
     pairs = a.pairs if a.pairs is not None else (0 if a.quick else 6)
+    alternate = a.alternate if a.alternate is not None else (0 if a.quick else 2000)
+    if alternate < 0 or alternate > 100000:
+        ap.error("--alternate: 0-100,000 requests")
     if pairs < 0 or pairs > 20 or a.pair_duration <= 0 or a.pair_duration > 60:
         ap.error("bounded paired runs only: 0-20 pairs of up to 60 s")
     # The full run (no --cases, not --quick) ends with the memory run: every figure of issue 5
@@ -996,6 +1072,15 @@ def main(argv=None):
             rows, servers, pairs, a.pair_duration,
             lambda r, d: measure(r, servers[r["server"]], r["sets_file"], d, a.threads, conns(r),
                                  users_expected(r)))
+        by_key = {(r["case"], r["target"]): r for r in rows}
+        if alternate and ("noauth", "cgi") in by_key and ("scalekit-warm", "cgi") in by_key:
+            result["alternating"] = alternating(by_key[("noauth", "cgi")], by_key[("scalekit-warm", "cgi")],
+                                                servers, alternate)
+            envmin = dict(by_key[("scalekit-warm", "cgi")], case="scalekit-warm-envmin", path="/cgi-envmin/bench")
+            result["alternating_envmin"] = alternating(by_key[("noauth", "cgi")], envmin, servers, alternate)
+            if ("scalekit-shmcb", "cgi") in by_key:      # a session id instead of 2 KB of tokens
+                result["alternating_shmcb"] = alternating(by_key[("noauth", "cgi")],
+                                                          by_key[("scalekit-shmcb", "cgi")], servers, alternate)
 
         # ---- sign-in round trips ----
         for name in signins:
@@ -1042,7 +1127,9 @@ def main(argv=None):
                              "openidc": OIDC_CONF.strip(), "wrk_lua": str(WRK_LUA.relative_to(REPO)),
                              "static_bytes": len(STATIC_BODY), "cgi": CGI_SCRIPT}
         lines = print_table(rows, result["signins"], result["memory"], settings)
-        ts = targets(rows, result["signins"], result["memory"], result.get("paired", ()))
+        ts = targets(rows, result["signins"], result["memory"], result.get("paired", ()),
+                     result.get("alternating"), result.get("alternating_envmin"),
+                     result.get("alternating_shmcb"))
         if rows or result["signins"]:
             lines += print_targets(ts)
         else:

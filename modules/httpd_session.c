@@ -100,9 +100,14 @@ static const char *sk_env_safe(apr_pool_t *p, const char *v)
     return copy;
 }
 
-static void sk_setenv(request_rec *r, const char *name, const char *value)
+const char *const sk_env_names[8] = { "sub", "email", "name", "organization_id", "session_id",
+                                      "roles", "permissions", "scope" };
+
+/* A variable not published is still removed: nothing else (SetEnvIf on a
+ * request header, say) may pass a value off under the module's name. */
+static void sk_setenv(request_rec *r, unsigned wanted, const char *name, const char *value)
 {
-    if (value)
+    if (value && wanted)
         apr_table_setn(r->subprocess_env, name, sk_env_safe(r->pool, value));
     else
         apr_table_unset(r->subprocess_env, name);
@@ -127,7 +132,7 @@ static const char *sk_claim_string(request_rec *r, const sk_claims *c, const cha
 
 /* REMOTE_USER and SCALEKIT_* from the access token, the ID token filling in
  * the profile (Scalekit keeps email and name there). */
-static int sk_publish(request_rec *r, const sk_request_session *rs)
+static int sk_publish(request_rec *r, const sk_request_session *rs, unsigned env)
 {
     sk_server_conf *c = sk_server_config(r);
     const sk_claims *a = rs->access, *id = rs->id;
@@ -143,14 +148,16 @@ static int sk_publish(request_rec *r, const sk_request_session *rs)
     }
     r->user = (char *)sk_env_safe(r->pool, user);
     r->ap_auth_type = (char *)SK_AUTH_TYPE;
-    sk_setenv(r, "SCALEKIT_SUB", a->sub);
-    sk_setenv(r, "SCALEKIT_EMAIL", email);
-    sk_setenv(r, "SCALEKIT_NAME", name);
-    sk_setenv(r, "SCALEKIT_ORGANIZATION_ID", a->oid ? a->oid : id ? id->oid : NULL);
-    sk_setenv(r, "SCALEKIT_SESSION_ID", a->sid ? a->sid : id ? id->sid : NULL);
-    sk_setenv(r, "SCALEKIT_ROLES", a->roles);
-    sk_setenv(r, "SCALEKIT_PERMISSIONS", a->permissions);
-    sk_setenv(r, "SCALEKIT_SCOPE", a->scope);
+    sk_setenv(r, env & SK_ENV_SUB, "SCALEKIT_SUB", a->sub);
+    sk_setenv(r, env & SK_ENV_EMAIL, "SCALEKIT_EMAIL", email);
+    sk_setenv(r, env & SK_ENV_NAME, "SCALEKIT_NAME", name);
+    sk_setenv(r, env & SK_ENV_ORGANIZATION_ID, "SCALEKIT_ORGANIZATION_ID",
+              a->oid ? a->oid : id ? id->oid : NULL);
+    sk_setenv(r, env & SK_ENV_SESSION_ID, "SCALEKIT_SESSION_ID",
+              a->sid ? a->sid : id ? id->sid : NULL);
+    sk_setenv(r, env & SK_ENV_ROLES, "SCALEKIT_ROLES", a->roles);
+    sk_setenv(r, env & SK_ENV_PERMISSIONS, "SCALEKIT_PERMISSIONS", a->permissions);
+    sk_setenv(r, env & SK_ENV_SCOPE, "SCALEKIT_SCOPE", a->scope);
     return 1;
 }
 
@@ -496,7 +503,7 @@ int sk_check_authn(request_rec *r)
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
                   ? rs->access->sub : "-");
     ap_set_module_config(r->request_config, &scalekit_module, rs);
-    if (!sk_publish(r, rs))
+    if (!sk_publish(r, rs, d->env_vars))
         return HTTP_UNAUTHORIZED;
     if (d->header_prefix)
         sk_claim_headers(r, d->header_prefix);

@@ -39,19 +39,29 @@ void sk_count_failure(sk_jwt_err e)
         apr_atomic_inc32(&sk_failures[e]);
 }
 
+/* The counters live in the process pool, found again by name on every
+ * generation: a graceful restart keeps them (the name carries the size, so a
+ * module with other counters gets a segment of its own). */
 apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 {
-    apr_shm_t *shm;
+    apr_pool_t *pool = s->process->pool;
     apr_size_t size = sizeof(apr_uint32_t) * (SK_C__COUNT + SK_JWT_E__COUNT);
-    apr_status_t rv = apr_shm_create(&shm, size, NULL, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory for "
-                     "its counters; scalekit-status will show this process only");
-        sk_counters = NULL;
-        return APR_SUCCESS;
+    const char *tag = apr_psprintf(pconf, "mod_scalekit counters %" APR_SIZE_T_FMT, size);
+    void *found = NULL;
+    if (apr_pool_userdata_get(&found, tag, pool) != APR_SUCCESS || !found) {
+        apr_shm_t *shm;
+        apr_status_t rv = apr_shm_create(&shm, size, NULL, pool);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory for "
+                         "its counters; scalekit-status will show this process only");
+            sk_counters = NULL;
+            return APR_SUCCESS;
+        }
+        found = apr_shm_baseaddr_get(shm);
+        memset(found, 0, size);
+        apr_pool_userdata_set(found, tag, NULL, pool);
     }
-    sk_counters = apr_shm_baseaddr_get(shm);
-    memset(sk_counters, 0, size);
+    sk_counters = found;
     sk_failures = sk_counters + SK_C__COUNT;
     return APR_SUCCESS;
 }

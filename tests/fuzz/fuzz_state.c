@@ -14,7 +14,11 @@
  *      opens.
  *   3  the rest is a cookie value sealed under ANOTHER key's text: same as 0
  *      with the second sealer, and a real seal under key 2 never opens
- *      under key 1. */
+ *      under key 1.
+ *   4  a session record bound to its store key: the rest is context NUL
+ *      plain text. It opens under that context and gives the text back; it
+ *      never opens under another context, another key, or unbound (an empty
+ *      context is no context). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +164,28 @@ static void round_trip(apr_pool_t *p, const unsigned char *d, size_t n)
     }
 }
 
+static void bound_trip(apr_pool_t *p, const unsigned char *d, size_t n)
+{
+    const unsigned char *end = d + n;
+    const char *bound = field(p, &d, end);
+    if (!bound)
+        return;
+    size_t n_plain = (size_t)(end - d), len = 0;
+    char *sealed = sk_seal_bound(p, key, bound, (const char *)d, n_plain);
+    if (!sealed)
+        abort();
+    size_t max = strlen(sealed);
+    char *plain = sk_unseal_bound(p, key, bound, sealed, max, &len);
+    if (!plain || len != n_plain || memcmp(plain, d, n_plain) || plain[len] != '\0')
+        abort();
+    if (max && sk_unseal_bound(p, key, bound, sealed, max - 1, NULL))
+        abort();                                        /* over its size limit */
+    if (sk_unseal_bound(p, key, apr_pstrcat(p, bound, "x", NULL), sealed, max, NULL)
+        || sk_unseal_bound(p, other_key, bound, sealed, max, NULL)
+        || (sk_unseal_bound(p, key, NULL, sealed, max, NULL) != NULL) != (*bound == '\0'))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (size == 0)
@@ -168,7 +194,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     apr_pool_create(&p, pool);
     const unsigned char *d = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0:
         attacker_value(p, key, d, n);
         break;
@@ -186,6 +212,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             abort();
         break;
     }
+    case 4:
+        bound_trip(p, d, n);
+        break;
     }
     apr_pool_destroy(p);
     return 0;

@@ -63,6 +63,21 @@ def test_bad_value_is_refused_with_file_and_line(idp, module_path, directive, va
     assert directive in out and complaint in out, out
 
 
+@pytest.mark.parametrize("value,complaint", [("sub bogus", "unknown variable 'bogus'"),
+                                             ("none email", "expects all, none, or a list"),
+                                             ("", "expects all, none, or a list")])
+def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+        "<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n ScalekitEnvVars %s\n"
+        "</Location>\n" % value))
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
+    assert "ScalekitEnvVars" in out and complaint in out, out
+
+
 def test_secret_from_root_only_file(idp, module_path, tmp_path, httpd_factory, browser_session):
     secret = tmp_path / "scalekit.secret"
     secret.write_text(idp.client_secret + "\n")

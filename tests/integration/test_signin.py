@@ -404,6 +404,30 @@ def test_application_never_sees_the_module_cookies(idp, httpd_factory, browser_s
     assert kept["REMOTE_USER"] == "usr_demo001" and "sk-access-token=" in kept["HTTP_COOKIE"]
 
 
+def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_session):
+    """ScalekitEnvVars: only the named SCALEKIT_* variables are set (REMOTE_USER and AUTH_TYPE
+    always); one not published is still removed, so a SetEnvIf cannot pass a value off as ours."""
+    spoof = "    SetEnvIf User-Agent . SCALEKIT_SUB=spoofed SCALEKIT_ROLES=admin\n"
+    h = httpd_factory(idp=idp, locations=DEFAULT_LOCATIONS +
+                      "ScriptAlias /few-cgi/ @ROOT@/cgi-bin/\n<Location /few-cgi>\n"
+                      "    AuthType Scalekit\n    Require valid-user\n"
+                      "    ScalekitEnvVars email name\n" + spoof + "</Location>\n"
+                      "ScriptAlias /no-cgi/ @ROOT@/cgi-bin/\n<Location /no-cgi>\n"
+                      "    AuthType Scalekit\n    Require valid-user\n"
+                      "    ScalekitEnvVars none\n" + spoof + "</Location>\n")
+    s = browser_session()
+    signin(h, s)
+    full = s.get(h.url + "/cgi-bin/whoami").json()
+    assert {"SCALEKIT_SUB", "SCALEKIT_EMAIL", "SCALEKIT_NAME"} <= set(full), full
+    few = s.get(h.url + "/few-cgi/whoami").json()
+    assert few["REMOTE_USER"] == "usr_demo001" and few["AUTH_TYPE"] == "Scalekit"
+    assert sorted(k for k in few if k.startswith("SCALEKIT_")) == ["SCALEKIT_EMAIL", "SCALEKIT_NAME"], few
+    assert few["SCALEKIT_EMAIL"] == full["SCALEKIT_EMAIL"]
+    none = s.get(h.url + "/no-cgi/whoami").json()
+    assert none["REMOTE_USER"] == "usr_demo001"
+    assert not [k for k in none if k.startswith("SCALEKIT_")], none
+
+
 def test_https_identity_provider_with_private_ca(idp, httpd_factory, browser_session):
     h = httpd_factory(idp=idp, idp_https=True)
     s = browser_session(ca=idp.ca)

@@ -26,3 +26,25 @@ def test_status_counts_what_happened(idp, httpd_factory, browser_session):
     assert "validations" in after["this_process"] and "jwks_fetches" in after["this_process"]
     text = requests.get(h.url + "/sk-status").text
     assert text.startswith("mod_scalekit status") and "callbacks_ok" in text
+
+
+def test_status_counters_survive_graceful_restart(idp, httpd_factory, browser_session):
+    """The counters are server-wide and since start: a graceful restart (a log rotation, a
+    config reload) keeps them; what the processes count after it adds to them."""
+    locations = ("<Location /api/auth>\n SetHandler scalekit\n</Location>\n"
+                 "<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n</Location>\n"
+                 "<Location /sk-status>\n SetHandler scalekit-status\n Require ip 127.0.0.1\n</Location>\n")
+    h = httpd_factory(idp=idp, locations=locations)
+    s = browser_session()
+    signin(h, s)
+    for _ in range(3):
+        assert s.get(h.url + "/dashboard/").status_code == 200
+    before = requests.get(h.url + "/sk-status?json").json()["all_processes"]
+    assert before["callbacks_ok"] >= 1 and before["sessions_valid"] >= 3
+    h.graceful()
+    mid = requests.get(h.url + "/sk-status?json").json()["all_processes"]
+    assert mid["callbacks_ok"] == before["callbacks_ok"]
+    assert mid["sessions_valid"] == before["sessions_valid"]
+    assert s.get(h.url + "/dashboard/").status_code == 200
+    after = requests.get(h.url + "/sk-status?json").json()["all_processes"]
+    assert after["sessions_valid"] == before["sessions_valid"] + 1
