@@ -575,8 +575,8 @@ static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
             continue;
         }
         unsigned bit = 0;
-        for (unsigned i = 0; i < 8 && !bit; i++)
-            if (!strcasecmp(w, sk_env_names[i]))
+        for (unsigned i = 0; i < SK_PUBLISHED_COUNT && !bit; i++)
+            if (!strcasecmp(w, sk_published[i].word))
                 bit = 1u << i;
         if (!bit)
             return apr_psprintf(cmd->pool, "ScalekitEnvVars: unknown variable '%s' (all, none, "

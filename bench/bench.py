@@ -393,6 +393,16 @@ def host_header(h):
     return urllib.parse.urlsplit(h.url).netloc
 
 
+def first_headers(sets_file):
+    """The first header set of a sets file (tab-separated "Name: value" fields) as a dict."""
+    headers = {}
+    if sets_file:
+        for field in sets_file.read_text().splitlines()[0].split("\t"):
+            k, _, v = field.partition(":")
+            headers[k.strip()] = v.strip()
+    return headers
+
+
 def probe(h, path, headers):
     """One request with these headers: (status, body) — before any timing, to fail early."""
     import http.client
@@ -546,7 +556,7 @@ def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
     return res
 
 
-def paired_runs(rows, servers, n, duration, run_one):
+def paired_runs(rows, n, duration, run_one):
     """PAIRS whose two rows both ran: n back-to-back pairs each (ABBA order); per pair the
     req/s ratio case/base and the CPU capacity ratio cpu(base)/cpu(case)."""
     get = {(r["case"], r["target"]): r for r in rows}
@@ -587,11 +597,7 @@ def alternating(base_row, row, servers, n):
     pair = []
     for r in (base_row, row):
         h = servers[r["server"]]
-        headers = {"Host": host_header(h)}
-        if r["sets_file"]:
-            for field in r["sets_file"].read_text().splitlines()[0].split("\t"):
-                k, _, v = field.partition(":")
-                headers[k.strip()] = v.strip()
+        headers = dict(first_headers(r["sets_file"]), Host=host_header(h))
         pair.append({"h": h, "row": r, "headers": headers, "lat": [], "bad": 0,
                      "conn": http.client.HTTPConnection("127.0.0.1", h.port, timeout=15),
                      "off": access_log_size(h)})
@@ -741,7 +747,7 @@ def print_table(rows, signins, memory, settings):
     return out
 
 
-def targets(rows, signins, memory, paired=(), alt=None, alt_envmin=None, alt_shmcb=None):
+def targets(rows, signins, memory, paired=(), alternated=()):
     """Each target from req/s (medians, as issue 5 states them) and, as a cross-check that a
     busy machine disturbs less, from the server's CPU time per request (capacity ratio) and
     from the paired A/B runs (not the verdict: shown with their spread)."""
@@ -777,12 +783,7 @@ def targets(rows, signins, memory, paired=(), alt=None, alt_envmin=None, alt_shm
         if p:
             res[-1].update({"paired": p["ratio"], "paired_q": p["quartiles"], "paired_n": len(p["ratios"]),
                             "paired_cpu": p["cpu_ratio"]})
-    if alt:
-        res_info.append(("(info) warm CGI vs no-auth, requests alternating", alt["ratio"], None))
-    if alt_envmin:
-        res_info.append(("(info) the same, ScalekitEnvVars none", alt_envmin["ratio"], None))
-    if alt_shmcb:
-        res_info.append(("(info) the same, shmcb store (session id cookie)", alt_shmcb["ratio"], None))
+    res_info += [("(info) " + x["label"], x["ratio"], None) for x in alternated]
     for name, value, cpu_value in res_info:
         if value is not None:
             res.append({"target": name, "value": value, "cpu_value": cpu_value, "goal": None,
@@ -955,7 +956,8 @@ def main(argv=None):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    result = {"settings": settings, "rows": rows, "signins": [], "memory": None, "paired": []}
+    result = {"settings": settings, "rows": rows, "signins": [], "memory": None, "paired": [],
+              "alternating": []}
     ok_exit = False
     interrupted = False
     try:
@@ -1026,13 +1028,7 @@ def main(argv=None):
             r["sets_file"] = sets.get(c["sets"]) if c["sets"] else None
             r["runs"] = []
             r["what"] = c["what"]
-            headers = {}
-            if r["sets_file"]:
-                first = r["sets_file"].read_text().splitlines()[0]
-                for field in first.split("\t"):
-                    k, _, v = field.partition(":")
-                    headers[k.strip()] = v.strip()
-            status, body = probe(servers[r["server"]], r["path"], headers)
+            status, body = probe(servers[r["server"]], r["path"], first_headers(r["sets_file"]))
             if status != 200:
                 raise BenchError("probe of %s %s: status %s, not 200: %r" % (r["case"], r["target"], status, body))
 
@@ -1069,18 +1065,19 @@ def main(argv=None):
                          for case, base, t in PAIRS):
             log("paired A/B runs: %d pairs of %g s per ratio target" % (pairs, a.pair_duration))
         result["paired"] = paired_runs(
-            rows, servers, pairs, a.pair_duration,
+            rows, pairs, a.pair_duration,
             lambda r, d: measure(r, servers[r["server"]], r["sets_file"], d, a.threads, conns(r),
                                  users_expected(r)))
         by_key = {(r["case"], r["target"]): r for r in rows}
-        if alternate and ("noauth", "cgi") in by_key and ("scalekit-warm", "cgi") in by_key:
-            result["alternating"] = alternating(by_key[("noauth", "cgi")], by_key[("scalekit-warm", "cgi")],
-                                                servers, alternate)
-            envmin = dict(by_key[("scalekit-warm", "cgi")], case="scalekit-warm-envmin", path="/cgi-envmin/bench")
-            result["alternating_envmin"] = alternating(by_key[("noauth", "cgi")], envmin, servers, alternate)
+        base, warm = by_key.get(("noauth", "cgi")), by_key.get(("scalekit-warm", "cgi"))
+        if alternate and base and warm:
+            against = [("warm CGI vs no-auth, requests alternating", warm),
+                       ("the same, ScalekitEnvVars none",
+                        dict(warm, case="scalekit-warm-envmin", path="/cgi-envmin/bench"))]
             if ("scalekit-shmcb", "cgi") in by_key:      # a session id instead of 2 KB of tokens
-                result["alternating_shmcb"] = alternating(by_key[("noauth", "cgi")],
-                                                          by_key[("scalekit-shmcb", "cgi")], servers, alternate)
+                against.append(("the same, shmcb store (session id cookie)", by_key[("scalekit-shmcb", "cgi")]))
+            for label, row in against:
+                result["alternating"].append(dict(alternating(base, row, servers, alternate), label=label))
 
         # ---- sign-in round trips ----
         for name in signins:
@@ -1127,9 +1124,7 @@ def main(argv=None):
                              "openidc": OIDC_CONF.strip(), "wrk_lua": str(WRK_LUA.relative_to(REPO)),
                              "static_bytes": len(STATIC_BODY), "cgi": CGI_SCRIPT}
         lines = print_table(rows, result["signins"], result["memory"], settings)
-        ts = targets(rows, result["signins"], result["memory"], result.get("paired", ()),
-                     result.get("alternating"), result.get("alternating_envmin"),
-                     result.get("alternating_shmcb"))
+        ts = targets(rows, result["signins"], result["memory"], result["paired"], result["alternating"])
         if rows or result["signins"]:
             lines += print_targets(ts)
         else:

@@ -122,7 +122,7 @@ def callgrind(a, module_path, idp, sets, work):
                 import pwd
                 pw = pwd.getpwnam("www-data")
                 os.chown(out, pw.pw_uid, pw.pw_gid)
-            st, body = bench.probe(h, path, first_headers(sets[name]))
+            st, body = bench.probe(h, path, bench.first_headers(sets[name]))
             if st != 200:
                 raise SystemExit("probe %s: %s %r" % (name, st, body))
             log("callgrind %-7s driving %s for up to %d s" % (name, path, a.seconds))
@@ -152,15 +152,6 @@ def callgrind(a, module_path, idp, sets, work):
     if not a.keep:
         shutil.rmtree(outdir, ignore_errors=True)
     return results
-
-
-def first_headers(sets_file):
-    headers = {}
-    if sets_file:
-        for field in sets_file.read_text().splitlines()[0].split("\t"):
-            k, _, v = field.partition(":")
-            headers[k.strip()] = v.strip()
-    return headers
 
 
 LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*?):(\S+?)(?: \[(.*)\])?\s*$")

@@ -95,16 +95,19 @@ typedef struct sk_dir_conf {
     ap_expr_info_t *login_if;         /* overrides the navigation test */
     int silent;                       /* try prompt=none first (shared Scalekit session) */
     int strip_cookies;                /* remove the module's cookies before the application */
-    unsigned env_vars;                /* SK_ENV_* bits: which SCALEKIT_* variables are set */
+    unsigned env_vars;                /* bits of sk_published: which variables are set */
     unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
         strip_cookies_set:1, env_vars_set:1;
 } sk_dir_conf;
 
-/* The SCALEKIT_* variables, in the order of sk_env_names (ScalekitEnvVars). */
-enum { SK_ENV_SUB = 1, SK_ENV_EMAIL = 2, SK_ENV_NAME = 4, SK_ENV_ORGANIZATION_ID = 8,
-       SK_ENV_SESSION_ID = 16, SK_ENV_ROLES = 32, SK_ENV_PERMISSIONS = 64, SK_ENV_SCOPE = 128,
-       SK_ENV_ALL = 255 };
-extern const char *const sk_env_names[8];
+/* What the application is told of the user, in one order for ScalekitEnvVars
+ * (word, bit 1 << index), the environment and ScalekitClaimHeaders. */
+typedef struct sk_published_claim {
+    const char *word, *env, *header;
+} sk_published_claim;
+#define SK_PUBLISHED_COUNT 8
+#define SK_ENV_ALL ((1u << SK_PUBLISHED_COUNT) - 1)
+extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
 
 /* The claims of a request's session, kept in its request_config. */
 typedef struct sk_request_session {

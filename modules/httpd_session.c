@@ -100,15 +100,21 @@ static const char *sk_env_safe(apr_pool_t *p, const char *v)
     return copy;
 }
 
-const char *const sk_env_names[8] = { "sub", "email", "name", "organization_id", "session_id",
-                                      "roles", "permissions", "scope" };
+const sk_published_claim sk_published[SK_PUBLISHED_COUNT] = {
+    { "sub", "SCALEKIT_SUB", "Sub" }, { "email", "SCALEKIT_EMAIL", "Email" },
+    { "name", "SCALEKIT_NAME", "Name" },
+    { "organization_id", "SCALEKIT_ORGANIZATION_ID", "Organization-Id" },
+    { "session_id", "SCALEKIT_SESSION_ID", "Session-Id" },
+    { "roles", "SCALEKIT_ROLES", "Roles" }, { "permissions", "SCALEKIT_PERMISSIONS", "Permissions" },
+    { "scope", "SCALEKIT_SCOPE", "Scope" },
+};
 
 /* A variable not published is still removed: nothing else (SetEnvIf on a
  * request header, say) may pass a value off under the module's name. */
-static void sk_setenv(request_rec *r, unsigned wanted, const char *name, const char *value)
+static void sk_setenv(request_rec *r, const char *name, const char *value)
 {
-    if (value && wanted)
-        apr_table_setn(r->subprocess_env, name, sk_env_safe(r->pool, value));
+    if (value)
+        apr_table_setn(r->subprocess_env, name, value);
     else
         apr_table_unset(r->subprocess_env, name);
 }
@@ -130,17 +136,41 @@ static const char *sk_claim_string(request_rec *r, const sk_claims *c, const cha
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* REMOTE_USER and SCALEKIT_* from the access token, the ID token filling in
+/* The values of sk_published the bits of want ask for, in its order, made
+ * safe (NULL for the others): the access token's, the ID token filling in
  * the profile (Scalekit keeps email and name there). */
-static int sk_publish(request_rec *r, const sk_request_session *rs, unsigned env)
+static void sk_published_values(request_rec *r, const sk_request_session *rs, unsigned want,
+                                const char *v[SK_PUBLISHED_COUNT])
+{
+    const sk_claims *a = rs->access, *id = rs->id;
+    const char *raw[SK_PUBLISHED_COUNT] = {
+        a->sub, a->email ? a->email : id ? id->email : NULL,
+        a->name ? a->name : id ? id->name : NULL, a->oid ? a->oid : id ? id->oid : NULL,
+        a->sid ? a->sid : id ? id->sid : NULL, a->roles, a->permissions, a->scope,
+    };
+    for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
+        v[i] = raw[i] && (want & (1u << i)) ? sk_env_safe(r->pool, raw[i]) : NULL;
+}
+
+/* The claims as request headers for a proxied application; every look-alike
+ * of the prefix was removed before. */
+static void sk_claim_headers(request_rec *r, const char *prefix,
+                             const char *const v[SK_PUBLISHED_COUNT])
+{
+    for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
+        if (v[i])
+            apr_table_setn(r->headers_in, apr_pstrcat(r->pool, prefix, sk_published[i].header,
+                                                      NULL), v[i]);
+}
+
+/* REMOTE_USER, the SCALEKIT_* variables ScalekitEnvVars asks for, and the
+ * claim headers (all of them: they do not depend on the environment). */
+static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir_conf *d)
 {
     sk_server_conf *c = sk_server_config(r);
-    const sk_claims *a = rs->access, *id = rs->id;
-    const char *email = a->email ? a->email : id ? id->email : NULL;
-    const char *name = a->name ? a->name : id ? id->name : NULL;
-    const char *user = sk_claim_string(r, a, c->remote_user_claim);
+    const char *user = sk_claim_string(r, rs->access, c->remote_user_claim);
     if (!user)
-        user = sk_claim_string(r, id, c->remote_user_claim);
+        user = sk_claim_string(r, rs->id, c->remote_user_claim);
     if (!user || !*user) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the session has no '%s' claim "
                       "for REMOTE_USER (ScalekitRemoteUserClaim)", c->remote_user_claim);
@@ -148,16 +178,12 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, unsigned env
     }
     r->user = (char *)sk_env_safe(r->pool, user);
     r->ap_auth_type = (char *)SK_AUTH_TYPE;
-    sk_setenv(r, env & SK_ENV_SUB, "SCALEKIT_SUB", a->sub);
-    sk_setenv(r, env & SK_ENV_EMAIL, "SCALEKIT_EMAIL", email);
-    sk_setenv(r, env & SK_ENV_NAME, "SCALEKIT_NAME", name);
-    sk_setenv(r, env & SK_ENV_ORGANIZATION_ID, "SCALEKIT_ORGANIZATION_ID",
-              a->oid ? a->oid : id ? id->oid : NULL);
-    sk_setenv(r, env & SK_ENV_SESSION_ID, "SCALEKIT_SESSION_ID",
-              a->sid ? a->sid : id ? id->sid : NULL);
-    sk_setenv(r, env & SK_ENV_ROLES, "SCALEKIT_ROLES", a->roles);
-    sk_setenv(r, env & SK_ENV_PERMISSIONS, "SCALEKIT_PERMISSIONS", a->permissions);
-    sk_setenv(r, env & SK_ENV_SCOPE, "SCALEKIT_SCOPE", a->scope);
+    const char *v[SK_PUBLISHED_COUNT];
+    sk_published_values(r, rs, d->header_prefix ? SK_ENV_ALL : d->env_vars, v);
+    for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
+        sk_setenv(r, sk_published[i].env, d->env_vars & (1u << i) ? v[i] : NULL);
+    if (d->header_prefix)
+        sk_claim_headers(r, d->header_prefix, v);
     return 1;
 }
 
@@ -384,21 +410,6 @@ static void sk_strip_lookalikes(request_rec *r, const char *prefix)
         apr_table_unset(r->headers_in, APR_ARRAY_IDX(found, i, const char *));
 }
 
-static void sk_claim_headers(request_rec *r, const char *prefix)
-{
-    static const char *const names[][2] = {
-        { "SCALEKIT_SUB", "Sub" }, { "SCALEKIT_EMAIL", "Email" }, { "SCALEKIT_NAME", "Name" },
-        { "SCALEKIT_ORGANIZATION_ID", "Organization-Id" },
-        { "SCALEKIT_SESSION_ID", "Session-Id" }, { "SCALEKIT_ROLES", "Roles" },
-        { "SCALEKIT_PERMISSIONS", "Permissions" }, { "SCALEKIT_SCOPE", "Scope" },
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        const char *v = apr_table_get(r->subprocess_env, names[i][0]);
-        if (v)
-            apr_table_setn(r->headers_in, apr_pstrcat(r->pool, prefix, names[i][1], NULL), v);
-    }
-}
-
 /* The Cookie header without the module's cookies: the application gets the
  * user from the environment, never the tokens (a refresh token is a
  * long-lived credential; a CGI's environment and a PHP app's $_COOKIE end up
@@ -503,9 +514,7 @@ int sk_check_authn(request_rec *r)
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
                   ? rs->access->sub : "-");
     ap_set_module_config(r->request_config, &scalekit_module, rs);
-    if (!sk_publish(r, rs, d->env_vars))
+    if (!sk_publish(r, rs, d))
         return HTTP_UNAUTHORIZED;
-    if (d->header_prefix)
-        sk_claim_headers(r, d->header_prefix);
     return OK;
 }

@@ -406,7 +406,8 @@ def test_application_never_sees_the_module_cookies(idp, httpd_factory, browser_s
 
 def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_session):
     """ScalekitEnvVars: only the named SCALEKIT_* variables are set (REMOTE_USER and AUTH_TYPE
-    always); one not published is still removed, so a SetEnvIf cannot pass a value off as ours."""
+    always); one not published is still removed, so a SetEnvIf cannot pass a value off as ours;
+    claim headers do not depend on it."""
     spoof = "    SetEnvIf User-Agent . SCALEKIT_SUB=spoofed SCALEKIT_ROLES=admin\n"
     h = httpd_factory(idp=idp, locations=DEFAULT_LOCATIONS +
                       "ScriptAlias /few-cgi/ @ROOT@/cgi-bin/\n<Location /few-cgi>\n"
@@ -414,9 +415,19 @@ def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_sessi
                       "    ScalekitEnvVars email name\n" + spoof + "</Location>\n"
                       "ScriptAlias /no-cgi/ @ROOT@/cgi-bin/\n<Location /no-cgi>\n"
                       "    AuthType Scalekit\n    Require valid-user\n"
-                      "    ScalekitEnvVars none\n" + spoof + "</Location>\n")
+                      "    ScalekitEnvVars none\n    ScalekitClaimHeaders X-Scalekit-\n"
+                      + spoof + "</Location>\n"
+                      "ScriptAlias /open-cgi/ @ROOT@/cgi-bin/\n<Location /open-cgi>\n"
+                      + spoof + "</Location>\n")
+    headers_cgi = h.root / "cgi-bin" / "headers"
+    headers_cgi.write_text("#!/usr/bin/python3\nimport json, os\nprint('Content-Type: application/json\\n')\n"
+                           "print(json.dumps({k: v for k, v in os.environ.items() "
+                           "if k.startswith('HTTP_X_SCALEKIT_')}))\n")
+    headers_cgi.chmod(0o755)
     s = browser_session()
     signin(h, s)
+    # The spoof is live where the module does not run.
+    assert s.get(h.url + "/open-cgi/whoami").json()["SCALEKIT_SUB"] == "spoofed"
     full = s.get(h.url + "/cgi-bin/whoami").json()
     assert {"SCALEKIT_SUB", "SCALEKIT_EMAIL", "SCALEKIT_NAME"} <= set(full), full
     few = s.get(h.url + "/few-cgi/whoami").json()
@@ -426,6 +437,9 @@ def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_sessi
     none = s.get(h.url + "/no-cgi/whoami").json()
     assert none["REMOTE_USER"] == "usr_demo001"
     assert not [k for k in none if k.startswith("SCALEKIT_")], none
+    hdrs = s.get(h.url + "/no-cgi/headers").json()
+    assert hdrs.get("HTTP_X_SCALEKIT_SUB") == full["SCALEKIT_SUB"], hdrs
+    assert hdrs.get("HTTP_X_SCALEKIT_EMAIL") == full["SCALEKIT_EMAIL"], hdrs
 
 
 def test_https_identity_provider_with_private_ca(idp, httpd_factory, browser_session):
