@@ -109,14 +109,37 @@ const sk_published_claim sk_published[SK_PUBLISHED_COUNT] = {
     { "scope", "SCALEKIT_SCOPE", "Scope" },
 };
 
-/* A variable not published is still removed: nothing else (SetEnvIf on a
- * request header, say) may pass a value off under the module's name. */
-static void sk_setenv(request_rec *r, const char *name, const char *value)
+/* Whether the environment holds a SCALEKIT_* variable already: one set by
+ * SetEnvIf, or a subrequest's copy of its parent's. */
+static int sk_env_has_ours(const apr_table_t *env)
 {
-    if (value)
-        apr_table_setn(r->subprocess_env, name, value);
-    else
-        apr_table_unset(r->subprocess_env, name);
+    const apr_array_header_t *a = apr_table_elts(env);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)a->elts;
+    for (int i = 0; i < a->nelts; i++)
+        if (e[i].key && !strncasecmp(e[i].key, "SCALEKIT_", 9))
+            return 1;
+    return 0;
+}
+
+/* A variable not published is still removed: nothing else (SetEnvIf on a
+ * request header, say) may pass a value off under the module's name. When
+ * there is none of ours yet (the usual case) the values are appended: every
+ * SCALEKIT_ key has the same apr table checksum, so apr_table_setn compared
+ * each with all before it (profiled: 2.1k of the check's 9.8k instructions). */
+static void sk_setenv_all(request_rec *r, const char *const v[SK_PUBLISHED_COUNT], unsigned want)
+{
+    int replace = sk_env_has_ours(r->subprocess_env);
+    for (int i = 0; i < SK_PUBLISHED_COUNT; i++) {
+        const char *value = want & (1u << i) ? v[i] : NULL;
+        if (!replace) {
+            if (value)
+                apr_table_addn(r->subprocess_env, sk_published[i].env, value);
+        } else if (value) {
+            apr_table_setn(r->subprocess_env, sk_published[i].env, value);
+        } else {
+            apr_table_unset(r->subprocess_env, sk_published[i].env);
+        }
+    }
 }
 
 /* A string claim: the usual ones from their fields, so the default
@@ -180,8 +203,7 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir
     r->ap_auth_type = (char *)SK_AUTH_TYPE;
     const char *v[SK_PUBLISHED_COUNT];
     sk_published_values(r, rs, d->header_prefix ? SK_ENV_ALL : d->env_vars, v);
-    for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
-        sk_setenv(r, sk_published[i].env, d->env_vars & (1u << i) ? v[i] : NULL);
+    sk_setenv_all(r, v, d->env_vars);
     if (d->header_prefix)
         sk_claim_headers(r, d->header_prefix, v);
     return 1;

@@ -420,7 +420,9 @@ def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_sessi
                       "    ScalekitEnvVars none\n    ScalekitClaimHeaders X-Scalekit-\n"
                       + spoof + "</Location>\n"
                       "ScriptAlias /open-cgi/ @ROOT@/cgi-bin/\n<Location /open-cgi>\n"
-                      + spoof + "</Location>\n")
+                      + spoof + "</Location>\n"
+                      "ScriptAlias /all-cgi/ @ROOT@/cgi-bin/\n<Location /all-cgi>\n"
+                      "    AuthType Scalekit\n    Require valid-user\n" + spoof + "</Location>\n")
     headers_cgi = h.root / "cgi-bin" / "headers"
     headers_cgi.write_text("#!/usr/bin/python3\nimport json, os\nprint('Content-Type: application/json\\n')\n"
                            "print(json.dumps({k: v for k, v in os.environ.items() "
@@ -432,6 +434,8 @@ def test_env_vars_publishes_only_what_is_asked(idp, httpd_factory, browser_sessi
     assert s.get(h.url + "/open-cgi/whoami").json()["SCALEKIT_SUB"] == "spoofed"
     full = s.get(h.url + "/cgi-bin/whoami").json()
     assert {"SCALEKIT_SUB", "SCALEKIT_EMAIL", "SCALEKIT_NAME"} <= set(full), full
+    # Every variable (the default) over a spoof: each of ours replaces the spoofed one.
+    assert s.get(h.url + "/all-cgi/whoami").json() == full
     few = s.get(h.url + "/few-cgi/whoami").json()
     assert few["REMOTE_USER"] == "usr_demo001" and few["AUTH_TYPE"] == "Scalekit"
     assert sorted(k for k in few if k.startswith("SCALEKIT_")) == ["SCALEKIT_EMAIL", "SCALEKIT_NAME"], few
