@@ -33,7 +33,7 @@ def test_php_under_prefork(httpd_factory):
 @pytest.mark.parametrize("mpm", ["event", "worker", "prefork"])
 def test_mpms_and_graceful(httpd_factory, mpm):
     h = httpd_factory(load_scalekit=False, mpm=mpm)
-    h.graceful(extra_conf="Alias /again %s/index.html\n" % h.docroot)
+    h.graceful(settle=True, extra_conf="Alias /again %s/index.html\n" % h.docroot)
     assert requests.get(h.url + "/again", timeout=5).status_code == 200
     h.restart()
     assert requests.get(h.url + "/", timeout=5).status_code == 200

@@ -510,17 +510,6 @@ def test_signin_cgi_refresh_logout_under_every_mpm(idp, httpd_factory, mpm):
 # graceful restarts under load
 # ---------------------------------------------------------------------------------------------
 
-def settle(h, old_children, timeout=30):
-    """Wait until the previous generation of children has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = set(h.pids()) & set(old_children)
-        if not alive:
-            return
-        time.sleep(0.1)
-    raise AssertionError("children of the previous generation still alive: %s" % sorted(alive))
-
-
 def steady(h, timeout=15):
     """Until the new generation is there and stays the same for half a second (the parent spawns
     children from its maintenance loop, about once a second)."""
@@ -576,7 +565,7 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
         for i in range(1, restarts + 1):
             before = [p for p, _ in children_of(h.proc.pid)]
             h.graceful()
-            settle(h, before)
+            h.settle(before)
             steady(h)
             samples[i] = snapshot(h)
     finally:

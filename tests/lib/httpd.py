@@ -336,10 +336,37 @@ ScriptAlias /cgi-bin/ {self.root}/cgi-bin/
             time.sleep(0.05)
         raise HttpdError("httpd did not restart in %ss:\n%s" % (self.timeout, self.error_log()[-3000:]))
 
-    def graceful(self, **changes):
-        """Graceful restart (SIGUSR1); keyword arguments change the settings and rewrite the config first."""
+    def graceful(self, settle=False, **changes):
+        """Graceful restart (SIGUSR1); keyword arguments change the settings and rewrite the config
+        first. An old child may still accept a connection after the parent has logged the restart
+        (it serves it with the old configuration): settle=True also waits until they are gone."""
         self._reconfigure(changes)
-        return self._signal_and_wait_restart(signal.SIGUSR1)
+        old = self.child_pids() if settle else []
+        self._signal_and_wait_restart(signal.SIGUSR1)
+        return self.settle(old)
+
+    def child_pids(self):
+        """The parent's children now: workers and mod_cgid's daemon."""
+        parent, out = str(self.proc.pid), []
+        for d in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if d.isdigit() and f.read().rsplit(")", 1)[1].split()[1] == parent:
+                        out.append(int(d))
+            except (OSError, IndexError):
+                pass
+        return out
+
+    def settle(self, old_children, timeout=30):
+        """Wait until these children (a previous generation) have exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = set(self.pids()) & set(old_children)
+            if not alive:
+                return self
+            if time.monotonic() > deadline:
+                raise HttpdError("children of the previous generation still alive: %s" % sorted(alive))
+            time.sleep(0.1)
 
     def restart(self, **changes):
         """Hard restart (SIGHUP): children are killed, the parent re-reads the config."""
