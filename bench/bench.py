@@ -2,7 +2,7 @@
 """The mod_scalekit benchmark (issue 5): one run, one table, one JSON file.
 
     bench/run                       # every case: 5 interleaved rounds x 6 s, 6 paired A/B runs per
-                                    # ratio target, the memory run (about 17 minutes)
+                                    # ratio target, the memory run (about 18 minutes)
     bench/run --quick               # 1 run x 3 s per case: a smoke test (about 2 minutes)
     bench/run --cases noauth,scalekit-warm:static,signin-scalekit
     bench/run --memory              # 1,000,000 authenticated requests, children's RSS growth

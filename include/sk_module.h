@@ -139,6 +139,10 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
+/* Memory kept by the parent process across generations (graceful restarts),
+ * under a tag: what an earlier generation kept, or NULL; keep it. */
+void *sk_process_find(server_rec *s, const char *tag);
+apr_status_t sk_process_keep(server_rec *s, const char *tag, void *data);
 const char *sk_login_path(request_rec *r);
 const char *sk_state_cookie_name(request_rec *r, const char *state);
 

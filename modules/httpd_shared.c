@@ -78,7 +78,7 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
     }
     if (keep)
         sk_pin_dso(s, *provider);
-    if (keep && apr_pool_userdata_get(&found, tag, pool) == APR_SUCCESS && found) {
+    if (keep && (found = sk_process_find(s, tag))) {
         *instance = found;               /* a restart: the same memory, its entries kept */
         return APR_SUCCESS;
     }
@@ -91,7 +91,7 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
         return rv;
     }
     if (keep)                            /* freed with the process */
-        return apr_pool_userdata_set(*instance, tag, NULL, pool);
+        return sk_process_keep(s, tag, *instance);
     sk_socache_ref *ref = apr_palloc(pconf, sizeof(*ref));
     *ref = (sk_socache_ref){ *provider, *instance, s };
     apr_pool_cleanup_register(pconf, ref, sk_socache_destroy, apr_pool_cleanup_null);
@@ -103,15 +103,12 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
 static apr_status_t sk_shared_mutex(server_rec *s, apr_global_mutex_t **mutex)
 {
     const char *tag = "mod_scalekit " SK_MUTEX_TYPE " mutex";
-    void *found = NULL;
-    if (apr_pool_userdata_get(&found, tag, s->process->pool) == APR_SUCCESS && found) {
-        *mutex = found;
+    if ((*mutex = sk_process_find(s, tag)))
         return APR_SUCCESS;
-    }
     apr_status_t rv = ap_global_mutex_create(mutex, NULL, SK_MUTEX_TYPE, NULL, s,
                                              s->process->pool, 0);
     if (rv == APR_SUCCESS)
-        rv = apr_pool_userdata_set(*mutex, tag, NULL, s->process->pool);
+        rv = sk_process_keep(s, tag, *mutex);
     return rv;
 }
 

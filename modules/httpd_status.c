@@ -44,13 +44,12 @@ void sk_count_failure(sk_jwt_err e)
  * module with other counters gets a segment of its own). */
 apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 {
-    apr_pool_t *pool = s->process->pool;
     apr_size_t size = sizeof(apr_uint32_t) * (SK_C__COUNT + SK_JWT_E__COUNT);
     const char *tag = apr_psprintf(pconf, "mod_scalekit counters %" APR_SIZE_T_FMT, size);
-    void *found = NULL;
-    if (apr_pool_userdata_get(&found, tag, pool) != APR_SUCCESS || !found) {
+    void *found = sk_process_find(s, tag);
+    if (!found) {
         apr_shm_t *shm;
-        apr_status_t rv = apr_shm_create(&shm, size, NULL, pool);
+        apr_status_t rv = apr_shm_create(&shm, size, NULL, s->process->pool);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory for "
                          "its counters; scalekit-status will show this process only");
@@ -59,7 +58,7 @@ apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
         }
         found = apr_shm_baseaddr_get(shm);
         memset(found, 0, size);
-        apr_pool_userdata_set(found, tag, NULL, pool);
+        sk_process_keep(s, tag, found);
     }
     sk_counters = found;
     sk_failures = sk_counters + SK_C__COUNT;

@@ -94,6 +94,17 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
     return apr_pstrcat(p, b64, ":", kind, NULL);
 }
 
+void *sk_process_find(server_rec *s, const char *tag)
+{
+    void *found = NULL;
+    return apr_pool_userdata_get(&found, tag, s->process->pool) == APR_SUCCESS ? found : NULL;
+}
+
+apr_status_t sk_process_keep(server_rec *s, const char *tag, void *data)
+{
+    return apr_pool_userdata_set(data, tag, NULL, s->process->pool);
+}
+
 const char *sk_request_cookie(request_rec *r, const char *name)
 {
     sk_cookie_lookup l = { r->pool, name, NULL };

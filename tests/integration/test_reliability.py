@@ -206,16 +206,6 @@ def rss_kb(pid):
     return int(v)
 
 
-def children_of(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_status(int(d))
-            if st.get("PPid", "").strip() == str(pid):
-                out.append((int(d), st.get("State", "?").split()[0]))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # the identity provider fails
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +418,7 @@ def test_waiting_for_a_parallel_refresh_costs_no_memory(idp, httpd_factory):
     signin(h, s)
     expire(idp, s)
     jar = requests.utils.dict_from_cookiejar(s.cookies)
-    child = [p for p, _ in children_of(h.proc.pid) if int(proc_status(p).get("Threads", "1")) > 1][0]
+    child = [p for p, _ in h.children() if int(proc_status(p).get("Threads", "1")) > 1][0]
     before = peak = vm_data_kb(child)
     stop = threading.Event()
 
@@ -516,7 +506,7 @@ def steady(h, timeout=15):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        live = sorted(p for p, st in children_of(h.proc.pid) if st != "Z")
+        live = sorted(p for p, st in h.children() if st != "Z")
         if live and live == last:
             return
         last = live
@@ -526,7 +516,7 @@ def steady(h, timeout=15):
 
 def snapshot(h):
     parent = h.proc.pid
-    kids = children_of(parent)
+    kids = h.children()
     pids = [parent] + [p for p, _ in kids]
     return {"parent_fds": fds(parent), "parent_rss_kb": rss_kb(parent),
             "children": len(kids), "zombies": [p for p, st in kids if st == "Z"],
@@ -563,9 +553,7 @@ def test_graceful_restarts_under_load(idp, httpd_factory, mpm):
     try:
         time.sleep(0.5)
         for i in range(1, restarts + 1):
-            before = [p for p, _ in children_of(h.proc.pid)]
-            h.graceful()
-            h.settle(before)
+            h.graceful(settle=True)
             steady(h)
             samples[i] = snapshot(h)
     finally:

@@ -341,23 +341,26 @@ ScriptAlias /cgi-bin/ {self.root}/cgi-bin/
         first. An old child may still accept a connection after the parent has logged the restart
         (it serves it with the old configuration): settle=True also waits until they are gone."""
         self._reconfigure(changes)
-        old = self.child_pids() if settle else []
+        old = [pid for pid, _ in self.children()] if settle else []
         self._signal_and_wait_restart(signal.SIGUSR1)
-        return self.settle(old)
+        return self._settle(old)
 
-    def child_pids(self):
-        """The parent's children now: workers and mod_cgid's daemon."""
+    def children(self):
+        """The parent's children now (workers, mod_cgid's daemon) as (pid, state letter)."""
         parent, out = str(self.proc.pid), []
         for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
             try:
                 with open("/proc/%s/stat" % d) as f:
-                    if d.isdigit() and f.read().rsplit(")", 1)[1].split()[1] == parent:
-                        out.append(int(d))
-            except (OSError, IndexError):
-                pass
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == parent:
+                out.append((int(d), fields[0]))
         return out
 
-    def settle(self, old_children, timeout=30):
+    def _settle(self, old_children, timeout=30):
         """Wait until these children (a previous generation) have exited."""
         deadline = time.monotonic() + timeout
         while True:
