@@ -4,6 +4,7 @@
  * before the children fork, so the page shows the whole server; the
  * validation engine's own figures (cache, key store) are per process and are
  * shown for the process that answers. */
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include "httpd.h"
@@ -23,20 +24,37 @@ static const char *const sk_counter_names[SK_C__COUNT] = {
     "callbacks_refused", "logouts", "forbidden",
 };
 
+/* Every counter lives in SK_SHARDS copies, each thread adding to one picked
+ * at its first count (threads may share one). One copy written by every
+ * request on both cores, by every child, made each increment a cross-core
+ * cache line transfer. Readers add the copies up. */
+#define SK_SHARDS 64
+#define SK_SLOTS (SK_C__COUNT + SK_JWT_E__COUNT)
+#define SK_SHARD_WORDS ((SK_SLOTS + 15) / 16 * 16)      /* whole 64-byte lines */
+
 static apr_uint32_t *sk_counters;             /* shared; NULL before post_config */
 static apr_uint32_t sk_failures_local[SK_JWT_E__COUNT];
-static apr_uint32_t *sk_failures = sk_failures_local;
+static __thread int sk_my_shard = -1;
+
+static apr_uint32_t *sk_shard(void)
+{
+    static apr_uint32_t next;
+    if (sk_my_shard < 0)
+        sk_my_shard = (int)(((unsigned)getpid() * 7u + apr_atomic_inc32(&next)) % SK_SHARDS);
+    return sk_counters + sk_my_shard * SK_SHARD_WORDS;
+}
 
 void sk_count(sk_counter c)
 {
     if (sk_counters)
-        apr_atomic_inc32(&sk_counters[c]);
+        apr_atomic_inc32(&sk_shard()[c]);
 }
 
 void sk_count_failure(sk_jwt_err e)
 {
-    if (e > SK_JWT_OK && e < SK_JWT_E__COUNT)
-        apr_atomic_inc32(&sk_failures[e]);
+    if (e <= SK_JWT_OK || e >= SK_JWT_E__COUNT)
+        return;
+    apr_atomic_inc32(sk_counters ? &sk_shard()[SK_C__COUNT + e] : &sk_failures_local[e]);
 }
 
 /* The counters live in the process pool, found again by name on every
@@ -44,7 +62,7 @@ void sk_count_failure(sk_jwt_err e)
  * module with other counters gets a segment of its own). */
 apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 {
-    apr_size_t size = sizeof(apr_uint32_t) * (SK_C__COUNT + SK_JWT_E__COUNT);
+    apr_size_t size = sizeof(apr_uint32_t) * SK_SHARD_WORDS * SK_SHARDS + 64;
     const char *tag = apr_psprintf(pconf, "mod_scalekit counters %" APR_SIZE_T_FMT, size);
     void *found = sk_process_find(s, tag);
     if (!found) {
@@ -60,14 +78,20 @@ apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
         memset(found, 0, size);
         sk_process_keep(s, tag, found);
     }
-    sk_counters = found;
-    sk_failures = sk_counters + SK_C__COUNT;
+    /* apr_shm's base follows a size header: shards start on a line of their own. */
+    sk_counters = (apr_uint32_t *)(((uintptr_t)found + 63) & ~(uintptr_t)63);
     return APR_SUCCESS;
 }
 
-static apr_uint32_t sk_read(const apr_uint32_t *v)
+/* Counter slot i (a counter, or SK_C__COUNT + a refusal) over all shards. */
+static apr_uint32_t sk_read(int i)
 {
-    return apr_atomic_read32((volatile apr_uint32_t *)v);
+    if (!sk_counters)
+        return i < SK_C__COUNT ? 0 : sk_failures_local[i - SK_C__COUNT];
+    apr_uint32_t sum = 0;
+    for (int k = 0; k < SK_SHARDS; k++)
+        sum += apr_atomic_read32(&sk_counters[k * SK_SHARD_WORDS + i]);
+    return sum;
 }
 
 /* Engine figures of this process, summed over the servers that use Scalekit. */
@@ -102,10 +126,10 @@ static void sk_status_text(request_rec *r, const sk_validator_stats *v,
     ap_rprintf(r, "mod_scalekit status\n\nall processes:\n");
     for (int i = 0; i < SK_C__COUNT; i++)
         ap_rprintf(r, "  %-20s %u\n", sk_counter_names[i],
-                   sk_counters ? sk_read(&sk_counters[i]) : 0);
+                   sk_read(i));
     ap_rprintf(r, "  token refusals:\n");
     for (int i = 1; i < SK_JWT_E__COUNT; i++)
-        ap_rprintf(r, "    %-18s %u\n", sk_jwt_err_str((sk_jwt_err)i), sk_read(&sk_failures[i]));
+        ap_rprintf(r, "    %-18s %u\n", sk_jwt_err_str((sk_jwt_err)i), sk_read(SK_C__COUNT + i));
     ap_rprintf(r, "\nthis process (pid %" APR_PID_T_FMT "):\n", getpid());
     ap_rprintf(r, "  %-20s %" APR_UINT64_T_FMT "\n  %-20s %" APR_UINT64_T_FMT "\n"
                "  %-20s %" APR_UINT64_T_FMT "\n  %-20s %" APR_UINT64_T_FMT "\n"
@@ -121,10 +145,10 @@ static void sk_status_json(request_rec *r, const sk_validator_stats *v,
     cJSON *out = cJSON_CreateObject(), *all = cJSON_AddObjectToObject(out, "all_processes");
     for (int i = 0; i < SK_C__COUNT; i++)
         cJSON_AddNumberToObject(all, sk_counter_names[i],
-                                sk_counters ? sk_read(&sk_counters[i]) : 0);
+                                sk_read(i));
     cJSON *fail = cJSON_AddObjectToObject(all, "token_refusals");
     for (int i = 1; i < SK_JWT_E__COUNT; i++)
-        cJSON_AddNumberToObject(fail, sk_jwt_err_str((sk_jwt_err)i), sk_read(&sk_failures[i]));
+        cJSON_AddNumberToObject(fail, sk_jwt_err_str((sk_jwt_err)i), sk_read(SK_C__COUNT + i));
     cJSON *me = cJSON_AddObjectToObject(out, "this_process");
     cJSON_AddNumberToObject(me, "pid", getpid());
     cJSON_AddNumberToObject(me, "validations", (double)v->validations);
