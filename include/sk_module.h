@@ -50,6 +50,7 @@ typedef struct sk_store {
     ap_socache_provider_t *provider;
     ap_socache_instance_t *instance;
     int not_mp_safe;                /* shmcb: operations under the global mutex */
+    int copies;                     /* shmcb: processes keep copies (httpd_store_copy.c) */
 } sk_store;
 
 /* A session's tokens, wherever they are kept. */
@@ -57,6 +58,7 @@ typedef struct sk_tokens {
     const char *access, *id, *refresh;
     const char *key;                /* store key of the session, NULL with cookies */
     int64_t vouched;                /* store: both tokens verified by a server until then */
+    int64_t expires;                /* store: when the record expires (0: not said) */
     int gone;                       /* a session cookie whose record is gone */
     int store_failed;               /* the store did not answer */
 } sk_tokens;
@@ -186,6 +188,16 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims);
 void sk_tokens_clear(request_rec *r, const sk_tokens *t);
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
 int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
+
+/* httpd_store_copy.c */
+apr_status_t sk_store_copy_init(server_rec *s);
+/* 1 with t (key included) from this process's copy of session sid's record. */
+int sk_store_copy_get(request_rec *r, const char *sid, sk_tokens *t);
+/* The epoch of a store key: read it before reading the store, give it to put. */
+apr_uint32_t sk_store_copy_epoch(const char *key);
+void sk_store_copy_put(const char *sid, apr_uint32_t epoch, const sk_tokens *t);
+/* After writing or removing the record of key. */
+void sk_store_copy_bump(const char *key);
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);
 
 /* httpd_revoke.c */
@@ -199,7 +211,7 @@ void sk_register_authz(apr_pool_t *p);
 typedef enum {
     SK_C_AUTHN, SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
     SK_C_REFRESH_REUSED, SK_C_LOGIN, SK_C_CALLBACK_OK, SK_C_CALLBACK_REFUSED, SK_C_LOGOUT,
-    SK_C_FORBIDDEN, SK_C__COUNT
+    SK_C_FORBIDDEN, SK_C_STORE_COPY, SK_C__COUNT
 } sk_counter;
 void sk_count(sk_counter c);
 void sk_count_failure(sk_jwt_err e);

@@ -234,8 +234,8 @@ static int sk_callback(request_rec *r)
                   "iss, aud, exp, nonce), access token %s valid; refresh token %s",
                   sk_short_hash(r->pool, ts.id_token), sk_short_hash(r->pool, ts.access_token),
                   ts.refresh_token ? sk_short_hash(r->pool, ts.refresh_token) : "none");
-    sk_tokens fresh = { ts.access_token, ts.id_token, ts.refresh_token, NULL,
-                        rs->access->exp, 0, 0 };
+    sk_tokens fresh = { .access = ts.access_token, .id = ts.id_token,
+                        .refresh = ts.refresh_token, .vouched = rs->access->exp };
     rv = sk_tokens_save(r, &fresh, rs->id);
     if (rv != OK)
         return rv;

@@ -59,6 +59,9 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
         return rv;
     }
     st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
+    /* Only shmcb: every writer of its records is on this machine. */
+    if (!strcmp(c->store_provider, "shmcb") && sk_store_copy_init(s) == APR_SUCCESS)
+        st->copies = 1;
     c->store = st;
     return APR_SUCCESS;
 }
@@ -104,6 +107,8 @@ static apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char 
                                           (unsigned char *)value, (unsigned int)strlen(value),
                                           r->pool);
     sk_store_unlock(st);
+    if (st->copies)                     /* after the write: see httpd_store_copy.c */
+        sk_store_copy_bump(key);
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session store: cannot write a record");
     return rv;
@@ -115,6 +120,8 @@ static void sk_store_remove(request_rec *r, const sk_store *st, const char *key)
     st->provider->remove(st->instance, r->server, (const unsigned char *)key,
                          (unsigned int)strlen(key), r->pool);
     sk_store_unlock(st);
+    if (st->copies)
+        sk_store_copy_bump(key);
 }
 
 /* The store's key for a session id: never the id itself, so that reading the
@@ -134,7 +141,8 @@ static const char *sk_json_get(apr_pool_t *p, const cJSON *j, const char *name)
  * bound to the store key it lives under: whoever can read the store sees no
  * token, and whoever can write it can neither forge a session nor move one
  * to another session id. Inside: {"a","i","r": the tokens, "v": until when a
- * server of this store verified their signatures}. */
+ * server of this store verified their signatures, "e": when the record
+ * expires}. */
 static int sk_record_read(request_rec *r, const char *key, const char *sealed, sk_tokens *t)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
@@ -148,11 +156,14 @@ static int sk_record_read(request_rec *r, const char *key, const char *sealed, s
     }
     cJSON *j = cJSON_ParseWithLength(text, len);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "v");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "e");
     t->access = sk_json_get(r->pool, j, "a");
     t->id = sk_json_get(r->pool, j, "i");
     t->refresh = sk_json_get(r->pool, j, "r");
     t->vouched = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e12
                  ? (int64_t)v->valuedouble : 0;
+    t->expires = cJSON_IsNumber(e) && e->valuedouble > 0 && e->valuedouble < 1e12
+                 ? (int64_t)e->valuedouble : 0;
     cJSON_Delete(j);
     return t->access || t->refresh;
 }
@@ -169,6 +180,7 @@ static char *sk_record_write(request_rec *r, const char *key, const sk_tokens *t
         cJSON_AddStringToObject(j, "r", t->refresh);
     if (t->vouched > 0)
         cJSON_AddNumberToObject(j, "v", (double)t->vouched);
+    cJSON_AddNumberToObject(j, "e", (double)t->expires);
     char *text = cJSON_PrintUnformatted(j);
     char *out = text ? sk_seal_bound(r->pool, rt->record_sealer, key, text, strlen(text))
                      : NULL;
@@ -195,11 +207,19 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     const char *sid = sk_request_cookie(r, c->cookie_session);
     if (!sid || strlen(sid) > 128)
         return OK;
+    if (c->store->copies && sk_store_copy_get(r, sid, t)) {
+        sk_count(SK_C_STORE_COPY);
+        return OK;
+    }
     t->key = sk_session_key(r->pool, sid);
+    apr_uint32_t epoch = c->store->copies ? sk_store_copy_epoch(t->key) : 0;
     char *text = NULL;
     apr_status_t rv = sk_store_get(r, c->store, t->key, &text);
-    if (rv == APR_SUCCESS && sk_record_read(r, t->key, text, t))
+    if (rv == APR_SUCCESS && sk_record_read(r, t->key, text, t)) {
+        if (c->store->copies)
+            sk_store_copy_put(sid, epoch, t);
         return OK;
+    }
     if (rv == APR_SUCCESS || APR_STATUS_IS_NOTFOUND(rv)) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s is not in the store "
                       "(ended or expired)", sk_short_hash(r->pool, sid));
@@ -253,8 +273,13 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
             sk_set_cookie(r, c->cookie_refresh, t->refresh, 0);
         return OK;
     }
-    apr_time_t keep = apr_time_from_sec(c->session_max_age);
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
     int fresh = !t->key;
+    /* ScalekitSessionMaxAge counts from the sign-in: a refresh keeps the end
+     * its record has (a record from before "e" gets a whole new age). */
+    if (fresh || t->expires <= now)
+        t->expires = now + c->session_max_age;
+    apr_time_t keep = apr_time_from_sec(t->expires - now);
     const char *session_id = NULL;
     if (fresh) {
         session_id = sk_random_b64url(r->pool, 32);

@@ -89,7 +89,8 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    SHA256((const unsigned char *)value, strlen(value), md);
+    if (!sk_sha256(value, strlen(value), md))
+        SHA256((const unsigned char *)value, strlen(value), md);         /* the slow way */
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
 }

@@ -70,6 +70,12 @@ const char *sk_jwt_err_str(sk_jwt_err e)
     return err_names[e];
 }
 
+int sk_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+    return EVP_Digest(data, len, out, &n, sha256(), NULL) && n == 32;
+}
+
 void sk_token_hash(const char *token, size_t len, char out[13])
 {
     static const char hex[] = "0123456789abcdef";

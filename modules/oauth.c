@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 #include "sk_oauth.h"
 #include "sk_b64.h"
+#include "sk_jwt.h"
 
 static int sk_unreserved(unsigned char c)
 {
@@ -232,7 +233,8 @@ char *sk_random_b64url(apr_pool_t *p, size_t nbytes)
 char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)verifier, strlen(verifier), md);
+    if (!sk_sha256(verifier, strlen(verifier), md))
+        SHA256((const unsigned char *)verifier, strlen(verifier), md);   /* the slow way */
     char *out = apr_palloc(p, SK_B64URL_ENCLEN(sizeof(md)) + 1);
     sk_b64url_encode(out, md, sizeof(md));
     return out;

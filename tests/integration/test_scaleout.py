@@ -1,7 +1,9 @@
 """Server-side sessions in httpd's shared object caches (shmcb, Redis, memcached), two servers
 sharing one store, back-channel logout, revocation at sign-out, and store faults."""
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -130,6 +132,74 @@ def test_back_channel_logout_ends_sessions_everywhere(idp, httpd_factory, browse
     assert whoami(a, s).json()["REMOTE_USER"] == "usr_other"
     assert requests.post(bcl, data={"logout_token": logout_token(idp, sub="usr_other")}).status_code == 200
     assert whoami(a, s).status_code == 401 and whoami(b, other).status_code == 401
+
+
+STATUS = "<Location /sk-status>\n SetHandler scalekit-status\n Require ip 127.0.0.1\n</Location>\n"
+
+
+def spread(h, jar, n=24):
+    """n requests for the CGI, each on a connection of its own, 8 at a time: they land on several
+    children and threads."""
+    def one(_):
+        return requests.get(h.url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
+                            headers={"Accept": "application/json"}).status_code
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def copies_used(h):
+    return requests.get(h.url + "/sk-status?json").json()["all_processes"]["store_copies_used"]
+
+
+def test_shmcb_copies_end_with_their_record(idp, httpd_factory, browser_session):
+    """With shmcb each process keeps a copy of the records it read (a warm request then takes no
+    global mutex and opens no record), and no copy outlives a change: a refresh, a sign-out or
+    a back-channel logout made by any process is seen by every process on its next request."""
+    idp.lifetimes(access=2)
+    h = stored(idp, httpd_factory, "shmcb", "ScalekitLeeway 0\n" + STATUS)
+    s = browser_session()
+    signin(h, s)
+    idp.lifetimes(access=300)
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    assert spread(h, jar) == [200] * 24
+    before = copies_used(h)
+    assert spread(h, jar) == [200] * 24
+    assert copies_used(h) - before >= 12                 # most of them from a process's copy
+    time.sleep(3)                                        # the access token expires: one refresh
+    idp.clear_log()
+    assert spread(h, jar) == [200] * 24
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+    assert spread(h, jar) == [200] * 24                  # the new tokens, from fresh copies
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+    token = logout_token(idp, sid=session_sid(h, s))
+    assert requests.post(h.url + "/api/auth/backchannel-logout",
+                         data={"logout_token": token}).status_code == 200
+    assert spread(h, jar) == [401] * 24                  # ended in every process at once
+    signin(h, s)                                         # again, then a sign-out
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    assert spread(h, jar) == [200] * 24 and spread(h, jar) == [200] * 24
+    assert s.get(h.url + "/api/auth/logout", allow_redirects=False).status_code == 302
+    assert spread(h, jar) == [401] * 24
+
+
+@pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 62 s for ScalekitSessionMaxAge "
+                    "(SK_TEST_SLOW=1 runs it)")
+def test_session_max_age_counts_from_the_sign_in(idp, httpd_factory, browser_session):
+    """Refreshes keep a stored session alive only up to ScalekitSessionMaxAge after its sign-in;
+    no process's copy of the record outlives it."""
+    idp.lifetimes(access=20)
+    h = stored(idp, httpd_factory, "shmcb", "ScalekitSessionMaxAge 60\nScalekitLeeway 0\n")
+    s = browser_session()
+    start = time.monotonic()
+    signin(h, s)
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    idp.clear_log()
+    for at in (25, 47):                                  # refreshed twice on the way
+        time.sleep(max(0, start + at - time.monotonic()))
+        assert spread(h, jar, 8) == [200] * 8
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 2
+    time.sleep(max(0, start + 62 - time.monotonic()))  # 60 s after the sign-in
+    assert spread(h, jar, 8) == [401] * 8
 
 
 def test_back_channel_logout_needs_a_store(httpd, idp):
