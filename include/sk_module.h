@@ -191,11 +191,13 @@ int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
 
 /* httpd_store_copy.c */
 apr_status_t sk_store_copy_init(server_rec *s);
-/* 1 with t (key included) from this process's copy of session sid's record. */
-int sk_store_copy_get(request_rec *r, const char *sid, sk_tokens *t);
+/* 1 with t (key included) from this process's copy of session sid's record
+ * in store (a virtual host's own: its copies are not another's). */
+int sk_store_copy_get(request_rec *r, const sk_store *store, const char *sid, sk_tokens *t);
 /* The epoch of a store key: read it before reading the store, give it to put. */
 apr_uint32_t sk_store_copy_epoch(const char *key);
-void sk_store_copy_put(const char *sid, apr_uint32_t epoch, const sk_tokens *t);
+void sk_store_copy_put(const sk_store *store, const char *sid, apr_uint32_t epoch,
+                       const sk_tokens *t);
 /* After writing or removing the record of key. */
 void sk_store_copy_bump(const char *key);
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);

@@ -207,7 +207,7 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     const char *sid = sk_request_cookie(r, c->cookie_session);
     if (!sid || strlen(sid) > 128)
         return OK;
-    if (c->store->copies && sk_store_copy_get(r, sid, t)) {
+    if (c->store->copies && sk_store_copy_get(r, c->store, sid, t)) {
         sk_count(SK_C_STORE_COPY);
         return OK;
     }
@@ -217,7 +217,7 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     apr_status_t rv = sk_store_get(r, c->store, t->key, &text);
     if (rv == APR_SUCCESS && sk_record_read(r, t->key, text, t)) {
         if (c->store->copies)
-            sk_store_copy_put(sid, epoch, t);
+            sk_store_copy_put(c->store, sid, epoch, t);
         return OK;
     }
     if (rv == APR_SUCCESS || APR_STATUS_IS_NOTFOUND(rv)) {

@@ -34,6 +34,7 @@
 #define SK_COPY_RECHECK 30              /* seconds */
 
 typedef struct sk_copy {
+    const sk_store *store;              /* whose record: never another virtual host's */
     const char *sid;                    /* the session id; the strings follow */
     const char *key;                    /* its store key */
     const char *access, *id, *refresh;
@@ -111,7 +112,7 @@ static sk_copy **sk_slot(const char *sid, pthread_mutex_t **lock)
 
 /* Looked up by the session id itself: a hit computes no SHA-256 (profiled:
  * 4k of the 10.5k instructions of a warm shmcb check). */
-int sk_store_copy_get(request_rec *r, const char *sid, sk_tokens *t)
+int sk_store_copy_get(request_rec *r, const sk_store *store, const char *sid, sk_tokens *t)
 {
     if (!sk_epochs)
         return 0;
@@ -121,7 +122,7 @@ int sk_store_copy_get(request_rec *r, const char *sid, sk_tokens *t)
     sk_copy **slot = sk_slot(sid, &lock);
     pthread_mutex_lock(lock);
     const sk_copy *c = *slot;
-    if (c && now < c->until && !strcmp(c->sid, sid)
+    if (c && c->store == store && now < c->until && !strcmp(c->sid, sid)
         && c->epoch == apr_atomic_read32(sk_epoch_of(c->key))) {
         t->key = apr_pstrdup(r->pool, c->key);
         t->access = c->access ? apr_pstrdup(r->pool, c->access) : NULL;
@@ -145,7 +146,8 @@ static char *sk_copy_str(char **at, const char *s)
     return d;
 }
 
-void sk_store_copy_put(const char *sid, apr_uint32_t epoch, const sk_tokens *t)
+void sk_store_copy_put(const sk_store *store, const char *sid, apr_uint32_t epoch,
+                       const sk_tokens *t)
 {
     if (!sk_epochs || t->expires <= 0 || !t->key)
         return;
@@ -157,6 +159,7 @@ void sk_store_copy_put(const char *sid, apr_uint32_t epoch, const sk_tokens *t)
     if (!c)
         return;
     char *at = (char *)(c + 1);
+    c->store = store;
     c->sid = sk_copy_str(&at, sid);
     c->key = sk_copy_str(&at, t->key);
     c->access = sk_copy_str(&at, t->access);

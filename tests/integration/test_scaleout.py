@@ -33,9 +33,10 @@ def redis():
     server.cleanup()
 
 
-def stored(idp, httpd_factory, spec, extra=""):
+def stored(idp, httpd_factory, spec, extra="", **kw):
     provider = spec.split(":", 1)[0]
-    return httpd_factory(idp=idp, extra_conf=LOAD[provider] + "ScalekitSessionStore %s\n" % spec + extra)
+    return httpd_factory(idp=idp, extra_conf=LOAD[provider] + "ScalekitSessionStore %s\n" % spec + extra,
+                         **kw)
 
 
 def whoami(h, s):
@@ -180,6 +181,21 @@ def test_shmcb_copies_end_with_their_record(idp, httpd_factory, browser_session)
     assert spread(h, jar) == [200] * 24 and spread(h, jar) == [200] * 24
     assert s.get(h.url + "/api/auth/logout", allow_redirects=False).status_code == 302
     assert spread(h, jar) == [401] * 24
+
+
+def test_shmcb_copies_stay_with_their_virtual_host(idp, httpd_factory, browser_session):
+    """A second virtual host has a shmcb store of its own: a session of the first is no session
+    there, though the same processes hold copies of its record."""
+    h = stored(idp, httpd_factory, "shmcb", "<VirtualHost 127.0.0.1:@PORT1@>\n ServerName localhost\n"
+               " ScalekitSessionStore shmcb:@ROOT@/run/other-sessions(1048576)\n</VirtualHost>\n",
+               extra_ports=1)
+    s = browser_session()
+    signin(h, s)
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    assert spread(h, jar) == [200] * 24 and spread(h, jar) == [200] * 24
+    other = type("Other", (), {"url": "http://localhost:%d" % h.ports[1]})
+    assert spread(other, jar) == [401] * 24
+    assert spread(h, jar) == [200] * 24
 
 
 @pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 62 s for ScalekitSessionMaxAge "
