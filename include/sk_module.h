@@ -145,6 +145,9 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
  * under a tag: what an earlier generation kept, or NULL; keep it. */
 void *sk_process_find(server_rec *s, const char *tag);
 apr_status_t sk_process_keep(server_rec *s, const char *tag, void *data);
+/* Zeroed shared memory made before the children fork, kept like the above;
+ * NULL (logged) when there is none. */
+void *sk_process_shm(server_rec *s, const char *tag, apr_size_t size);
 const char *sk_login_path(request_rec *r);
 const char *sk_state_cookie_name(request_rec *r, const char *state);
 
@@ -190,7 +193,7 @@ int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
 int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
 
 /* httpd_store_copy.c */
-apr_status_t sk_store_copy_init(server_rec *s);
+int sk_store_copy_init(server_rec *s);
 /* 1 with t (key included) from this process's copy of session sid's record
  * in store (a virtual host's own: its copies are not another's). */
 int sk_store_copy_get(request_rec *r, const sk_store *store, const char *sid, sk_tokens *t);

@@ -36,11 +36,11 @@ static apr_uint32_t *sk_counters;             /* shared; NULL before post_config
 static apr_uint32_t sk_failures_local[SK_JWT_E__COUNT];
 static __thread int sk_my_shard = -1;
 
+/* Spread over the processes too: thread 1 of every child must not share. */
 static apr_uint32_t *sk_shard(void)
 {
-    static apr_uint32_t next;
     if (sk_my_shard < 0)
-        sk_my_shard = (int)(((unsigned)getpid() * 7u + apr_atomic_inc32(&next)) % SK_SHARDS);
+        sk_my_shard = (int)(((unsigned)getpid() * 7u + sk_thread_number()) % SK_SHARDS);
     return sk_counters + sk_my_shard * SK_SHARD_WORDS;
 }
 
@@ -64,19 +64,10 @@ apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 {
     apr_size_t size = sizeof(apr_uint32_t) * SK_SHARD_WORDS * SK_SHARDS + 64;
     const char *tag = apr_psprintf(pconf, "mod_scalekit counters %" APR_SIZE_T_FMT, size);
-    void *found = sk_process_find(s, tag);
+    void *found = sk_process_shm(s, tag, size);
     if (!found) {
-        apr_shm_t *shm;
-        apr_status_t rv = apr_shm_create(&shm, size, NULL, s->process->pool);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory for "
-                         "its counters; scalekit-status will show this process only");
-            sk_counters = NULL;
-            return APR_SUCCESS;
-        }
-        found = apr_shm_baseaddr_get(shm);
-        memset(found, 0, size);
-        sk_process_keep(s, tag, found);
+        sk_counters = NULL;             /* scalekit-status then shows this process only */
+        return APR_SUCCESS;
     }
     /* apr_shm's base follows a size header: shards start on a line of their own. */
     sk_counters = (apr_uint32_t *)(((uintptr_t)found + 63) & ~(uintptr_t)63);

@@ -60,8 +60,7 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
     }
     st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
     /* Only shmcb: every writer of its records is on this machine. */
-    if (!strcmp(c->store_provider, "shmcb") && sk_store_copy_init(s) == APR_SUCCESS)
-        st->copies = 1;
+    st->copies = !strcmp(c->store_provider, "shmcb") && sk_store_copy_init(s);
     c->store = st;
     return APR_SUCCESS;
 }

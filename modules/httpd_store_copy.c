@@ -22,7 +22,6 @@
 #include <string.h>
 #include "httpd.h"
 #include "http_log.h"
-#include "apr_shm.h"
 #include "apr_atomic.h"
 #include "apr_strings.h"
 
@@ -47,7 +46,7 @@ typedef struct {
     pthread_mutex_t lock;
 } __attribute__((aligned(64))) sk_copy_lock;
 
-static apr_uint32_t *sk_epochs;         /* shared; NULL: no copies */
+static apr_uint32_t *sk_epochs;         /* shared */
 static sk_copy *sk_copies[SK_COPY_SLOTS];
 static sk_copy_lock sk_copy_locks[SK_COPY_LOCKS];
 
@@ -66,40 +65,25 @@ static volatile apr_uint32_t *sk_epoch_of(const char *key)
     return &sk_epochs[sk_bits(key) % SK_EPOCHS];
 }
 
-apr_status_t sk_store_copy_init(server_rec *s)
+/* 0 when there is no shared memory: then every request reads the store. */
+int sk_store_copy_init(server_rec *s)
 {
-    static const char tag[] = "mod_scalekit store epochs";
-    if (sk_epochs)
-        return APR_SUCCESS;
-    void *found = sk_process_find(s, tag);
-    if (!found) {
-        apr_shm_t *shm;
-        apr_size_t size = sizeof(apr_uint32_t) * SK_EPOCHS;
-        apr_status_t rv = apr_shm_create(&shm, size, NULL, s->process->pool);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory "
-                         "for session store epochs: every request reads the store");
-            return APR_SUCCESS;
-        }
-        found = apr_shm_baseaddr_get(shm);
-        memset(found, 0, size);
-        sk_process_keep(s, tag, found);
-    }
-    for (int i = 0; i < SK_COPY_LOCKS; i++)
-        pthread_mutex_init(&sk_copy_locks[i].lock, NULL);
-    sk_epochs = found;
-    return APR_SUCCESS;
+    if (!sk_epochs && (sk_epochs = sk_process_shm(s, "mod_scalekit store epochs",
+                                                  sizeof(apr_uint32_t) * SK_EPOCHS)))
+        for (int i = 0; i < SK_COPY_LOCKS; i++)
+            pthread_mutex_init(&sk_copy_locks[i].lock, NULL);
+    return sk_epochs != NULL;
 }
 
+/* The functions below are called only for a store whose init said 1. */
 void sk_store_copy_bump(const char *key)
 {
-    if (sk_epochs)
-        apr_atomic_inc32(sk_epoch_of(key));
+    apr_atomic_inc32(sk_epoch_of(key));
 }
 
 apr_uint32_t sk_store_copy_epoch(const char *key)
 {
-    return sk_epochs ? apr_atomic_read32(sk_epoch_of(key)) : 0;
+    return apr_atomic_read32(sk_epoch_of(key));
 }
 
 /* The slot of a session id in this process, and the lock that guards it. */
@@ -114,8 +98,6 @@ static sk_copy **sk_slot(const char *sid, pthread_mutex_t **lock)
  * 4k of the 10.5k instructions of a warm shmcb check). */
 int sk_store_copy_get(request_rec *r, const sk_store *store, const char *sid, sk_tokens *t)
 {
-    if (!sk_epochs)
-        return 0;
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
     int hit = 0;
     pthread_mutex_t *lock;
@@ -149,7 +131,7 @@ static char *sk_copy_str(char **at, const char *s)
 void sk_store_copy_put(const sk_store *store, const char *sid, apr_uint32_t epoch,
                        const sk_tokens *t)
 {
-    if (!sk_epochs || t->expires <= 0 || !t->key)
+    if (t->expires <= 0 || !t->key)
         return;
     const char *parts[5] = { sid, t->key, t->access, t->id, t->refresh };
     size_t size = sizeof(sk_copy);

@@ -89,8 +89,7 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    if (!sk_sha256(value, strlen(value), md))
-        SHA256((const unsigned char *)value, strlen(value), md);         /* the slow way */
+    sk_sha256(value, strlen(value), md);
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
 }
@@ -104,6 +103,24 @@ void *sk_process_find(server_rec *s, const char *tag)
 apr_status_t sk_process_keep(server_rec *s, const char *tag, void *data)
 {
     return apr_pool_userdata_set(data, tag, NULL, s->process->pool);
+}
+
+void *sk_process_shm(server_rec *s, const char *tag, apr_size_t size)
+{
+    void *found = sk_process_find(s, tag);
+    apr_shm_t *shm;
+    if (found)
+        return found;
+    apr_status_t rv = apr_shm_create(&shm, size, NULL, s->process->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "mod_scalekit: no shared memory for %s",
+                     tag);
+        return NULL;
+    }
+    found = apr_shm_baseaddr_get(shm);
+    memset(found, 0, size);
+    sk_process_keep(s, tag, found);
+    return found;
 }
 
 const char *sk_request_cookie(request_rec *r, const char *name)

@@ -124,13 +124,18 @@ static int lock_init(pthread_rwlock_t *l)
     return rc;
 }
 
-static lock_shard *my_shard(sk_validator *v)
+unsigned sk_thread_number(void)
 {
     static unsigned next;
-    static __thread int mine = -1;
-    if (mine < 0)
-        mine = (int)(__atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % LOCK_SHARDS);
-    return &v->shards[mine];
+    static __thread unsigned mine;                 /* 0: not numbered yet */
+    if (!mine)
+        mine = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    return mine;
+}
+
+static lock_shard *my_shard(sk_validator *v)
+{
+    return &v->shards[sk_thread_number() % LOCK_SHARDS];
 }
 
 static void lock_all(sk_validator *v)

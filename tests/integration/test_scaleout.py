@@ -138,11 +138,11 @@ def test_back_channel_logout_ends_sessions_everywhere(idp, httpd_factory, browse
 STATUS = "<Location /sk-status>\n SetHandler scalekit-status\n Require ip 127.0.0.1\n</Location>\n"
 
 
-def spread(h, jar, n=24):
-    """n requests for the CGI, each on a connection of its own, 8 at a time: they land on several
-    children and threads."""
+def spread(url, jar, n=24):
+    """n requests for the CGI at url, each on a connection of its own, 8 at a time: they land on
+    several children and threads."""
     def one(_):
-        return requests.get(h.url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
+        return requests.get(url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
                             headers={"Accept": "application/json"}).status_code
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(n)))
@@ -163,24 +163,24 @@ def test_shmcb_copies_end_with_their_record(idp, httpd_factory, browser_session)
     idp.lifetimes(access=300)
     idp.clear_log()
     jar = {"sk-session": s.cookies.get("sk-session")}
-    assert spread(h, jar) == [200] * 24
+    assert spread(h.url, jar) == [200] * 24
     before = copies_used(h)
-    assert spread(h, jar) == [200] * 24
+    assert spread(h.url, jar) == [200] * 24
     assert copies_used(h) - before >= 12                 # most of them from a process's copy
     time.sleep(5)             # the first access token has expired (here or above): one refresh
-    assert spread(h, jar) == [200] * 24
+    assert spread(h.url, jar) == [200] * 24
     assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
-    assert spread(h, jar) == [200] * 24                  # the new tokens, from fresh copies
+    assert spread(h.url, jar) == [200] * 24              # the new tokens, from fresh copies
     assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
     token = logout_token(idp, sid=session_sid(h, s))
     assert requests.post(h.url + "/api/auth/backchannel-logout",
                          data={"logout_token": token}).status_code == 200
-    assert spread(h, jar) == [401] * 24                  # ended in every process at once
+    assert spread(h.url, jar) == [401] * 24              # ended in every process at once
     signin(h, s)                                         # again, then a sign-out
     jar = {"sk-session": s.cookies.get("sk-session")}
-    assert spread(h, jar) == [200] * 24 and spread(h, jar) == [200] * 24
+    assert spread(h.url, jar) == [200] * 24 and spread(h.url, jar) == [200] * 24
     assert s.get(h.url + "/api/auth/logout", allow_redirects=False).status_code == 302
-    assert spread(h, jar) == [401] * 24
+    assert spread(h.url, jar) == [401] * 24
 
 
 def test_shmcb_copies_stay_with_their_virtual_host(idp, httpd_factory, browser_session):
@@ -192,10 +192,9 @@ def test_shmcb_copies_stay_with_their_virtual_host(idp, httpd_factory, browser_s
     s = browser_session()
     signin(h, s)
     jar = {"sk-session": s.cookies.get("sk-session")}
-    assert spread(h, jar) == [200] * 24 and spread(h, jar) == [200] * 24
-    other = type("Other", (), {"url": "http://localhost:%d" % h.ports[1]})
-    assert spread(other, jar) == [401] * 24
-    assert spread(h, jar) == [200] * 24
+    assert spread(h.url, jar) == [200] * 24 and spread(h.url, jar) == [200] * 24
+    assert spread("http://localhost:%d" % h.ports[1], jar) == [401] * 24
+    assert spread(h.url, jar) == [200] * 24
 
 
 @pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 62 s for ScalekitSessionMaxAge "
@@ -212,10 +211,10 @@ def test_session_max_age_counts_from_the_sign_in(idp, httpd_factory, browser_ses
     idp.clear_log()
     for at in (25, 47):                                  # refreshed twice on the way
         time.sleep(max(0, start + at - time.monotonic()))
-        assert spread(h, jar, 8) == [200] * 8
+        assert spread(h.url, jar, 8) == [200] * 8
     assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 2
     time.sleep(max(0, start + 62 - time.monotonic()))  # 60 s after the sign-in
-    assert spread(h, jar, 8) == [401] * 8
+    assert spread(h.url, jar, 8) == [401] * 8
 
 
 def test_back_channel_logout_needs_a_store(httpd, idp):
