@@ -12,6 +12,7 @@ Workloads, on the same file (/bench/index.html, and the unprotected alias /pub/i
 
   noauth  the file through /pub/: no authentication (the module loaded but not asked)
   noauth-cookie  the same with the warm cookies sent anyway: httpd's own cost of their bytes
+  role    the warm cookies on /role/, the same file behind "Require scalekit-role admin"
   warm    one session's cookies from a real sign-in
   users   N users' cookies in rotation (real sign-ins, as bench/bench.py makes them)
 
@@ -42,6 +43,17 @@ from httpd import Httpd, build_module  # noqa: E402
 from idp import IdP  # noqa: E402
 
 PUB_CONF = "Alias /pub/ @DOCROOT@/bench/\n"
+# The same file behind a role rule (the "role" workload): Require reads the token's roles array.
+ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
+<Location /role>
+    AuthType Scalekit
+    Require scalekit-role admin
+</Location>
+"""
+
+
+def workload_path(name):
+    return {"noauth": "/pub/", "noauth-cookie": "/pub/", "role": "/role/"}.get(name, "/bench/") + "index.html"
 
 # Functions of the request path whose per-request cost the callgrind report prints (inclusive).
 CG_FUNCS = [
@@ -93,7 +105,7 @@ def make_sessions(module_path, idp, users, work):
         jar = bench.scalekit_signin(h)
         warm = work / "warm.sets"
         warm.write_text(bench.cookie_line_from_jar(jar) + "\n")
-        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm}
+        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm, "role": warm}
         if users:
             sets["users"] = bench.make_user_sets(h, idp, users, work / "users.sets")
         return sets
@@ -110,10 +122,10 @@ def callgrind(a, module_path, idp, sets, work):
         if name not in sets:
             continue
         h = ValgrindHttpd(module_path, idp=idp, locations=bench.SCALEKIT_LOCATIONS, loglevel="warn",
-                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF,
+                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF + ROLE_CONF,
                           cg_out=outdir / ("callgrind.%s.%%p.out" % name), timeout=180)
         bench.bench_files(h)
-        path = "/pub/index.html" if name.startswith("noauth") else "/bench/index.html"
+        path = workload_path(name)
         try:
             h.start()
             out = outdir / ("callgrind.%s.%d.out" % (name, h.proc.pid))
@@ -235,13 +247,13 @@ def report_callgrind(results):
 
 def perf(a, module_path, idp, sets, work):
     h = Httpd(module_path, idp=idp, locations=bench.SCALEKIT_LOCATIONS, loglevel="warn",
-              extra_conf=bench.MPM_CONF + PUB_CONF)
+              extra_conf=bench.MPM_CONF + PUB_CONF + ROLE_CONF)
     bench.bench_files(h)
     data = work / "perf.data"
     try:
         h.start()
         name = a.workloads[0] if a.workloads[0] in sets else "warm"
-        path = "/pub/index.html" if name.startswith("noauth") else "/bench/index.html"
+        path = workload_path(name)
         bench.wrk(h, path, sets[name], 2, 2, 64)                       # warm-up
         kids = bench.children_rss(h)[1]
         wrk_cmd = ["wrk", "-t2", "-c64", "-d%ds" % (a.seconds + 2), "-s", str(bench.WRK_LUA),
@@ -290,13 +302,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="profile mod_scalekit's request path")
     ap.add_argument("tool", choices=["callgrind", "perf"])
     ap.add_argument("--workloads", default=None,
-                    help="comma list of noauth,noauth-cookie,warm,users (callgrind default: all; perf default: warm)")
+                    help="comma list of noauth,noauth-cookie,warm,role,users (callgrind default: all; perf default: warm)")
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=None, help="load time per workload (callgrind 30, perf 10)")
     ap.add_argument("--freq", type=int, default=499, help="perf sampling frequency")
     ap.add_argument("--keep", action="store_true", help="keep the data files and ServerRoots")
     a = ap.parse_args(argv)
-    a.workloads = (a.workloads or ("noauth,noauth-cookie,warm,users" if a.tool == "callgrind" else "warm")).split(",")
+    a.workloads = (a.workloads or ("noauth,noauth-cookie,warm,role,users" if a.tool == "callgrind" else "warm")).split(",")
     a.seconds = a.seconds or (30 if a.tool == "callgrind" else 10)
     if a.seconds > 300:
         ap.error("--seconds: at most 300")

@@ -67,6 +67,7 @@ typedef struct sk_claims {
     size_t payload_len;
     int64_t exp, iat, nbf;             /* 0 when absent */
     int refs;                          /* private: use the functions below */
+    void *tree;                        /* private: the payload's cJSON tree (sk_claims_tree) */
     char buf[];                        /* private: what the pointers above point into */
 } sk_claims;
 
@@ -75,8 +76,15 @@ void sk_claims_unref(sk_claims *c);
 
 /* A fresh tree of the whole payload (any claim, with its JSON type), which
  * the caller frees with cJSON_Delete; NULL when out of memory. Each call
- * parses: hold on to the tree rather than calling it per claim. */
+ * parses: for reading, sk_claims_tree. */
 cJSON *sk_claims_parse(const sk_claims *c);
+
+/* The payload's tree, read-only, parsed on the first call and kept as long as
+ * c: a cached token's Require rules parse nothing per request (profiled: an
+ * uncached tree was 18.8k instructions and a dozen mallocs per request). Safe
+ * from any thread: cJSON's lookups do not write. NULL when c is NULL or out of
+ * memory. Fields such as c->sub need no tree: use them where they will do. */
+const cJSON *sk_claims_tree(const sk_claims *c);
 
 /* Short, non-reversible name of a token for log lines: the first 12 hex
  * characters of its SHA-256. out must hold 13 bytes. Never log the token. */

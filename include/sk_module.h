@@ -115,7 +115,6 @@ extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
 typedef struct sk_request_session {
     sk_claims *access;          /* validated access token */
     sk_claims *id;              /* validated ID token, or NULL */
-    cJSON *access_tree, *id_tree;   /* their payloads, parsed on first use (sk_claims_tree) */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */
@@ -157,11 +156,6 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why);
 sk_request_session *sk_request_session_get(request_rec *r);
-/* The payload tree of claims c for this request: parsed on first use, kept
- * in the request's session when c is one of its claims, freed with the
- * request. NULL when c is NULL or out of memory. Fields such as c->sub need
- * no tree: use them on hot paths. */
-const cJSON *sk_claims_tree(request_rec *r, const sk_claims *c);
 
 /* httpd_refresh.c */
 typedef struct sk_refresh_result {

@@ -96,7 +96,7 @@ static int sk_az_claim_matches(apr_pool_t *p, const sk_az_rule *rule, const cJSO
 static int sk_az_scope_matches(request_rec *r, const sk_az_rule *rule, const sk_claims *c)
 {
     apr_pool_t *p = r->pool;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, c), "scopes");
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(c), "scopes");
     if (cJSON_IsArray(arr) && sk_az_claim_matches(p, rule, arr))
         return 1;
     char *copy = apr_pstrdup(p, c->scope ? c->scope : ""), *last;
@@ -110,22 +110,22 @@ static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_reques
 {
     const sk_claims *a = rs->access;
     /* Values keep their JSON types here (a role may hold a comma): the trees,
-     * parsed once per request. */
+     * parsed once per token and process. */
     switch (rule->kind) {
     case SK_AZ_ORG:
         return sk_az_listed(rule, a->oid ? a->oid : rs->id ? rs->id->oid : NULL);
     case SK_AZ_ROLE:
         return sk_az_claim_matches(r->pool, rule,
-                                   cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, a), "roles"));
+                                   cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), "roles"));
     case SK_AZ_PERMISSION:
         return sk_az_claim_matches(r->pool, rule, cJSON_GetObjectItemCaseSensitive(
-                                       sk_claims_tree(r, a), "permissions"));
+                                       sk_claims_tree(a), "permissions"));
     case SK_AZ_SCOPE:
         return sk_az_scope_matches(r, rule, a);
     case SK_AZ_CLAIM: {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, a), rule->claim);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), rule->claim);
         if (!v && rs->id)
-            v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, rs->id), rule->claim);
+            v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(rs->id), rule->claim);
         return sk_az_claim_matches(r->pool, rule, v);
     }
     }

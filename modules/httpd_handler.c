@@ -179,7 +179,7 @@ static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
 {
     sk_server_conf *c = sk_server_config(r);
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
-    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, rs->id), "nonce");
+    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(rs->id), "nonce");
     if (!cJSON_IsString(nonce) || strcmp(nonce->valuestring, st->nonce)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token nonce does not "
                       "match the sign-in's: refused");

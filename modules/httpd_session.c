@@ -19,8 +19,6 @@
 static apr_status_t sk_session_release(void *data)
 {
     sk_request_session *rs = data;
-    cJSON_Delete(rs->access_tree);
-    cJSON_Delete(rs->id_tree);
     if (rs->access)
         sk_claims_unref(rs->access);
     if (rs->id)
@@ -36,27 +34,6 @@ sk_request_session *sk_request_session_get(request_rec *r)
             return rs;
     }
     return NULL;
-}
-
-static apr_status_t sk_tree_free(void *tree)
-{
-    cJSON_Delete(tree);
-    return APR_SUCCESS;
-}
-
-const cJSON *sk_claims_tree(request_rec *r, const sk_claims *c)
-{
-    sk_request_session *rs = sk_request_session_get(r);
-    cJSON **slot = !rs || !c ? NULL : c == rs->access ? &rs->access_tree
-                 : c == rs->id ? &rs->id_tree : NULL;
-    if (slot && *slot)
-        return *slot;
-    cJSON *tree = sk_claims_parse(c);
-    if (slot)
-        *slot = tree;                   /* the session's cleanup frees it */
-    else if (tree)                      /* claims of no session: once per call */
-        apr_pool_cleanup_register(r->pool, tree, sk_tree_free, apr_pool_cleanup_null);
-    return tree;
 }
 
 /* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one
@@ -137,8 +114,8 @@ static void sk_setenv_all(request_rec *r, const char *const v[SK_PUBLISHED_COUNT
 }
 
 /* A string claim: the usual ones from their fields, so the default
- * REMOTE_USER (sub) parses no JSON; any other from the request's tree. */
-static const char *sk_claim_string(request_rec *r, const sk_claims *c, const char *name)
+ * REMOTE_USER (sub) needs no tree; any other from the token's tree. */
+static const char *sk_claim_string(const sk_claims *c, const char *name)
 {
     static const char *const names[] = { "sub", "email", "name", "oid", "sid", "iss",
                                          "client_id" };
@@ -149,7 +126,7 @@ static const char *sk_claim_string(request_rec *r, const sk_claims *c, const cha
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(name, names[i]))
             return fields[i];
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(r, c), name);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(c), name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
@@ -185,9 +162,9 @@ static void sk_claim_headers(request_rec *r, const char *prefix,
 static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir_conf *d)
 {
     sk_server_conf *c = sk_server_config(r);
-    const char *user = sk_claim_string(r, rs->access, c->remote_user_claim);
+    const char *user = sk_claim_string(rs->access, c->remote_user_claim);
     if (!user)
-        user = sk_claim_string(r, rs->id, c->remote_user_claim);
+        user = sk_claim_string(rs->id, c->remote_user_claim);
     if (!user || !*user) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the session has no '%s' claim "
                       "for REMOTE_USER (ScalekitRemoteUserClaim)", c->remote_user_claim);

@@ -629,6 +629,7 @@ sk_claims *sk_claims_new(cJSON *o, const char *text, size_t text_len)
     c->iat = time_or_zero(o, "iat");
     c->nbf = time_or_zero(o, "nbf");
     c->refs = 1;
+    c->tree = NULL;
 out:
     cJSON_Delete(o);
     return c;
@@ -637,6 +638,21 @@ out:
 cJSON *sk_claims_parse(const sk_claims *c)
 {
     return c ? cJSON_ParseWithLength(c->payload, c->payload_len) : NULL;
+}
+
+const cJSON *sk_claims_tree(const sk_claims *c)
+{
+    if (!c)
+        return NULL;
+    void **slot = (void **)&c->tree;    /* a cache beside the immutable claims */
+    cJSON *t = __atomic_load_n(slot, __ATOMIC_ACQUIRE), *mine;
+    if (t || !(mine = sk_claims_parse(c)))
+        return t;
+    void *none = NULL;
+    if (__atomic_compare_exchange_n(slot, &none, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    cJSON_Delete(mine);                 /* another thread's parse won */
+    return none;
 }
 
 sk_claims *sk_claims_ref(sk_claims *c)
@@ -650,5 +666,6 @@ void sk_claims_unref(sk_claims *c)
 {
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    cJSON_Delete(c->tree);
     free(c);
 }

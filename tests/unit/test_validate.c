@@ -274,6 +274,11 @@ static void *work(void *arg)
             snprintf(want, sizeof want, "usr_%d", i);
             if (!c || !c->sub || strcmp(c->sub, want))
                 w->errors++;
+            /* The shared tree, built by whichever thread comes first, freed
+             * with an evicted entry's last reference (valgrind watches). */
+            const cJSON *sub = cJSON_GetObjectItem(sk_claims_tree(c), "sub");
+            if (!cJSON_IsString(sub) || strcmp(sub->valuestring, want))
+                w->errors++;
         }
         sk_claims_unref(c);
     }
@@ -324,6 +329,72 @@ SK_TEST(validate_threads_consistent)
     for (int i = 0; i < NTOK; i++)
         free(toks[i]);
     sk_keystore_destroy(s);
+}
+
+/* A cached token's payload is parsed for Require rules once, not per request:
+ * every hit hands out the same tree, until the claims go. */
+SK_TEST(validate_tree_once_per_token)
+{
+    sk_keystore *s = vstore();
+    sk_policy p = vpolicy(1);
+    sk_validator *v = sk_validator_create(&p, s, 16);
+    sk_claims *a = NULL, *b = NULL;
+    char *t = tok(3, NOW + 300);
+    SK_REQUIRE(sk_validate(v, t, strlen(t), NOW, &a) == SK_JWT_OK);
+    SK_REQUIRE(sk_validate(v, t, strlen(t), NOW, &b) == SK_JWT_OK && a == b);
+    const cJSON *ta = sk_claims_tree(a);
+    SK_REQUIRE(ta != NULL);
+    SK_CHECK(sk_claims_tree(b) == ta);
+    SK_CHECK_STR(cJSON_GetObjectItem(ta, "sub")->valuestring, "usr_3");
+    SK_CHECK_INT(cJSON_GetObjectItem(ta, "exp")->valueint, NOW + 300);
+    SK_CHECK(sk_claims_tree(NULL) == NULL);
+    sk_claims_unref(a);
+    sk_claims_unref(b);
+    sk_validator_destroy(v);                    /* the last reference: tree freed */
+    free(t);
+    sk_keystore_destroy(s);
+}
+
+typedef struct {
+    const sk_claims *c;
+    pthread_barrier_t *go;
+    const cJSON *got;
+} tree_racer;
+
+static void *tree_race(void *arg)
+{
+    tree_racer *x = arg;
+    pthread_barrier_wait(x->go);
+    x->got = sk_claims_tree(x->c);
+    return NULL;
+}
+
+/* Threads asking for a fresh claims object's tree at once all get one tree;
+ * the parses that lost the race are freed (valgrind: no leak). */
+SK_TEST(validate_tree_first_use_race)
+{
+    for (int round = 0; round < 20; round++) {
+        const char *pay = "{\"sub\":\"usr_1\",\"roles\":[\"admin\",\"a,b\"]}";
+        sk_claims *c = sk_claims_new(cJSON_Parse(pay), pay, strlen(pay));
+        SK_REQUIRE(c != NULL);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, NTHREADS);
+        pthread_t th[NTHREADS];
+        tree_racer x[NTHREADS];
+        for (int i = 0; i < NTHREADS; i++) {
+            x[i] = (tree_racer){c, &go, NULL};
+            pthread_create(&th[i], NULL, tree_race, &x[i]);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < NTHREADS; i++)
+            SK_CHECK(x[i].got != NULL && x[i].got == x[0].got);
+        const cJSON *roles = cJSON_GetObjectItem(x[0].got, "roles");
+        SK_CHECK(cJSON_GetArraySize(roles) == 2);
+        SK_CHECK_STR(cJSON_GetArrayItem(roles, 1)->valuestring, "a,b");
+        sk_claims_unref(c);
+    }
 }
 
 SK_TEST(validate_cache_drops_expired_on_insert)
