@@ -67,7 +67,7 @@ typedef struct sk_claims {
     size_t payload_len;
     int64_t exp, iat, nbf;             /* 0 when absent */
     int refs;                          /* private: use the functions below */
-    void *tree;                        /* private: the payload's cJSON tree (sk_claims_tree) */
+    cJSON *tree;                       /* private: the payload's tree (sk_claims_tree) */
     char buf[];                        /* private: what the pointers above point into */
 } sk_claims;
 

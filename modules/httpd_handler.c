@@ -55,7 +55,7 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
     }
     static const char *const names[] = { "connection_id", "organization_id", "login_hint",
                                          NULL };
-    cJSON *tree = sk_claims_parse(claims);  /* no session: a tree of our own */
+    const cJSON *tree = sk_claims_tree(claims);
     for (int i = 0; names[i]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, names[i]);
         if (cJSON_IsString(v) && *v->valuestring && sk_param_ok(v->valuestring))
@@ -64,7 +64,6 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
     const cJSON *relay = cJSON_GetObjectItemCaseSensitive(tree, "relay_state");
     if (cJSON_IsString(relay) && sk_local_path_ok(relay->valuestring))
         *return_to = apr_pstrdup(r->pool, relay->valuestring);
-    cJSON_Delete(tree);
     sk_claims_unref(claims);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "login: IdP-initiated sign-in accepted");
     return 1;
@@ -394,7 +393,7 @@ static int sk_backchannel_logout(request_rec *r)
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
     sk_claims *claims = NULL;
     sk_jwt_err e = sk_validate(c->rt->id, token, strlen(token), now, &claims);
-    cJSON *tree = e == SK_JWT_OK ? sk_claims_parse(claims) : NULL;  /* a token of no session */
+    const cJSON *tree = e == SK_JWT_OK ? sk_claims_tree(claims) : NULL;
     const char *problem = e != SK_JWT_OK ? sk_jwt_err_str(e)
                         : sk_bcl_claims_problem(claims, tree, now, c->leeway);
     if (!problem) {
@@ -403,7 +402,6 @@ static int sk_backchannel_logout(request_rec *r)
                               apr_time_from_sec(SK_BCL_MAX_AGE + 2 * c->leeway)))
             problem = "jti replayed";
     }
-    cJSON_Delete(tree);
     if (problem) {
         if (claims)
             sk_claims_unref(claims);

@@ -644,11 +644,11 @@ const cJSON *sk_claims_tree(const sk_claims *c)
 {
     if (!c)
         return NULL;
-    void **slot = (void **)&c->tree;    /* a cache beside the immutable claims */
+    cJSON **slot = &((sk_claims *)c)->tree;    /* a cache beside the immutable claims */
     cJSON *t = __atomic_load_n(slot, __ATOMIC_ACQUIRE), *mine;
     if (t || !(mine = sk_claims_parse(c)))
         return t;
-    void *none = NULL;
+    cJSON *none = NULL;
     if (__atomic_compare_exchange_n(slot, &none, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return mine;
     cJSON_Delete(mine);                 /* another thread's parse won */
