@@ -517,13 +517,13 @@ def test_idp_initiated_token(server):
 
 def test_fault_modes(server):
     keys_url = server.url + "/keys"
-    server.fault("slow", delay=0.5, paths=["/keys"])
+    server.fault("slow", delay=2.0, paths=["/keys"])
     t0 = time.monotonic()
     assert requests.get(keys_url).status_code == 200
-    assert time.monotonic() - t0 >= 0.5
+    assert time.monotonic() - t0 >= 2.0
     t0 = time.monotonic()
     requests.get(server.url + "/.well-known/openid-configuration")       # other paths: no fault
-    assert time.monotonic() - t0 < 0.4
+    assert time.monotonic() - t0 < 1.5
 
     server.fault("500", count=2)
     assert requests.get(keys_url).status_code == 500

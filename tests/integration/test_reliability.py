@@ -686,13 +686,13 @@ def test_refresh_answer_outlives_a_busy_minute(idp, httpd_factory):
 def test_refresh_in_flight_across_a_graceful_restart(idp, httpd_factory, mpm):
     """A refresh is at the IdP when a graceful restart comes (logrotate does one every night);
     a request of the new generation with the same expired token must reuse its answer."""
-    h = ready(httpd_factory(idp=idp, mpm=mpm))
+    h = ready(httpd_factory(idp=idp, mpm=mpm, extra_conf="ScalekitTimeout 10\n"))
     s = browser()
     signin(h, s)
     expire(idp, s)
     jar = requests.utils.dict_from_cookiejar(s.cookies)
     url = h.url + "/cgi-bin/whoami"
-    idp.fault("slow", delay=4, paths=["/oauth/token"])     # within the default ScalekitTimeout 5
+    idp.fault("slow", delay=4, paths=["/oauth/token"])     # well within ScalekitTimeout 10
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(requests.get, url, cookies=jar, allow_redirects=False,

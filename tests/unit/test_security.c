@@ -103,8 +103,9 @@ SK_TEST(security_state_cookie_is_opaque_and_bound_to_the_secret)
     size_t raw_len;
     unsigned char *raw = sk_b64url_decode_alloc(sealed, strlen(sealed), &raw_len);
     SK_REQUIRE(raw);
+    /* "\"v\":\"", not "\"v\"": 3 bytes turn up in 148 random ones once in 100,000 runs. */
     static const char *const hidden[] = { "VERIFIER-VALUE", "NONCE-VALUE", "/secret/return",
-                                          "\"v\"", NULL };
+                                          "\"v\":\"", NULL };
     for (int i = 0; hidden[i]; i++) {
         SK_CHECK(!strstr(sealed, hidden[i]));
         SK_CHECK(!memmem(raw, raw_len, hidden[i], strlen(hidden[i])));
