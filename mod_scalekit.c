@@ -801,10 +801,10 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     apr_uri_parse(p, c->redirect_uri, &u);
     rt->redirect_path = u.path;
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
-                                     c->leeway, 1, 0 };
+                                     c->leeway, 1, 0, 1, NULL };
     /* An ID token names only the client in aud, and is kept as the profile of
      * a session after it expires: the access token carries the session's life. */
-    rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0 };
+    rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0, 0, c->client_id };
     rt->sealer = sk_sealer_create(p, c->client_secret, "mod_scalekit state cookie v1");
     /* Every server sharing a store shares the client secret, so it opens records
      * another one sealed; nobody who can only read or write the store can. */

@@ -34,6 +34,8 @@ typedef enum {
     SK_JWT_E_IAT,           /* iat too far in the future */
     SK_JWT_E_ISS,           /* iss missing or not exactly the issuer */
     SK_JWT_E_AUD,           /* aud missing, empty, or holding none of the audiences */
+    SK_JWT_E_KIND,          /* another kind of token (an ID token offered as an access
+                               token), or azp naming another client */
     SK_JWT_E_NO_KEYS,       /* the key set could not be had (JWKS unreachable) */
     SK_JWT_E_INTERNAL,
     SK_JWT_E__COUNT
@@ -52,6 +54,10 @@ typedef struct sk_policy {
     int check_exp;                     /* 1: exp required and enforced; 0: ignored
                                           (an ID token kept as a session's profile) */
     size_t max_token_len;              /* 0 means 16384 */
+    int access_only;                   /* 1: refuse a token with nonce, at_hash or c_hash,
+                                          which only ID tokens carry (both kinds share
+                                          iss and aud, so nothing else tells them apart) */
+    const char *azp;                   /* when set, an azp claim must equal it */
 } sk_policy;
 
 /* A validated token's claims: immutable, reference-counted, safe to share

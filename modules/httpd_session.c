@@ -217,6 +217,12 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
         sk_log_reject(r, "access token", access, *why);
         return 0;
     }
+    if (!rs->access->sub) {                 /* a token of no user (Scalekit always sets it) */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s has no sub: refused",
+                      sk_short_hash(r->pool, access));
+        *why = SK_JWT_E_PAYLOAD;
+        return 0;
+    }
     if (id) {
         sk_jwt_err e = check(rt->id, id, strlen(id), now, &rs->id);
         if (e != SK_JWT_OK) {

@@ -60,6 +60,7 @@ static const char *const err_names[SK_JWT_E__COUNT] = {
     [SK_JWT_E_IAT] = "iat-in-future",
     [SK_JWT_E_ISS] = "bad-issuer",
     [SK_JWT_E_AUD] = "bad-audience",
+    [SK_JWT_E_KIND] = "wrong-token-kind",
     [SK_JWT_E_NO_KEYS] = "no-keys",
     [SK_JWT_E_INTERNAL] = "internal-error",
 };
@@ -480,6 +481,18 @@ static int aud_match(const char *aud, const sk_policy *p)
     return 0;
 }
 
+/* An ID token's aud and iss are an access token's too: its own claims give it
+ * away. azp, when there is one, names the client the token was issued to. */
+static int check_kind(const cJSON *o, const sk_policy *p)
+{
+    static const char *const id_only[] = { "nonce", "at_hash", "c_hash", NULL };
+    for (int i = 0; p->access_only && id_only[i]; i++)
+        if (member(o, id_only[i]))
+            return 1;
+    const cJSON *azp = member(o, "azp");
+    return p->azp && azp && !(cJSON_IsString(azp) && !strcmp(azp->valuestring, p->azp));
+}
+
 /* aud is one string or an array of strings; one of them must be ours. */
 static sk_jwt_err check_aud(const cJSON *o, const sk_policy *p)
 {
@@ -523,6 +536,8 @@ sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
         return SK_JWT_E_ISS;                 /* exact: no slash or case folding */
     if (check_aud(o, p))
         return SK_JWT_E_AUD;
+    if (check_kind(o, p))
+        return SK_JWT_E_KIND;
     if (has_nbf && nbf - leeway > now)
         return SK_JWT_E_NBF;
     if (has_iat && iat - leeway > now)

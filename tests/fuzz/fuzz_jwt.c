@@ -56,7 +56,7 @@ static void setup(void)
 
 static void check_claims(const char *tok, size_t len)
 {
-    static const sk_policy p = {"joe", auds, 2, 0, 30, 1, 0};
+    static const sk_policy p = {"joe", auds, 2, 0, 30, 1, 0, 0, NULL};
     char *text = NULL;
     size_t text_len = 0;
     cJSON *o = sk_jwt_peek_payload(tok, len, &text, &text_len);

@@ -495,6 +495,35 @@ def test_id_token_for_another_client_is_refused(httpd, idp):
     assert r.status_code == 401
 
 
+def test_id_token_is_no_access_token(idp, httpd_factory, browser_session):
+    """ID and access tokens share iss and aud. An ID token travels further (the logout URL's
+    id_token_hint), so one offered as the access token, in a cookie or as a bearer, is refused."""
+    h = httpd_factory(idp=idp, locations=HANDLER + loc("/cgi-bin", " AuthType Scalekit\n"
+                      " ScalekitBearer On\n Require valid-user\n"))
+    s = browser_session()
+    signin(h, s)
+    access, id_token = s.cookies.get("sk-access-token"), s.cookies.get("sk-id-token")
+    assert access and id_token
+    cases = {"ID token as the access cookie": {"cookies": {"sk-access-token": id_token,
+                                                           "sk-id-token": id_token}},
+             "ID token alone as the access cookie": {"cookies": {"sk-access-token": id_token}},
+             "ID token as a bearer": {"headers": {"Authorization": "Bearer " + id_token}},
+             "access token without sub": {"headers": {"Authorization": "Bearer " + idp.mint(
+                 {"sub": None}, base="access")}}}
+    for why, how in cases.items():
+        r = requests.get(h.url + "/cgi-bin/whoami", headers={**API, **how.get("headers", {})},
+                         cookies=how.get("cookies"), allow_redirects=False)
+        assert r.status_code == 401, (why, r.status_code)
+    log = h.error_log()
+    assert "wrong-token-kind" in log and "no sub" in log
+    # Control: the real pair, and the access token as a bearer, are sessions.
+    for how in ({"cookies": {"sk-access-token": access, "sk-id-token": id_token}},
+                {"headers": {"Authorization": "Bearer " + access}}):
+        r = requests.get(h.url + "/cgi-bin/whoami", headers={**API, **how.get("headers", {})},
+                         cookies=how.get("cookies"))
+        assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+
+
 def test_id_token_from_another_signin_is_refused(httpd, idp):
     """An ID token minted for another sign-in (its nonce) cannot finish this one."""
     idp.set_user(id_token_extra={"nonce": "n" * 43})

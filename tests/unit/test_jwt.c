@@ -21,7 +21,7 @@ static const char *const audiences[] = {"skc_client1", "api://orders"};
 
 static sk_policy policy(unsigned algs)
 {
-    sk_policy p = {ISS, audiences, 2, algs, 30, 1, 0};
+    sk_policy p = {ISS, audiences, 2, algs, 30, 1, 0, 0, NULL};
     return p;
 }
 
@@ -66,7 +66,7 @@ SK_TEST(jwt_rfc7515_a2_known_answer)
 {
     sk_keystore *s = sk_keystore_create(NULL, NULL, 1000000000, 60);
     const char *aud[] = {"joe-client"};
-    sk_policy p = {"joe", aud, 1, SK_ALG_RS256, 0, 1, 0};
+    sk_policy p = {"joe", aud, 1, SK_ALG_RS256, 0, 1, 0, 0, NULL};
     int64_t t = 1300819000;                        /* before its exp */
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a2_jwks, strlen(a2_jwks), NULL, 0), t);
@@ -117,7 +117,7 @@ SK_TEST(jwt_rfc7515_a3_known_answer)
 {
     sk_keystore *s = sk_keystore_create(NULL, NULL, 1000000000, 60);
     const char *aud[] = {"x"};
-    sk_policy p = {"joe", aud, 1, SK_ALG_ES256, 0, 1, 0};
+    sk_policy p = {"joe", aud, 1, SK_ALG_ES256, 0, 1, 0, 0, NULL};
     int64_t t = 1300819000;
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a3_jwks, strlen(a3_jwks), NULL, 0), t);
@@ -499,6 +499,34 @@ SK_TEST(jwt_time_boundaries)
     SK_CHECK_INT(sk_jwt_check_claims(o, &q, NOW), SK_JWT_OK);
     SK_CHECK_INT(sk_jwt_check_claims(o, &p, NOW), SK_JWT_E_EXP_INVALID);
     cJSON_Delete(o);
+}
+
+/* Both kinds share iss and aud: an access policy tells an ID token by the
+ * claims only ID tokens carry, and an ID policy checks azp when present. */
+SK_TEST(jwt_token_kinds)
+{
+    sk_policy access = policy(0), id = policy(0);
+    access.access_only = 1;
+    id.azp = "skc_client1";
+    static const struct { const char *pay; sk_jwt_err access, id; } t[] = {
+        {PAY(EXP_OK ",\"jti\":\"tkn_1\",\"client_id\":\"skc_client1\""), SK_JWT_OK, SK_JWT_OK},
+        {PAY(EXP_OK ",\"nonce\":\"n1\""), SK_JWT_E_KIND, SK_JWT_OK},
+        {PAY(EXP_OK ",\"at_hash\":\"h\""), SK_JWT_E_KIND, SK_JWT_OK},
+        {PAY(EXP_OK ",\"c_hash\":\"h\""), SK_JWT_E_KIND, SK_JWT_OK},
+        {PAY(EXP_OK ",\"nonce\":null"), SK_JWT_E_KIND, SK_JWT_OK},   /* present is enough */
+        {PAY(EXP_OK ",\"azp\":\"skc_client1\""), SK_JWT_OK, SK_JWT_OK},
+        {PAY(EXP_OK ",\"azp\":\"skc_other\""), SK_JWT_OK, SK_JWT_E_KIND},
+        {PAY(EXP_OK ",\"azp\":[\"skc_client1\"]"), SK_JWT_OK, SK_JWT_E_KIND},
+        {PAY(EXP_OK ",\"azp\":\"\""), SK_JWT_OK, SK_JWT_E_KIND},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        cJSON *o = cJSON_Parse(t[i].pay);
+        SK_REQUIRE(o != NULL);
+        SK_CHECK_INT(sk_jwt_check_claims(o, &access, NOW), t[i].access);
+        SK_CHECK_INT(sk_jwt_check_claims(o, &id, NOW), t[i].id);
+        cJSON_Delete(o);
+    }
+    SK_CHECK(!strcmp(sk_jwt_err_str(SK_JWT_E_KIND), "wrong-token-kind"));
 }
 
 SK_TEST(jwt_claims_fields)
