@@ -20,7 +20,7 @@
 #include "sk_module.h"
 #include "sk_oauth.h"
 
-#define SK_RESULT_MAX     (32 * 1024)
+#define SK_RESULT_MAX     (64 * 1024)     /* sealed: two 16 KB tokens fit */
 #define SK_KEEP_SUCCESS   apr_time_from_sec(60)
 #define SK_KEEP_REFUSED   apr_time_from_sec(30)
 #define SK_KEEP_UNREACHED apr_time_from_sec(2)
@@ -37,7 +37,10 @@ static void sk_refresh_cache(request_rec *r, ap_socache_provider_t **provider,
     *instance = c->store ? c->store->instance : sk_shared_store.instance;
 }
 
-/* buf holds SK_RESULT_MAX + 1 bytes: one buffer for every poll of a wait. */
+/* Records are sealed like session records and bound to their key: an answer
+ * holds live tokens, and whoever can read or write the store (or attach the
+ * shmcb segment) must learn none and plant none. One that does not open is
+ * no record. buf holds SK_RESULT_MAX + 1 bytes: one buffer for every poll. */
 static char *sk_shared_get(request_rec *r, const char *key, unsigned char *buf)
 {
     ap_socache_provider_t *pr;
@@ -48,7 +51,12 @@ static char *sk_shared_get(request_rec *r, const char *key, unsigned char *buf)
                      &len, r->pool) != APR_SUCCESS)
         return NULL;
     buf[len] = '\0';
-    return (char *)buf;
+    char *plain = sk_unseal_bound(r->pool, sk_server_config(r)->rt->record_sealer, key,
+                                  (const char *)buf, SK_RESULT_MAX, NULL);
+    if (!plain || !*plain)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh record %.8s... does not open: "
+                      "ignored", key);
+    return plain && *plain ? plain : NULL;
 }
 
 static void sk_shared_put(request_rec *r, const char *key, const char *value,
@@ -57,9 +65,12 @@ static void sk_shared_put(request_rec *r, const char *key, const char *value,
     ap_socache_provider_t *pr;
     ap_socache_instance_t *in;
     sk_refresh_cache(r, &pr, &in);
-    apr_status_t rv = pr->store(in, r->server, (const unsigned char *)key,
-                                (unsigned int)strlen(key), apr_time_now() + keep,
-                                (unsigned char *)value, (unsigned int)strlen(value), r->pool);
+    char *sealed = sk_seal_bound(r->pool, sk_server_config(r)->rt->record_sealer, key, value,
+                                 strlen(value));
+    apr_status_t rv = !sealed ? APR_EGENERAL : strlen(sealed) > SK_RESULT_MAX ? APR_ENOSPC
+        : pr->store(in, r->server, (const unsigned char *)key, (unsigned int)strlen(key),
+                    apr_time_now() + keep, (unsigned char *)sealed,
+                    (unsigned int)strlen(sealed), r->pool);
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "mod_scalekit: the shared cache "
                       "refused a refresh record");

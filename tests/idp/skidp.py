@@ -1207,6 +1207,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.stats["grants"][grant] += 1
         response = handler(self, client, params)
+        if response.get("refresh_token"):     # lets a test act as whoever learnt it
+            self.log_entry["issued_refresh_token"] = response["refresh_token"]
         self.send_json(200, response, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     def grant_code(self, client, params):

@@ -1,5 +1,8 @@
 """Server-side sessions in httpd's shared object caches (shmcb, Redis, memcached), two servers
 sharing one store, back-channel logout, revocation at sign-out, and store faults."""
+import base64
+import hashlib
+import json
 import os
 import time
 import uuid
@@ -330,6 +333,35 @@ def test_store_records_are_sealed_and_bound_to_their_session(idp, httpd_factory,
         r = whoami(h, s)
         assert r.status_code == 401, r.text
     assert h.error_log().count("a record does not open") >= 2
+
+
+def test_refresh_records_in_the_store_are_sealed(idp, httpd_factory, browser_session, redis):
+    """A refresh's answer waits in the store a minute for parallel requests. Reading it must
+    reveal no token, and an answer planted by whoever can write the store (here for the
+    session's own refresh token, which the IdP's log tells) must not become the session."""
+    idp.lifetimes(access=2)
+    h = stored(idp, httpd_factory, redis.spec, "ScalekitLeeway 0\n")
+    s = browser_session()
+    signin(h, s)
+    idp.lifetimes(access=300)
+    issued = [e["issued_refresh_token"] for e in endpoint_calls(idp, "/oauth/token",
+                                                                 grant_type="authorization_code")]
+    assert len(issued) == 1
+    namespace = next(iter(redis.items())).split(b":", 1)[0]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(issued[0].encode()).digest()).rstrip(b"=")
+    planted = namespace + b":" + (digest + b":r").hex().encode()
+    other = idp.mint({"sub": "usr_planted"}, base="access")
+    redis.call("SET", planted, b"R" + json.dumps({"a": other, "r": "rt_planted"}).encode())
+    time.sleep(3)                                    # the access token expires
+    idp.clear_log()
+    r = whoami(h, s)
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001", r.text
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+    assert "does not open" in h.error_log()
+    answers = {k: v for k, v in redis.items().items() if k.endswith(b":r".hex().encode())}
+    assert planted in answers                        # the planted answer, replaced by the real one
+    for value in redis.items().values():
+        assert b"eyJhbGci" not in value and b"usr_demo001" not in value
 
 
 def test_validation_cache_lives_in_the_store(idp, httpd_factory, browser_session, redis):
