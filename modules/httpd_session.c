@@ -242,8 +242,18 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
     return 1;
 }
 
+/* New tokens that could not be checked for want of keys are not bad tokens:
+ * the session stays (a 502 now), and a retry reuses the refresh's answer,
+ * which waits a minute in the shared cache, instead of spending the
+ * single-use refresh token again. */
+static int sk_keys_missing(sk_jwt_err e)
+{
+    return e == SK_JWT_E_KID_UNKNOWN || e == SK_JWT_E_NO_KEYS || e == SK_JWT_E_INTERNAL;
+}
+
 /* Refresh an expired session; on success the new cookies go out on this
- * response and rs holds the new claims. */
+ * response and rs holds the new claims. 1: refreshed; 0: the session is
+ * over; -1: try again later (the IdP or its keys could not be had). */
 static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
 {
     sk_refresh_result res;
@@ -256,7 +266,7 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
                       "server; using the session's new tokens", sk_short_hash(r->pool, spent));
         if (sk_validate_into_request(r, t->access, t->id, t->vouched, rs, &why))
             return 1;
-        return 0;
+        return sk_keys_missing(why) ? -1 : 0;
     }
     if (res.error) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s failed: %s",
@@ -264,7 +274,7 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
         return res.unavailable ? -1 : 0;
     }
     if (!sk_validate_into_request(r, res.access_token, res.id_token, 0, rs, &why))
-        return 0;
+        return sk_keys_missing(why) ? -1 : 0;
     t->access = res.access_token;
     t->id = res.id_token ? res.id_token : t->id;
     t->refresh = res.refresh_token;

@@ -312,6 +312,32 @@ def test_jwks_change_needs_no_restart(idp, httpd_factory, keep_old):
     assert keys_fetches(idp) == fetches + 1
 
 
+def test_refresh_kept_while_the_new_keys_cannot_be_had(idp, httpd_factory):
+    """A refresh succeeds, but its tokens are signed by a key the module cannot fetch yet (the
+    IdP rotated, its /keys fails). The session is not thrown away with the rotated refresh token:
+    a 502 now, and once the keys can be had the retry reuses the refresh's answer."""
+    h = httpd_factory(idp=idp, mpm=THREADED, extra_conf="ScalekitJWKSRefreshInterval 1\n" + one_child())
+    s = browser()
+    signin(h, s)
+    refresh = s.cookies.get("sk-refresh-token")
+    new_kid = idp.rotate(keep_old=False)
+    idp.fault("500", paths=["/keys"])
+    try:
+        time.sleep(1.2)                              # past the refetch interval
+        expire(idp, s)
+        r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False, headers=JSON)
+        assert r.status_code == 502 and not cleared(r), (r.status_code, cleared(r))
+        assert s.cookies.get("sk-refresh-token") == refresh
+    finally:
+        idp.fault("none")
+    time.sleep(1.2)
+    r = get(s, h.url + "/cgi-bin/whoami", allow_redirects=False, headers=JSON)
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    assert jwt_header(s.cookies.get("sk-access-token"))["kid"] == new_kid
+    assert len(grants(idp, "refresh_token")) == 1    # the answer was reused, not a second refresh
+    assert "unknown-kid" in h.error_log() or "no-keys" in h.error_log()
+
+
 def test_hung_idp_blocks_no_worker(idp, httpd_factory):
     """While every call to the IdP hangs, requests that need it wait at most the timeout, and
     requests that need only validation do not wait at all."""
