@@ -130,7 +130,10 @@ extern sk_shared sk_shared_store;
 /* httpd_util.c */
 sk_server_conf *sk_server_config(request_rec *r);
 int sk_is_https(request_rec *r);
-void sk_set_cookie(request_rec *r, const char *name, const char *value, int clear);
+/* life: SK_COOKIE_SESSION (until the browser closes), SK_COOKIE_CLEAR, or seconds. */
+#define SK_COOKIE_SESSION 0
+#define SK_COOKIE_CLEAR   (-1)
+void sk_set_cookie(request_rec *r, const char *name, const char *value, int life);
 void sk_clear_session_cookies(request_rec *r);
 const char *sk_request_cookie(request_rec *r, const char *name);
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);

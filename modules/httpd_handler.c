@@ -121,7 +121,7 @@ static int sk_take_state(request_rec *r, const char *state, sk_login_state *st)
     const char *sealed = sk_request_cookie(r, name);
     if (!sealed)
         return 0;
-    sk_set_cookie(r, name, NULL, 1);
+    sk_set_cookie(r, name, NULL, SK_COOKIE_CLEAR);
     if (sk_login_state_open(r->pool, c->rt->sealer, sealed, st) != 0)
         return 0;
     return !strcmp(st->state, state);

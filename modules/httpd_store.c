@@ -265,11 +265,11 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
 {
     sk_server_conf *c = sk_server_config(r);
     if (!c->store) {
-        sk_set_cookie(r, c->cookie_access, t->access, 0);
+        sk_set_cookie(r, c->cookie_access, t->access, SK_COOKIE_SESSION);
         if (t->id)
-            sk_set_cookie(r, c->cookie_id, t->id, 0);
+            sk_set_cookie(r, c->cookie_id, t->id, SK_COOKIE_SESSION);
         if (t->refresh)
-            sk_set_cookie(r, c->cookie_refresh, t->refresh, 0);
+            sk_set_cookie(r, c->cookie_refresh, t->refresh, SK_COOKIE_SESSION);
         return OK;
     }
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
@@ -293,7 +293,7 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
             sk_index_add(r, c->store, sk_index_name(r->pool, "sid", claims->sid), t->key, keep);
         if (claims && claims->sub)
             sk_index_add(r, c->store, sk_index_name(r->pool, "sub", claims->sub), t->key, keep);
-        sk_set_cookie(r, c->cookie_session, session_id, 0);
+        sk_set_cookie(r, c->cookie_session, session_id, SK_COOKIE_SESSION);
     }
     return OK;
 }
@@ -304,7 +304,7 @@ void sk_tokens_clear(request_rec *r, const sk_tokens *t)
     if (c->store) {
         if (t->key)
             sk_store_remove(r, c->store, t->key);
-        sk_set_cookie(r, c->cookie_session, NULL, 1);
+        sk_set_cookie(r, c->cookie_session, NULL, SK_COOKIE_CLEAR);
     }
     sk_clear_session_cookies(r);
 }

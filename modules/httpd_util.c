@@ -38,10 +38,11 @@ const char *sk_short_hash(apr_pool_t *p, const char *token)
 
 /* Set-Cookie written here rather than with ap_cookie_write: that one logs the
  * whole value at debug level, and a token must never reach a log. */
-void sk_set_cookie(request_rec *r, const char *name, const char *value, int clear)
+void sk_set_cookie(request_rec *r, const char *name, const char *value, int life)
 {
     sk_server_conf *c = sk_server_config(r);
     int secure = c->cookie_secure < 0 ? sk_is_https(r) : c->cookie_secure;
+    int clear = life == SK_COOKIE_CLEAR;
     if (!strcmp(c->cookie_samesite, "None"))
         secure = 1;                     /* browsers drop SameSite=None without it */
     const char *v = apr_pstrcat(r->pool, name, "=", clear ? "" : value,
@@ -50,16 +51,17 @@ void sk_set_cookie(request_rec *r, const char *name, const char *value, int clea
                                 c->cookie_domain ? "; Domain=" : "",
                                 c->cookie_domain ? c->cookie_domain : "",
                                 clear ? "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
-                                      : "", NULL);
+                                : life > 0 ? apr_psprintf(r->pool, "; Max-Age=%d", life)
+                                : "", NULL);
     apr_table_addn(r->err_headers_out, "Set-Cookie", v);
 }
 
 void sk_clear_session_cookies(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
-    sk_set_cookie(r, c->cookie_access, NULL, 1);
-    sk_set_cookie(r, c->cookie_id, NULL, 1);
-    sk_set_cookie(r, c->cookie_refresh, NULL, 1);
+    sk_set_cookie(r, c->cookie_access, NULL, SK_COOKIE_CLEAR);
+    sk_set_cookie(r, c->cookie_id, NULL, SK_COOKIE_CLEAR);
+    sk_set_cookie(r, c->cookie_refresh, NULL, SK_COOKIE_CLEAR);
 }
 
 typedef struct {
@@ -176,12 +178,19 @@ const char *sk_login_path(request_rec *r)
                        "/login", NULL);
 }
 
-/* Keep at most max-1 pending sign-ins: drop the oldest state cookies (a
- * browser sends cookies of the same path oldest first). */
+/* Pending sign-ins' state cookies, together, stay under this many bytes: a
+ * long return_to makes a 3 KB cookie, and a few of them (an attacker's page
+ * can start sign-ins) would pass httpd's 8190-byte header limit, so every
+ * request, sign-out included, got a 400 until the browser closed. */
+#define SK_STATE_BYTES 4096
+
+/* Keep at most max-1 pending sign-ins, and room for the new one: drop the
+ * oldest state cookies (a browser sends cookies of one path oldest first). */
 typedef struct {
     request_rec *r;
     const char *prefix;
     apr_array_header_t *names;
+    apr_array_header_t *sizes;
 } sk_state_walk;
 
 static int sk_collect_state(void *ctx, const char *name, size_t nlen,
@@ -190,9 +199,10 @@ static int sk_collect_state(void *ctx, const char *name, size_t nlen,
     sk_state_walk *w = ctx;
     size_t plen = strlen(w->prefix);
     (void)value;
-    (void)vlen;
-    if (nlen > plen && !strncmp(name, w->prefix, plen))
+    if (nlen > plen && !strncmp(name, w->prefix, plen)) {
         APR_ARRAY_PUSH(w->names, const char *) = apr_pstrmemdup(w->r->pool, name, nlen);
+        APR_ARRAY_PUSH(w->sizes, size_t) = nlen + vlen + 3;       /* "; " and "=" */
+    }
     return 0;
 }
 
@@ -203,12 +213,20 @@ static int sk_collect_state_header(void *ctx, const char *key, const char *heade
     return 1;
 }
 
-static void sk_bound_pending(request_rec *r, sk_server_conf *c)
+static void sk_bound_pending(request_rec *r, sk_server_conf *c, size_t new_size)
 {
-    sk_state_walk w = { r, c->cookie_state, apr_array_make(r->pool, 8, sizeof(char *)) };
+    sk_state_walk w = { r, c->cookie_state, apr_array_make(r->pool, 8, sizeof(char *)),
+                        apr_array_make(r->pool, 8, sizeof(size_t)) };
+    size_t total = new_size;
     apr_table_do(sk_collect_state_header, &w, r->headers_in, "Cookie", NULL);
-    for (int i = 0; i + c->state_max <= w.names->nelts; i++)
-        sk_set_cookie(r, APR_ARRAY_IDX(w.names, i, const char *), NULL, 1);
+    for (int i = 0; i < w.sizes->nelts; i++)
+        total += APR_ARRAY_IDX(w.sizes, i, size_t);
+    for (int i = 0; i < w.names->nelts; i++) {
+        if (i + c->state_max > w.names->nelts && total <= SK_STATE_BYTES)
+            break;
+        sk_set_cookie(r, APR_ARRAY_IDX(w.names, i, const char *), NULL, SK_COOKIE_CLEAR);
+        total -= APR_ARRAY_IDX(w.sizes, i, size_t);
+    }
 }
 
 /* The cookie of one pending sign-in is named after its state. */
@@ -253,9 +271,10 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     q.code_challenge = sk_pkce_challenge(p, st.verifier);
     if (silent)
         q.prompt = "none";
-    sk_bound_pending(r, c);
+    const char *name = sk_state_cookie_name(r, st.state);
+    sk_bound_pending(r, c, strlen(name) + strlen(sealed) + 3);
     sk_count(SK_C_LOGIN);
-    sk_set_cookie(r, sk_state_cookie_name(r, st.state), sealed, 0);
+    sk_set_cookie(r, name, sealed, c->state_ttl);      /* gone with the sign-in's time */
     apr_table_setn(r->err_headers_out, "Location", sk_oauth_authorize_url(p, &q));
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "sign-in starts: state %s, return to %s%s",

@@ -478,6 +478,24 @@ def test_pending_state_cookies_bounded_under_100_starts(httpd):
     assert r.url == httpd.url + "/dashboard/"  # and the newest sign-in still finishes
 
 
+def test_long_return_to_cannot_lock_the_browser_out(httpd):
+    """Sign-ins with a long return_to (an attacker's page can start them) make big state cookies.
+    They must not pile up past httpd's header limit, which would answer 400 to every request, the
+    sign-out included, and they last only the sign-in's time."""
+    s = requests.Session()
+    target = "/cgi-bin/whoami?q=" + "x" * 1900
+    for _ in range(8):
+        r = s.get(httpd.url + "/api/auth/login", params={"return_to": target}, allow_redirects=False)
+        assert r.status_code == 302
+        new = [c for c in set_cookies(r) if c.startswith("sk-state-") and "Max-Age=0" not in c]
+        assert len(new) == 1 and "; Max-Age=600" in new[0], new
+    cookie_header = "; ".join("%s=%s" % (c.name, c.value) for c in s.cookies)
+    assert len(cookie_header) <= 4096, len(cookie_header)
+    assert s.get(httpd.url + "/dashboard/", allow_redirects=False).status_code == 302   # not 400
+    r = s.get(httpd.url + "/api/auth/login", params={"return_to": target})
+    assert r.status_code == 200 and r.url == httpd.url + target     # the newest sign-in finishes
+
+
 # ------------------------------------------------------------------------------------------------
 # Token substitution
 # ------------------------------------------------------------------------------------------------
