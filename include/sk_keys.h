@@ -35,10 +35,18 @@ typedef int (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err, 
  * refetches in the request, at most once per min_refetch seconds; concurrent
  * misses wait for one fetch. When a fetch fails the previous set stays in
  * use; min_refetch also spaces retries after a failure. Thread-safe. ttl <= 0
- * means 3600. fetch may be NULL (a store fed only by sk_keystore_put). */
+ * means 3600. fetch may be NULL (a store fed only by sk_keystore_put).
+ * min_refetch is measured on the store's monotonic clock, not on the callers'
+ * now (which may be stale, or the wall clock may step); a set is stale past
+ * ttl by either clock. */
 typedef struct sk_keystore sk_keystore;
 
 sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch);
+
+/* The store's monotonic clock in whole seconds; CLOCK_MONOTONIC unless set
+ * (tests drive it by hand). clock NULL restores CLOCK_MONOTONIC. */
+typedef int64_t (*sk_clock_fn)(void *ctx);
+void sk_keystore_set_clock(sk_keystore *s, sk_clock_fn clock, void *ctx);
 /* Waits for a background refresh to end, then frees the store. */
 void sk_keystore_destroy(sk_keystore *s);
 

@@ -44,8 +44,10 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
 {
     sk_server_conf *c = sk_server_config(r);
     sk_claims *claims = NULL;
+    /* The clock now, not r->request_time: a client that trickles its headers
+     * makes that stale, and it would date exp checks and key refetches. */
     sk_jwt_err e = sk_validate(c->rt->access, jwt, strlen(jwt),
-                               (int64_t)apr_time_sec(r->request_time), &claims);
+                               (int64_t)apr_time_sec(apr_time_now()), &claims);
     if (e != SK_JWT_OK) {
         if (claims)
             sk_claims_unref(claims);
@@ -207,7 +209,8 @@ static int sk_callback(request_rec *r)
                              "This sign-in was not started here, was already finished, or "
                              "its cookie was lost.");
     }
-    if (st.created + c->state_ttl < (int64_t)apr_time_sec(r->request_time))
+    /* The clock now: a request trickled in slowly must not stretch the state's life. */
+    if (st.created + c->state_ttl < (int64_t)apr_time_sec(apr_time_now()))
         return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in took too long",
                              "The sign-in expired before it finished.");
     const char *error = sk_arg(r, "error");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/bn.h>
@@ -364,14 +365,31 @@ struct sk_keystore {
     void *ctx;
     sk_keystore_shared shared;     /* optional copy shared with other processes */
     int ttl, min_refetch;
+    sk_clock_fn clock;             /* monotonic: spaces fetches, whatever now callers pass */
+    void *clock_ctx;
     sk_keyset *cur;                /* the store's own reference; NULL before the first fetch */
-    int64_t installed;             /* when cur was fetched (by us or another process) */
-    int64_t last_attempt;          /* last fetch started, good or bad */
+    int64_t installed;             /* when cur was fetched (by us or another process), wall */
+    int64_t installed_mono;        /* when cur was installed here, monotonic */
+    int64_t last_attempt;          /* last fetch started, good or bad, monotonic */
     int64_t last_ok;               /* last fetch that gave a set */
     int attempted, fetching;
     uint64_t fetches, failures, background, shared_loads;
     char last_error[160];
 };
+
+/* CLOCK_MONOTONIC, not the wall clock: it neither steps back nor comes stale. */
+static int64_t sk_monotonic(void *ctx)
+{
+    struct timespec ts;
+    (void)ctx;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+static int64_t sk_mono_now(const sk_keystore *s)
+{
+    return s->clock(s->clock_ctx);
+}
 
 sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch)
 {
@@ -391,7 +409,16 @@ sk_keystore *sk_keystore_create(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int 
     s->ctx = ctx;
     s->ttl = ttl > 0 ? ttl : 3600;
     s->min_refetch = min_refetch > 0 ? min_refetch : 0;
+    s->clock = sk_monotonic;
     return s;
+}
+
+void sk_keystore_set_clock(sk_keystore *s, sk_clock_fn clock, void *ctx)
+{
+    pthread_mutex_lock(&s->mu);
+    s->clock = clock ? clock : sk_monotonic;
+    s->clock_ctx = clock ? ctx : NULL;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void sk_keystore_set_shared(sk_keystore *s, const sk_keystore_shared *shared)
@@ -426,6 +453,7 @@ static sk_keyset *install(sk_keystore *s, sk_keyset *ks, int64_t fetched)
     sk_keyset *old = s->cur;
     s->cur = ks;
     s->installed = fetched;
+    s->installed_mono = sk_mono_now(s);
     return old;
 }
 
@@ -508,11 +536,11 @@ static void run_fetch(sk_keystore *s, int64_t now, int for_kid, const char *kid)
     sk_keyset_free(old);                     /* readers hold their own refs */
 }
 
-static void begin_fetch(sk_keystore *s, int64_t now)
+static void begin_fetch(sk_keystore *s)
 {
     s->fetching = 1;
     s->attempted = 1;
-    s->last_attempt = now;
+    s->last_attempt = sk_mono_now(s);
 }
 
 typedef struct {
@@ -553,10 +581,20 @@ static void refresh_in_background(sk_keystore *s, int64_t now)
     run_fetch(s, now, 0, NULL);
 }
 
-/* A fetch may start: never one twice within min_refetch seconds. */
-static int may_fetch(const sk_keystore *s, int64_t now)
+/* A fetch may start: never one twice within min_refetch seconds of the
+ * monotonic clock. Not the caller's now: a stale one (a request's arrival
+ * time, a thread that read the clock before another fetched) must not open
+ * the spacing, nor a wall clock stepped back shut it. */
+static int may_fetch(const sk_keystore *s)
 {
-    return !s->attempted || now - s->last_attempt >= s->min_refetch || now < s->last_attempt;
+    return !s->attempted || sk_mono_now(s) - s->last_attempt >= s->min_refetch;
+}
+
+/* Past ttl by the wall clock (shared copies carry wall times), or since it
+ * was installed by the monotonic one (the wall clock may have stepped back). */
+static int is_stale(const sk_keystore *s, int64_t now)
+{
+    return now - s->installed >= s->ttl || sk_mono_now(s) - s->installed_mono >= s->ttl;
 }
 
 EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
@@ -574,8 +612,8 @@ EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
         sk_keyset *ks = s->cur;
         key = ks ? sk_keyset_find(ks, kid, alg_out) : NULL;
         if (key) {
-            if (now - s->installed >= s->ttl && !s->fetching && may_fetch(s, now)) {
-                begin_fetch(s, now);         /* stale but usable: serve it, refresh aside */
+            if (!s->fetching && is_stale(s, now) && may_fetch(s)) {
+                begin_fetch(s);              /* stale but usable: serve it, refresh aside */
                 refresh_in_background(s, now);
                 key = sk_keyset_find(s->cur, kid, alg_out);
                 ks = s->cur;
@@ -595,8 +633,8 @@ EVP_PKEY *sk_keystore_get(sk_keystore *s, const char *kid, int64_t now,
             tried = 1;
             continue;
         }
-        if (!tried && may_fetch(s, now)) {
-            begin_fetch(s, now);
+        if (!tried && may_fetch(s)) {
+            begin_fetch(s);
             run_fetch(s, now, ks != NULL, kid);
             tried = 1;
             continue;

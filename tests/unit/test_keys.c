@@ -210,11 +210,39 @@ static int idp_calls(fake_idp *f)
     return n;
 }
 
-/* 1 if kid resolves at now (releasing the set), else 0 with *why. */
-static int has_key(sk_keystore *s, const char *kid, int64_t now, int *why)
+/* The IdP serves doc (taken) from now on. */
+static void idp_set_doc(fake_idp *f, char *doc)
+{
+    pthread_mutex_lock(&f->mu);
+    free(f->doc);
+    f->doc = doc;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The stores' monotonic clock, by hand (read by background fetches too). */
+static int64_t fake_mono;
+
+static int64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    return __atomic_load_n(&fake_mono, __ATOMIC_RELAXED);
+}
+
+static sk_keystore *store_new(sk_jwks_fetch_fn fetch, void *ctx, int ttl, int min_refetch)
+{
+    sk_keystore *s = sk_keystore_create(fetch, ctx, ttl, min_refetch);
+    if (s)
+        sk_keystore_set_clock(s, fake_clock, NULL);
+    return s;
+}
+
+/* 1 if kid resolves at wall time now, monotonic time mono (releasing the
+ * set), else 0 with *why. */
+static int has_key_at(sk_keystore *s, const char *kid, int64_t now, int64_t mono, int *why)
 {
     const sk_keyset *held = NULL;
     int w = 0;
+    __atomic_store_n(&fake_mono, mono, __ATOMIC_RELAXED);
     EVP_PKEY *k = sk_keystore_get(s, kid, now, &held, NULL, &w);
     if (why)
         *why = k ? 0 : w;
@@ -223,13 +251,19 @@ static int has_key(sk_keystore *s, const char *kid, int64_t now, int *why)
     return k != NULL;
 }
 
+/* A caller whose now is current: both clocks advance together. */
+static int has_key(sk_keystore *s, const char *kid, int64_t now, int *why)
+{
+    return has_key_at(s, kid, now, now, why);
+}
+
 #define T0 1700000000
 
 SK_TEST(keystore_lazy_fetch_and_ttl)
 {
     fake_idp f;
     idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
-    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 300, 60);
+    sk_keystore *s = store_new(fake_fetch, &f, 300, 60);
     sk_keystore_stats st;
     SK_REQUIRE(s != NULL);
     SK_CHECK_INT(idp_calls(&f), 0);              /* never at create time */
@@ -255,7 +289,7 @@ SK_TEST(keystore_unknown_kid_refetch_rate_limited)
     fake_idp f;
     int why = 0;
     idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
-    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 3600, 60);
+    sk_keystore *s = store_new(fake_fetch, &f, 3600, 60);
     SK_CHECK(has_key(s, "k1", T0, NULL));
     SK_CHECK_INT(idp_calls(&f), 1);
     /* Within min_refetch of the last fetch: no new fetch for an unknown kid. */
@@ -287,13 +321,85 @@ SK_TEST(keystore_unknown_kid_refetch_rate_limited)
     idp_done(&f);
 }
 
+/* A client trickling its headers brings a now tens of seconds stale (the
+ * request's arrival). Unknown kids with now alternating stale and current
+ * once made a fetch each; the spacing holds on the monotonic clock. */
+SK_TEST(keystore_stale_now_cannot_force_refetches)
+{
+    fake_idp f;
+    int why = 0;
+    idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
+    sk_keystore *s = store_new(fake_fetch, &f, 3600, 10);
+    SK_CHECK(has_key_at(s, "k1", T0, 1000, NULL));
+    SK_CHECK_INT(idp_calls(&f), 1);
+    /* 500 requests in 25 s, every other one 20, 40, ... 100 s stale. */
+    for (int i = 0; i < 500; i++) {
+        int64_t mono = 1000 + i / 20, now = T0 + i / 20;
+        if (i % 2)
+            now -= 20 * (1 + (i / 2) % 5);
+        SK_CHECK(!has_key_at(s, "kx", now, mono, &why));
+        SK_CHECK_INT(why, SK_JWT_E_KID_UNKNOWN);
+    }
+    SK_CHECK_INT(idp_calls(&f), 3);                  /* at monotonic 1000, 1010, 1020 */
+    /* A thread that read now just before another one fetched: no second fetch. */
+    SK_CHECK(!has_key_at(s, "ky", T0 + 30, 1030, &why));
+    SK_CHECK(!has_key_at(s, "ky", T0 + 29, 1030, &why));
+    SK_CHECK_INT(idp_calls(&f), 4);
+    sk_keystore_destroy(s);
+    idp_done(&f);
+}
+
+/* The wall clock steps back an hour: unknown kids still refetch min_refetch
+ * apart (neither at once nor an hour later), and a set fetched before the
+ * step still ages out after ttl. */
+SK_TEST(keystore_wall_clock_step_back)
+{
+    fake_idp f;
+    sk_keystore_stats st;
+    int why = 0;
+    const int64_t back = T0 - 3600;                  /* the wall clock after the step */
+    idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
+    sk_keystore *s = store_new(fake_fetch, &f, 300, 10);
+    SK_CHECK(has_key_at(s, "k1", T0, 1000, NULL));
+    SK_CHECK(!has_key_at(s, "k2", back + 1, 1001, &why));
+    SK_CHECK(!has_key_at(s, "k2", back + 9, 1009, &why));
+    SK_CHECK_INT(idp_calls(&f), 1);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL),
+                            skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
+    SK_CHECK(has_key_at(s, "k2", back + 10, 1010, &why));     /* the rotation is seen */
+    SK_CHECK_INT(idp_calls(&f), 2);
+    SK_CHECK(!has_key_at(s, "k3", back + 15, 1015, &why));
+    SK_CHECK_INT(idp_calls(&f), 2);
+    SK_CHECK(!has_key_at(s, "k3", back + 20, 1020, &why));
+    SK_CHECK_INT(idp_calls(&f), 3);
+    SK_CHECK_INT(why, SK_JWT_E_KID_UNKNOWN);
+    sk_keystore_destroy(s);
+
+    /* A set fetched just before the step: refreshed ttl after, not ttl + 1 h. */
+    s = store_new(fake_fetch, &f, 300, 10);
+    SK_CHECK(has_key_at(s, "k1", T0, 2000, NULL));
+    SK_CHECK(has_key_at(s, "k1", back + 299, 2299, NULL));
+    sk_keystore_wait_idle(s);
+    SK_CHECK_INT(idp_calls(&f), 4);
+    SK_CHECK(has_key_at(s, "k1", back + 300, 2300, NULL));    /* served, refreshed aside */
+    sk_keystore_wait_idle(s);
+    SK_CHECK_INT(idp_calls(&f), 5);
+    sk_keystore_get_stats(s, &st);
+    SK_CHECK_INT(st.last_fetch, back + 300);
+    SK_CHECK(has_key_at(s, "k1", back + 301, 2301, NULL));    /* fresh by both clocks */
+    sk_keystore_wait_idle(s);
+    SK_CHECK_INT(idp_calls(&f), 5);
+    sk_keystore_destroy(s);
+    idp_done(&f);
+}
+
 SK_TEST(keystore_failed_fetch_keeps_old_keys)
 {
     fake_idp f;
     sk_keystore_stats st;
     int why = 0;
     idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
-    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 300, 60);
+    sk_keystore *s = store_new(fake_fetch, &f, 300, 60);
     SK_CHECK(has_key(s, "k1", T0, NULL));
     f.fail = 1;
     SK_CHECK(has_key(s, "k1", T0 + 400, NULL));  /* stale, fetch fails, old set serves */
@@ -325,11 +431,11 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
 
     /* Nothing ever fetched: NO_KEYS. */
     f.fail = 1;
-    s = sk_keystore_create(fake_fetch, &f, 300, 60);
+    s = store_new(fake_fetch, &f, 300, 60);
     SK_CHECK(!has_key(s, "k1", T0, &why));
     SK_CHECK_INT(why, SK_JWT_E_NO_KEYS);
     sk_keystore_destroy(s);
-    s = sk_keystore_create(NULL, NULL, 300, 60);
+    s = store_new(NULL, NULL, 300, 60);
     SK_CHECK(!has_key(s, "k1", T0, &why));
     SK_CHECK_INT(why, SK_JWT_E_NO_KEYS);
     sk_keystore_destroy(s);
@@ -375,14 +481,14 @@ SK_TEST(keystore_concurrent_misses_one_fetch)
     miss_arg args[8];
     idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
     f.delay_ms = 200;                      /* a slow IdP: everyone piles up */
-    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 3600, 60);
+    sk_keystore *s = store_new(fake_fetch, &f, 3600, 60);
     /* Cold start: 8 threads, one fetch, all find k1. */
     SK_CHECK_INT(run_8(s, "k1", args), 8);
     SK_CHECK_INT(idp_calls(&f), 1);
     sk_keystore_destroy(s);
 
     /* Warm store, 8 misses on a new kid at once: exactly one refetch. */
-    s = sk_keystore_create(fake_fetch, &f, 3600, 60);
+    s = store_new(fake_fetch, &f, 3600, 60);
     SK_CHECK(has_key(s, "k1", T0, NULL));
     SK_CHECK_INT(idp_calls(&f), 2);
     pthread_mutex_lock(&f.mu);
@@ -462,7 +568,7 @@ static void shared_save_cb(void *ctx, const char *body, size_t len, int64_t fetc
 
 static sk_keystore *shared_store(fake_idp *f, fake_shared *sh)
 {
-    sk_keystore *s = sk_keystore_create(fake_fetch, f, 300, 60);
+    sk_keystore *s = store_new(fake_fetch, f, 300, 60);
     sk_keystore_shared cb = { shared_load_cb, shared_save_cb, sh };
     sk_keystore_set_shared(s, &cb);
     return s;
@@ -473,7 +579,7 @@ SK_TEST(keystore_stale_set_served_while_slow_refetch_runs)
     fake_idp f;
     struct timespec a, b;
     idp_init(&f, jwks_of(skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
-    sk_keystore *s = sk_keystore_create(fake_fetch, &f, 300, 60);
+    sk_keystore *s = store_new(fake_fetch, &f, 300, 60);
     SK_CHECK(has_key(s, "k1", T0, NULL));
     f.delay_ms = 3000;                           /* the IdP became slow */
     clock_gettime(CLOCK_MONOTONIC, &a);
