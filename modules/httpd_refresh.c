@@ -25,6 +25,7 @@
 #define SK_KEEP_REFUSED   apr_time_from_sec(30)
 #define SK_KEEP_UNREACHED apr_time_from_sec(2)
 #define SK_POLL           apr_time_from_msec(20)
+#define SK_LOSER_WAIT     apr_time_from_sec(3)
 
 /* Where refresh records go: the session store when there is one (so that
  * servers sharing sessions also share the pending mark and the answer), else
@@ -139,6 +140,34 @@ static void sk_refresh_call(request_rec *r, const char *refresh, sk_refresh_resu
     sk_http_resp_free(&resp);
 }
 
+/* A store shared by several machines makes the pending mark a read then a
+ * write with no lock between them, so two servers can both call. The IdP
+ * refuses the second; its winner's answer is then on the way to the store.
+ * Wait a little for it rather than end the session (and overwrite the
+ * answer with the refusal, ending it for every waiting request too). */
+static int sk_winner_answer(request_rec *r, const char *key, unsigned char *buf,
+                            sk_refresh_result *out)
+{
+    sk_server_conf *c = sk_server_config(r);
+    apr_time_t until = apr_time_now() + SK_LOSER_WAIT;
+    if (!c->store || c->store->not_mp_safe)
+        return 0;                           /* one machine: the mark was atomic */
+    for (;;) {
+        apr_global_mutex_lock(sk_shared_store.mutex);
+        const char *v = sk_shared_get(r, key, buf);
+        apr_global_mutex_unlock(sk_shared_store.mutex);
+        if (v && v[0] == 'R') {
+            sk_result_read(r, v, out);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "refresh %s: another server "
+                          "refreshed first; its answer is used", sk_short_hash(r->pool, key));
+            return 1;
+        }
+        if (!v || v[0] != 'P' || apr_time_now() > until)
+            return 0;
+        apr_sleep(SK_POLL);
+    }
+}
+
 void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
 {
     sk_shared *sh = &sk_shared_store;
@@ -173,6 +202,8 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
     sk_refresh_call(r, refresh, out);
     if (out->access_token && !out->refresh_token)
         out->refresh_token = refresh;       /* no rotation offered: keep the old one */
+    if (out->error && !out->unavailable && sk_winner_answer(r, key, buf, out))
+        return;
     apr_global_mutex_lock(sh->mutex);
     sk_shared_put(r, key, sk_result_write(r, out), out->error ? (out->unavailable
                   ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED) : SK_KEEP_SUCCESS);

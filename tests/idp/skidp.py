@@ -74,7 +74,8 @@ USER_FIELDS = set(DEFAULT_USER) | {"given_name", "family_name", "picture", "loca
                                    "preferred_username"}
 PROMPT_VALUES = {"login", "create", "select_account", "none", "consent"}
 SIGN_IN_ACTIVE_PROMPTS = {"login", "create", "select_account"}
-FAULT_MODES = {"none", "slow", "500", "garbage", "close", "hang"}
+# slow: wait, then serve; slow-answer: serve (a refresh rotates at once), then wait to answer.
+FAULT_MODES = {"none", "slow", "slow-answer", "500", "garbage", "close", "hang"}
 
 MAX_QUERY = 32 * 1024          # longer query strings get a 400
 MAX_BODY = 64 * 1024           # larger bodies get a 400
@@ -927,6 +928,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().send_response(code, message)
 
     def send_body(self, status, body, content_type, headers=None):
+        delay, self.answer_delay = getattr(self, "answer_delay", 0), 0
+        time.sleep(delay)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -1055,6 +1058,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Misbehave as asked. Returns True when the request should then be served normally."""
         if mode == "slow":
             time.sleep(delay)
+            return True
+        if mode == "slow-answer":
+            self.answer_delay = delay
             return True
         if mode == "500":
             self.send_json(500, {"error": "server_error",

@@ -201,6 +201,44 @@ def test_shmcb_copies_stay_with_their_virtual_host(idp, httpd_factory, browser_s
     assert spread(h.url, jar) == [200] * 24
 
 
+def test_two_servers_refreshing_at_once_keep_the_session(idp, httpd_factory, browser_session, redis):
+    """In a store shared by machines the pending mark is a read, then a write: two servers can
+    both refresh one session. The IdP rotates for the first and refuses the second. Made here
+    in order: A's refresh is at the IdP (rotated, its answer slow to come back) when B, which did
+    not see A's mark, refreshes too and is refused first. B must wait for A's answer, not end
+    the session (it used to: B's response cleared the session cookie)."""
+    idp.lifetimes(access=2)
+    a = stored(idp, httpd_factory, redis.spec, "ScalekitLeeway 0\n")
+    b = stored(idp, httpd_factory, redis.spec, "ScalekitLeeway 0\n")
+    s = browser_session()
+    signin(a, s)
+    idp.lifetimes(access=300)
+    mark = refresh_record_key(redis, first_refresh_token(idp))
+    time.sleep(3)                                    # the access token expires
+    idp.clear_log()
+    idp.fault("slow-answer", delay=1.5, paths=["/oauth/token"], count=1)
+    jar = requests.utils.dict_from_cookiejar(s.cookies)
+    with ThreadPoolExecutor(1) as pool:
+        on_a = pool.submit(requests.get, a.url + "/cgi-bin/whoami", cookies=jar,
+                           headers={"Accept": "application/json"}, allow_redirects=False, timeout=30)
+        deadline = time.monotonic() + 5
+        while not endpoint_calls(idp, "/oauth/token", grant_type="refresh_token"):
+            assert time.monotonic() < deadline, "A never called the token endpoint"
+            time.sleep(0.02)
+        time.sleep(0.2)                              # A's refresh has rotated the token
+        redis.call("DEL", mark)                      # as if B had read before A wrote its mark
+        on_b = requests.get(b.url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
+                            headers={"Accept": "application/json"}, timeout=30)
+        on_a = on_a.result()
+    calls = endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")
+    assert [e["status"] for e in calls] == [200, 400], calls     # both called: A won, B refused
+    for r in (on_a, on_b):
+        assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001", r.text[:300]
+        assert not [c for c in r.raw.headers.getlist("Set-Cookie") if "Max-Age=0" in c]
+    assert "another server refreshed first" in b.error_log()
+    assert whoami(a, s).status_code == 200 and whoami(b, s).status_code == 200
+
+
 @pytest.mark.skipif(not os.environ.get("SK_TEST_SLOW"), reason="waits 62 s for ScalekitSessionMaxAge "
                     "(SK_TEST_SLOW=1 runs it)")
 def test_session_max_age_counts_from_the_sign_in(idp, httpd_factory, browser_session):
@@ -335,6 +373,21 @@ def test_store_records_are_sealed_and_bound_to_their_session(idp, httpd_factory,
     assert h.error_log().count("a record does not open") >= 2
 
 
+def first_refresh_token(idp):
+    issued = [e["issued_refresh_token"] for e in endpoint_calls(idp, "/oauth/token",
+                                                                 grant_type="authorization_code")]
+    assert len(issued) == 1
+    return issued[0]
+
+
+def refresh_record_key(redis, refresh_token):
+    """Where the module keeps a refresh's pending mark and answer: mod_socache_redis keys are
+    "<namespace>:<hex of our key>", ours base64url(SHA-256 of the refresh token) + ":r"."""
+    namespace = next(iter(redis.items())).split(b":", 1)[0]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(refresh_token.encode()).digest()).rstrip(b"=")
+    return namespace + b":" + (digest + b":r").hex().encode()
+
+
 def test_refresh_records_in_the_store_are_sealed(idp, httpd_factory, browser_session, redis):
     """A refresh's answer waits in the store a minute for parallel requests. Reading it must
     reveal no token, and an answer planted by whoever can write the store (here for the
@@ -344,12 +397,7 @@ def test_refresh_records_in_the_store_are_sealed(idp, httpd_factory, browser_ses
     s = browser_session()
     signin(h, s)
     idp.lifetimes(access=300)
-    issued = [e["issued_refresh_token"] for e in endpoint_calls(idp, "/oauth/token",
-                                                                 grant_type="authorization_code")]
-    assert len(issued) == 1
-    namespace = next(iter(redis.items())).split(b":", 1)[0]
-    digest = base64.urlsafe_b64encode(hashlib.sha256(issued[0].encode()).digest()).rstrip(b"=")
-    planted = namespace + b":" + (digest + b":r").hex().encode()
+    planted = refresh_record_key(redis, first_refresh_token(idp))
     other = idp.mint({"sub": "usr_planted"}, base="access")
     redis.call("SET", planted, b"R" + json.dumps({"a": other, "r": "rt_planted"}).encode())
     time.sleep(3)                                    # the access token expires
