@@ -230,6 +230,13 @@ static void sk_forward_params(sk_authorize_req *q, apr_table_t *params)
     q->prompt = apr_table_get(params, "prompt");
 }
 
+/* A sign-in that cannot start safely: a logged 500, never a redirect. */
+static int sk_login_fail(request_rec *r, const char *why)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "sign-in cannot start: %s", why);
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
 int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent)
 {
     sk_server_conf *c = sk_server_config(r);
@@ -238,10 +245,13 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
                           sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
                           silent };
     if (!st.state || !st.nonce || !st.verifier)
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return sk_login_fail(r, "no random bytes for the state, nonce or PKCE verifier");
+    const char *challenge = sk_pkce_challenge(p, st.verifier);
+    if (!challenge)
+        return sk_login_fail(r, "no PKCE challenge (SHA-256 failed)");
     const char *sealed = sk_login_state_seal(p, c->rt->sealer, &st);
     if (!sealed)
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return sk_login_fail(r, "the sign-in state could not be sealed");
     sk_authorize_req q = { 0 };
     sk_forward_params(&q, params);
     q.env_url = c->env_url;
@@ -250,7 +260,7 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     q.scope = c->scope;
     q.state = st.state;
     q.nonce = st.nonce;
-    q.code_challenge = sk_pkce_challenge(p, st.verifier);
+    q.code_challenge = challenge;
     if (silent)
         q.prompt = "none";
     sk_bound_pending(r, c);
