@@ -591,15 +591,40 @@ static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
     return NULL;
 }
 
+/* Headers a request cannot lose: the module reads them (the session, what
+ * kind of request it is) and a proxied request needs them. */
+static const char *const sk_needed_headers[] = {
+    "Cookie", "Authorization", "Accept", "X-Requested-With", "Sec-Fetch-Mode",
+    "Sec-Fetch-Dest", "Host", "Content-Type", "Content-Length", "Transfer-Encoding", NULL
+};
+
+/* Every client header starting with the prefix is removed, so a prefix that
+ * covers a needed header (all of them, when empty) would stop every sign-in.
+ * httpd refuses an empty word for TAKE1 itself; checked again all the same. */
+static const char *sk_claim_prefix_unusable(apr_pool_t *p, const char *prefix)
+{
+    if (!apr_isalpha(*prefix))
+        return "ScalekitClaimHeaders: the prefix must start with a letter (e.g. X-Scalekit-)";
+    for (int i = 0; sk_needed_headers[i]; i++)
+        if (sk_header_has_prefix(sk_needed_headers[i], prefix))
+            return apr_psprintf(p, "ScalekitClaimHeaders: prefix '%s' would remove the "
+                                "client's %s header (client headers starting with the "
+                                "prefix are removed); use one such as X-Scalekit-",
+                                prefix, sk_needed_headers[i]);
+    return NULL;
+}
+
 static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
 {
     sk_dir_conf *d = dv;
-    (void)cmd;
     if (strcasecmp(arg, "off")) {
         for (const char *c = arg; *c; c++)
             if (!apr_isalnum(*c) && *c != '-')
                 return "ScalekitClaimHeaders: expects Off or a header prefix such as "
                        "X-Scalekit- (letters, digits and -)";
+        const char *bad = sk_claim_prefix_unusable(cmd->pool, arg);
+        if (bad)
+            return bad;
         d->header_prefix = arg;
     } else {
         d->header_prefix = NULL;

@@ -140,6 +140,9 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
+/* 1 when header name starts with prefix: any case, '-' and '_' alike (how
+ * CGI and many backends read header names). */
+int sk_header_has_prefix(const char *name, const char *prefix);
 /* Memory kept by the parent process across generations (graceful restarts),
  * under a tag: what an earlier generation kept, or NULL; keep it. */
 void *sk_process_find(server_rec *s, const char *tag);

@@ -8,6 +8,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
+#include "apr_lib.h"
 
 #include <openssl/sha.h>
 
@@ -92,6 +93,16 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
     sk_sha256(value, strlen(value), md);
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
+}
+
+int sk_header_has_prefix(const char *name, const char *prefix)
+{
+    for (; *prefix; name++, prefix++) {
+        char a = apr_tolower(*name), b = apr_tolower(*prefix);
+        if (!a || (a == '_' ? '-' : a) != (b == '_' ? '-' : b))
+            return 0;
+    }
+    return 1;
 }
 
 void *sk_process_find(server_rec *s, const char *tag)

@@ -78,6 +78,42 @@ def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
     assert "ScalekitEnvVars" in out and complaint in out, out
 
 
+@pytest.mark.parametrize("value,complaint", [
+    ('""', "takes one argument"),                    # httpd's own refusal of an empty word
+    ("-Scalekit-", "must start with a letter"),
+    ("Co", "would remove the client's Cookie header"),
+    ("COOKIE", "would remove the client's Cookie header"),
+    ("Authorization", "would remove the client's Authorization header"),
+    ("x-", "would remove the client's X-Requested-With header"),
+    ("Content-", "would remove the client's Content-Type header"),
+    ("X-Scalekit_", "letters, digits and -"),
+])
+def test_unusable_claim_header_prefix_is_refused(idp, module_path, value, complaint):
+    """Client headers starting with the prefix are removed: an empty prefix, or one covering
+    Cookie, would sign nobody in. Refused by `apache2 -t`, not found out by the users."""
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+        "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
+        "</Location>\n" % value))
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
+    assert "ScalekitClaimHeaders" in out and complaint in out, out
+
+
+def test_usable_claim_header_prefixes_pass(idp, module_path):
+    for value in ("X-Scalekit-", "Scalekit-", "X-Auth-User-", "Off"):
+        h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+            "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
+            "</Location>\n" % value))
+        try:
+            rc, out = h.config_test()
+        finally:
+            h.cleanup()
+        assert rc == 0 and "Syntax OK" in out, (value, out)
+
+
 def test_secret_from_root_only_file(idp, module_path, tmp_path, httpd_factory, browser_session):
     secret = tmp_path / "scalekit.secret"
     secret.write_text(idp.client_secret + "\n")
