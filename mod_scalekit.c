@@ -870,12 +870,16 @@ static int sk_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
            ? OK : 500;
 }
 
-/* Runs for "apache2 -t" too: a missing setting is refused before start-up. */
+/* Runs for "apache2 -t" too: a missing setting, or a missing module that
+ * post_config will need (for every server: it opens the shared cache even
+ * when none uses Scalekit), is refused before start-up. */
 static int sk_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                            server_rec *s)
 {
     (void)plog;
-    const char *err = sk_check_servers(ptemp, s, 0);
+    const char *err = sk_shared_check();
+    if (!err)
+        err = sk_check_servers(ptemp, s, 0);
     (void)pconf;
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);

@@ -175,6 +175,9 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
                              const struct ap_socache_hints *hints,
                              ap_socache_provider_t **provider,
                              ap_socache_instance_t **instance, const char **err);
+/* At check_config, which "apache2 -t" runs and post_config is not: NULL, or
+ * why the shared cache could not be opened (mod_socache_shmcb not loaded). */
+const char *sk_shared_check(void);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
 void sk_shared_keys(apr_pool_t *pconf, sk_runtime *rt);

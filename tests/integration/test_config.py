@@ -114,6 +114,29 @@ def test_usable_claim_header_prefixes_pass(idp, module_path):
         assert rc == 0 and "Syntax OK" in out, (value, out)
 
 
+def without_shmcb(h):
+    """The harness loads mod_socache_shmcb for every server: take it out of this one's config."""
+    text = h.conf.read_text()
+    h.conf.write_text(re.sub(r"^LoadModule socache_shmcb_module .*\n", "", text, flags=re.M))
+    assert "socache_shmcb" not in h.conf.read_text()
+    return h
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_missing_socache_shmcb_is_refused_by_config_test(idp, module_path, configured):
+    """The shared cache is opened in post_config, which `apache2 -t` does not run: the check
+    must come earlier, or -t says Syntax OK and the start fails. Also for a server that loads
+    the module without using it (post_config opens the cache all the same)."""
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp) if configured else "",
+              locations=None if configured else "")
+    try:
+        rc, out = without_shmcb(h).config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "Syntax OK" not in out, out
+    assert "mod_scalekit needs mod_socache_shmcb" in out and "a2enmod socache_shmcb" in out, out
+
+
 def test_secret_from_root_only_file(idp, module_path, tmp_path, httpd_factory, browser_session):
     secret = tmp_path / "scalekit.secret"
     secret.write_text(idp.client_secret + "\n")
