@@ -837,8 +837,10 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->keys = sk_keystore_create(sk_fetch_jwks, rt, c->jwks_ttl, c->jwks_min_refetch);
     rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
     rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
-    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id)
-        return "mod_scalekit: cannot set up its key store, validators or sealing key";
+    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id
+        || sk_revoke_init(p, rt) != APR_SUCCESS)
+        return "mod_scalekit: cannot set up its key store, validators, sealing key or "
+               "management token cache";
     apr_pool_cleanup_register(p, rt, sk_runtime_cleanup, apr_pool_cleanup_null);
     c->rt = rt;
     return NULL;
