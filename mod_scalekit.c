@@ -591,15 +591,40 @@ static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
     return NULL;
 }
 
+/* Headers a request cannot lose: the module reads them (the session, what
+ * kind of request it is) and a proxied request needs them. */
+static const char *const sk_needed_headers[] = {
+    "Cookie", "Authorization", "Accept", "X-Requested-With", "Sec-Fetch-Mode",
+    "Sec-Fetch-Dest", "Host", "Content-Type", "Content-Length", "Transfer-Encoding", NULL
+};
+
+/* Every client header starting with the prefix is removed, so a prefix that
+ * covers a needed header (all of them, when empty) would stop every sign-in.
+ * httpd refuses an empty word for TAKE1 itself; checked again all the same. */
+static const char *sk_claim_prefix_unusable(apr_pool_t *p, const char *prefix)
+{
+    if (!apr_isalpha(*prefix))
+        return "ScalekitClaimHeaders: the prefix must start with a letter (e.g. X-Scalekit-)";
+    for (int i = 0; sk_needed_headers[i]; i++)
+        if (sk_header_has_prefix(sk_needed_headers[i], prefix))
+            return apr_psprintf(p, "ScalekitClaimHeaders: prefix '%s' would remove the "
+                                "client's %s header (client headers starting with the "
+                                "prefix are removed); use one such as X-Scalekit-",
+                                prefix, sk_needed_headers[i]);
+    return NULL;
+}
+
 static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
 {
     sk_dir_conf *d = dv;
-    (void)cmd;
     if (strcasecmp(arg, "off")) {
         for (const char *c = arg; *c; c++)
             if (!apr_isalnum(*c) && *c != '-')
                 return "ScalekitClaimHeaders: expects Off or a header prefix such as "
                        "X-Scalekit- (letters, digits and -)";
+        const char *bad = sk_claim_prefix_unusable(cmd->pool, arg);
+        if (bad)
+            return bad;
         d->header_prefix = arg;
     } else {
         d->header_prefix = NULL;
@@ -812,8 +837,10 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->keys = sk_keystore_create(sk_fetch_jwks, rt, c->jwks_ttl, c->jwks_min_refetch);
     rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
     rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
-    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id)
-        return "mod_scalekit: cannot set up its key store, validators or sealing key";
+    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id
+        || sk_revoke_init(p, rt) != APR_SUCCESS)
+        return "mod_scalekit: cannot set up its key store, validators, sealing key or "
+               "management token cache";
     apr_pool_cleanup_register(p, rt, sk_runtime_cleanup, apr_pool_cleanup_null);
     c->rt = rt;
     return NULL;
@@ -845,12 +872,16 @@ static int sk_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
            ? OK : 500;
 }
 
-/* Runs for "apache2 -t" too: a missing setting is refused before start-up. */
+/* Runs for "apache2 -t" too: a missing setting, or a missing module that
+ * post_config will need (for every server: it opens the shared cache even
+ * when none uses Scalekit), is refused before start-up. */
 static int sk_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                            server_rec *s)
 {
     (void)plog;
-    const char *err = sk_check_servers(ptemp, s, 0);
+    const char *err = sk_shared_check();
+    if (!err)
+        err = sk_check_servers(ptemp, s, 0);
     (void)pconf;
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", err);

@@ -9,6 +9,7 @@
 #include "ap_socache.h"
 #include "ap_expr.h"
 #include "apr_global_mutex.h"
+#include "apr_thread_mutex.h"
 
 #include "sk_jwt.h"
 #include "sk_keys.h"
@@ -31,6 +32,14 @@ typedef enum {
     SK_UNAUTH_PASS          /* let the request through without a user */
 } sk_unauth_action;
 
+/* ScalekitRevokeOnLogout's management token (httpd_revoke.c), one per
+ * server: a virtual host's client and environment are its own. */
+typedef struct sk_m2m_cache {
+    apr_thread_mutex_t *lock;   /* threads of one process (event, worker) */
+    char *token;                /* malloc'd: it outlives requests */
+    apr_time_t until;
+} sk_m2m_cache;
+
 /* Per-process objects built once at start-up from a server's settings. */
 typedef struct sk_runtime {
     sk_keystore *keys;
@@ -43,6 +52,7 @@ typedef struct sk_runtime {
     const char *jwks_url, *token_url, *redirect_path;
     const char *jwks_cache_key; /* where the last good JWKS is shared (httpd_shared.c) */
     server_rec *s;              /* for log lines from the key fetcher */
+    sk_m2m_cache m2m;
 } sk_runtime;
 
 /* A session store: an httpd shared object cache (see httpd_store.c). */
@@ -143,6 +153,9 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
+/* 1 when header name starts with prefix: any case, '-' and '_' alike (how
+ * CGI and many backends read header names). */
+int sk_header_has_prefix(const char *name, const char *prefix);
 /* Memory kept by the parent process across generations (graceful restarts),
  * under a tag: what an earlier generation kept, or NULL; keep it. */
 void *sk_process_find(server_rec *s, const char *tag);
@@ -175,6 +188,9 @@ apr_status_t sk_socache_open(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp
                              const struct ap_socache_hints *hints,
                              ap_socache_provider_t **provider,
                              ap_socache_instance_t **instance, const char **err);
+/* At check_config, which "apache2 -t" runs and post_config is not: NULL, or
+ * why the shared cache could not be opened (mod_socache_shmcb not loaded). */
+const char *sk_shared_check(void);
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void sk_shared_child_init(apr_pool_t *p, server_rec *s);
 void sk_shared_keys(apr_pool_t *pconf, sk_runtime *rt);
@@ -203,6 +219,8 @@ void sk_store_copy_bump(const char *key);
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);
 
 /* httpd_revoke.c */
+/* Sets up rt's management token cache, freed with pool p. */
+apr_status_t sk_revoke_init(apr_pool_t *p, sk_runtime *rt);
 void sk_revoke_session(request_rec *r, const char *sid);
 
 /* httpd_authz.c */

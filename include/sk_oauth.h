@@ -48,7 +48,7 @@ const char *sk_query_get(apr_pool_t *p, const char *query, const char *name);
 
 /* nbytes of randomness as base64url text (state, nonce, PKCE verifier). */
 char *sk_random_b64url(apr_pool_t *p, size_t nbytes);
-/* PKCE S256: base64url(SHA-256(verifier)). */
+/* PKCE S256: base64url(SHA-256(verifier)). NULL when SHA-256 fails. */
 char *sk_pkce_challenge(apr_pool_t *p, const char *verifier);
 
 #endif

@@ -10,7 +10,7 @@
 
 /* 1 when target is a path on this site: it starts with one '/', is printable
  * ASCII without backslashes, and stays a local path however often a browser
- * or a proxy percent-decodes it. */
+ * or a proxy percent-decodes it (no layer may decode to a NUL). */
 int sk_local_path_ok(const char *target);
 
 /* 1 when target is a local path, or an absolute http(s) URL whose origin

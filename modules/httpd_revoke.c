@@ -1,9 +1,9 @@
 /* httpd_revoke.c: ScalekitRevokeOnLogout — end the Scalekit session itself on
  * sign-out: POST ENV/api/v1/sessions/{sid}/revoke with a client_credentials
- * token, which is kept (per process) until shortly before it expires. */
+ * token, which is kept (per process and per server: each virtual host has its
+ * own client and environment) until shortly before it expires. */
 #include <string.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
@@ -13,18 +13,47 @@
 #include "sk_module.h"
 #include "sk_oauth.h"
 
-static pthread_mutex_t sk_m2m_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *sk_m2m_token;            /* malloc'd: it outlives requests */
-static apr_time_t sk_m2m_until;
+static apr_status_t sk_m2m_free(void *data)
+{
+    sk_m2m_cache *m = data;
+    free(m->token);
+    m->token = NULL;
+    return APR_SUCCESS;
+}
 
-/* A management token: the cached one, or a new one from the token endpoint. */
-static const char *sk_m2m(request_rec *r, sk_server_conf *c)
+apr_status_t sk_revoke_init(apr_pool_t *p, sk_runtime *rt)
+{
+    rt->m2m = (sk_m2m_cache){ NULL, NULL, 0 };
+    apr_status_t rv = apr_thread_mutex_create(&rt->m2m.lock, APR_THREAD_MUTEX_DEFAULT, p);
+    if (rv == APR_SUCCESS)
+        apr_pool_cleanup_register(p, &rt->m2m, sk_m2m_free, apr_pool_cleanup_null);
+    return rv;
+}
+
+static const char *sk_m2m_cached(request_rec *r, sk_m2m_cache *m)
 {
     const char *token = NULL;
-    pthread_mutex_lock(&sk_m2m_lock);
-    if (sk_m2m_token && apr_time_now() < sk_m2m_until)
-        token = apr_pstrdup(r->pool, sk_m2m_token);
-    pthread_mutex_unlock(&sk_m2m_lock);
+    apr_thread_mutex_lock(m->lock);
+    if (m->token && apr_time_now() < m->until)
+        token = apr_pstrdup(r->pool, m->token);
+    apr_thread_mutex_unlock(m->lock);
+    return token;
+}
+
+static void sk_m2m_keep(sk_m2m_cache *m, const char *token, long life)
+{
+    apr_thread_mutex_lock(m->lock);
+    free(m->token);
+    m->token = strdup(token);
+    m->until = m->token ? apr_time_now() + apr_time_from_sec(life) : 0;
+    apr_thread_mutex_unlock(m->lock);
+}
+
+/* A management token of this server's client: the cached one, or a new one
+ * from its environment's token endpoint. */
+static const char *sk_m2m(request_rec *r, sk_server_conf *c)
+{
+    const char *token = sk_m2m_cached(r, &c->rt->m2m);
     if (token)
         return token;
     sk_http_resp resp;
@@ -44,12 +73,7 @@ static const char *sk_m2m(request_rec *r, sk_server_conf *c)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "revoke: no management token: %s", why);
         return NULL;
     }
-    long life = ts.expires_in > 120 ? ts.expires_in - 60 : 60;
-    pthread_mutex_lock(&sk_m2m_lock);
-    free(sk_m2m_token);
-    sk_m2m_token = strdup(ts.access_token);
-    sk_m2m_until = apr_time_now() + apr_time_from_sec(life);
-    pthread_mutex_unlock(&sk_m2m_lock);
+    sk_m2m_keep(&c->rt->m2m, ts.access_token, ts.expires_in > 120 ? ts.expires_in - 60 : 60);
     return ts.access_token;
 }
 
@@ -84,9 +108,9 @@ void sk_revoke_session(request_rec *r, const char *sid)
     ap_log_rerror(APLOG_MARK, resp.status == 200 ? APLOG_INFO : APLOG_WARNING, 0, r,
                   "revoke of Scalekit session %s: status %ld", sid, resp.status);
     if (resp.status == 401) {                  /* the cached token went stale: drop it */
-        pthread_mutex_lock(&sk_m2m_lock);
-        sk_m2m_until = 0;
-        pthread_mutex_unlock(&sk_m2m_lock);
+        apr_thread_mutex_lock(c->rt->m2m.lock);
+        c->rt->m2m.until = 0;
+        apr_thread_mutex_unlock(c->rt->m2m.lock);
     }
     sk_http_resp_free(&resp);
 }

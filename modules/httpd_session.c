@@ -397,16 +397,9 @@ static int sk_collect_lookalike(void *ctx, const char *key, const char *value)
     void **args = ctx;
     const char *prefix = args[0];
     apr_array_header_t *found = args[1];
-    size_t n = strlen(prefix);
     (void)value;
-    if (strlen(key) < n)
-        return 1;
-    for (size_t i = 0; i < n; i++) {
-        char a = apr_tolower(key[i]), b = apr_tolower(prefix[i]);
-        if ((a == '_' ? '-' : a) != (b == '_' ? '-' : b))
-            return 1;
-    }
-    APR_ARRAY_PUSH(found, const char *) = key;
+    if (sk_header_has_prefix(key, prefix))
+        APR_ARRAY_PUSH(found, const char *) = key;
     return 1;
 }
 

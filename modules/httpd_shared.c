@@ -112,6 +112,15 @@ static apr_status_t sk_shared_mutex(server_rec *s, apr_global_mutex_t **mutex)
     return rv;
 }
 
+const char *sk_shared_check(void)
+{
+    if (ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb", AP_SOCACHE_PROVIDER_VERSION))
+        return NULL;
+    return "mod_scalekit needs mod_socache_shmcb to share refreshes and keys between "
+           "processes, and it is not loaded: LoadModule socache_shmcb_module "
+           "modules/mod_socache_shmcb.so (Debian: a2enmod socache_shmcb)";
+}
+
 apr_status_t sk_shared_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     struct ap_socache_hints hints = { 32, 3000, apr_time_from_sec(60) };

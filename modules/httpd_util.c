@@ -8,6 +8,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
+#include "apr_lib.h"
 
 #include <openssl/sha.h>
 
@@ -94,6 +95,16 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
     sk_sha256(value, strlen(value), md);
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
+}
+
+int sk_header_has_prefix(const char *name, const char *prefix)
+{
+    for (; *prefix; name++, prefix++) {
+        char a = apr_tolower(*name), b = apr_tolower(*prefix);
+        if (!a || (a == '_' ? '-' : a) != (b == '_' ? '-' : b))
+            return 0;
+    }
+    return 1;
 }
 
 void *sk_process_find(server_rec *s, const char *tag)
@@ -248,6 +259,13 @@ static void sk_forward_params(sk_authorize_req *q, apr_table_t *params)
     q->prompt = apr_table_get(params, "prompt");
 }
 
+/* A sign-in that cannot start safely: a logged 500, never a redirect. */
+static int sk_login_fail(request_rec *r, const char *why)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "sign-in cannot start: %s", why);
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
 int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent)
 {
     sk_server_conf *c = sk_server_config(r);
@@ -256,10 +274,13 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
                           sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
                           silent };
     if (!st.state || !st.nonce || !st.verifier)
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return sk_login_fail(r, "no random bytes for the state, nonce or PKCE verifier");
+    const char *challenge = sk_pkce_challenge(p, st.verifier);
+    if (!challenge)
+        return sk_login_fail(r, "no PKCE challenge (SHA-256 failed)");
     const char *sealed = sk_login_state_seal(p, c->rt->sealer, &st);
     if (!sealed)
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return sk_login_fail(r, "the sign-in state could not be sealed");
     sk_authorize_req q = { 0 };
     sk_forward_params(&q, params);
     q.env_url = c->env_url;
@@ -268,7 +289,7 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     q.scope = c->scope;
     q.state = st.state;
     q.nonce = st.nonce;
-    q.code_challenge = sk_pkce_challenge(p, st.verifier);
+    q.code_challenge = challenge;
     if (silent)
         q.prompt = "none";
     const char *name = sk_state_cookie_name(r, st.state);

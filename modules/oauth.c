@@ -233,7 +233,9 @@ char *sk_random_b64url(apr_pool_t *p, size_t nbytes)
 char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
-    sk_sha256(verifier, strlen(verifier), md);
+    /* On failure md is uninitialised: no challenge rather than garbage. */
+    if (!sk_sha256(verifier, strlen(verifier), md))
+        return NULL;
     char *out = apr_palloc(p, SK_B64URL_ENCLEN(sizeof(md)) + 1);
     sk_b64url_encode(out, md, sizeof(md));
     return out;

@@ -5,7 +5,8 @@
 #include <apr_lib.h>
 #include "sk_redirect.h"
 
-/* Decode %XX once into out (same size or shorter). 0 on a malformed escape. */
+/* Decode %XX once into out (same size or shorter). 0 on a malformed escape
+ * or on %00: the next layer's checks stop at a NUL and would not see the rest. */
 static int sk_pct_decode(char *out, const char *in)
 {
     while (*in) {
@@ -13,7 +14,10 @@ static int sk_pct_decode(char *out, const char *in)
             if (!apr_isxdigit(in[1]) || !apr_isxdigit(in[2]))
                 return 0;
             char hex[3] = { in[1], in[2], 0 };
-            *out++ = (char)strtol(hex, NULL, 16);
+            char c = (char)strtol(hex, NULL, 16);
+            if (c == '\0')
+                return 0;
+            *out++ = c;
             in += 3;
         } else {
             *out++ = *in++;

@@ -78,6 +78,65 @@ def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
     assert "ScalekitEnvVars" in out and complaint in out, out
 
 
+@pytest.mark.parametrize("value,complaint", [
+    ('""', "takes one argument"),                    # httpd's own refusal of an empty word
+    ("-Scalekit-", "must start with a letter"),
+    ("Co", "would remove the client's Cookie header"),
+    ("COOKIE", "would remove the client's Cookie header"),
+    ("Authorization", "would remove the client's Authorization header"),
+    ("x-", "would remove the client's X-Requested-With header"),
+    ("Content-", "would remove the client's Content-Type header"),
+    ("X-Scalekit_", "letters, digits and -"),
+])
+def test_unusable_claim_header_prefix_is_refused(idp, module_path, value, complaint):
+    """Client headers starting with the prefix are removed: an empty prefix, or one covering
+    Cookie, would sign nobody in. Refused by `apache2 -t`, not found out by the users."""
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+        "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
+        "</Location>\n" % value))
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
+    assert "ScalekitClaimHeaders" in out and complaint in out, out
+
+
+def test_usable_claim_header_prefixes_pass(idp, module_path):
+    for value in ("X-Scalekit-", "Scalekit-", "X-Auth-User-", "Off"):
+        h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+            "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
+            "</Location>\n" % value))
+        try:
+            rc, out = h.config_test()
+        finally:
+            h.cleanup()
+        assert rc == 0 and "Syntax OK" in out, (value, out)
+
+
+def without_shmcb(h):
+    """The harness loads mod_socache_shmcb for every server: take it out of this one's config."""
+    text = h.conf.read_text()
+    h.conf.write_text(re.sub(r"^LoadModule socache_shmcb_module .*\n", "", text, flags=re.M))
+    assert "socache_shmcb" not in h.conf.read_text()
+    return h
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_missing_socache_shmcb_is_refused_by_config_test(idp, module_path, configured):
+    """The shared cache is opened in post_config, which `apache2 -t` does not run: the check
+    must come earlier, or -t says Syntax OK and the start fails. Also for a server that loads
+    the module without using it (post_config opens the cache all the same)."""
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp) if configured else "",
+              locations=None if configured else "")
+    try:
+        rc, out = without_shmcb(h).config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "Syntax OK" not in out, out
+    assert "mod_scalekit needs mod_socache_shmcb" in out and "a2enmod socache_shmcb" in out, out
+
+
 def test_secret_from_root_only_file(idp, module_path, tmp_path, httpd_factory, browser_session):
     secret = tmp_path / "scalekit.secret"
     secret.write_text(idp.client_secret + "\n")

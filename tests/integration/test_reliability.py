@@ -11,13 +11,17 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from httpd import MPMS, default_mpm
+from httpd import MPMS, default_mpm, is_asan_build
 
 TIMEOUT = 2                      # ScalekitTimeout in the fault tests
 MARGIN = 3                       # what a busy machine may add to a failing IdP call
@@ -785,3 +789,62 @@ def test_startup_and_config_test_make_no_network_call(idp, httpd_factory):
     # A sign-in without an IdP: the redirect needs none, so it is still made.
     r = get(requests, h2.url + "/api/auth/login", allow_redirects=False)
     assert r.status_code == 302 and r.headers["Location"].startswith(idp.url + "/oauth/authorize?")
+
+
+# SHA-256 failing on demand: OpenSSL's two SHA-256 entry points, preloaded into apache2, fail
+# while the file named by $SK_FAULT_SHA256 exists (the module's sk_sha256 uses nothing else).
+SHA256_FAULT_C = r'''
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+static int failing(void)
+{
+    const char *f = getenv("SK_FAULT_SHA256");
+    return f && access(f, F_OK) == 0;
+}
+int EVP_Digest(const void *d, size_t n, unsigned char *md, unsigned int *len, const EVP_MD *t, ENGINE *e)
+{
+    int (*real)(const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *);
+    if (failing())
+        return 0;
+    *(void **)&real = dlsym(RTLD_NEXT, "EVP_Digest");
+    return real(d, n, md, len, t, e);
+}
+unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md)
+{
+    unsigned char *(*real)(const unsigned char *, size_t, unsigned char *);
+    if (failing())
+        return NULL;
+    *(void **)&real = dlsym(RTLD_NEXT, "SHA256");
+    return real(d, n, md);
+}
+'''
+
+
+def test_signin_without_sha256_is_a_logged_500(idp, httpd_factory, module_path, tmp_path, request):
+    """No PKCE challenge, no sign-in: a 500 and a log line, never a redirect carrying a
+    challenge made of uninitialised bytes."""
+    if is_asan_build(module_path):
+        pytest.skip("the sanitizer runtimes take LD_PRELOAD under --asan")
+    src, shim = tmp_path / "fault.c", tmp_path / "fault.so"
+    src.write_text(SHA256_FAULT_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    # Children run as www-data: the flag lives beside the ServerRoot, not under 0700 tmp_path.
+    flags = Path(tempfile.mkdtemp(prefix="sk-fault-"))
+    request.addfinalizer(lambda: shutil.rmtree(flags, ignore_errors=True))
+    os.chmod(flags, 0o755)
+    flag = flags / "fail-sha256"
+    h = httpd_factory(idp=idp, env={"LD_PRELOAD": str(shim), "SK_FAULT_SHA256": str(flag)})
+    assert get(browser(), h.url + "/api/auth/login", allow_redirects=False).status_code == 302
+    flag.touch()
+    try:
+        r = get(browser(), h.url + "/api/auth/login", allow_redirects=False)
+        protected = get(browser(), h.url + "/dashboard/", allow_redirects=False)
+    finally:
+        flag.unlink()
+    assert r.status_code == 500 and "Location" not in r.headers, (r.status_code, r.headers)
+    assert protected.status_code == 500 and "Location" not in protected.headers
+    assert "sign-in cannot start: no PKCE challenge" in h.error_log()
+    assert get(browser(), h.url + "/api/auth/login", allow_redirects=False).status_code == 302

@@ -5,13 +5,14 @@ import hashlib
 import json
 import os
 import time
+import types
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from httpd import DEFAULT_LOCATIONS
+from httpd import DEFAULT_LOCATIONS, default_mpm
 from stores import MemcachedServer, RedisServer
 from test_signin import endpoint_calls, signin
 
@@ -277,6 +278,59 @@ def test_revoke_on_logout(idp, httpd_factory, browser_session):
     r = requests.post(idp.url + "/oauth/token", data={"grant_type": "refresh_token", "client_id": idp.client_id,
                       "client_secret": idp.client_secret, "refresh_token": refresh})
     assert r.status_code == 400                       # the Scalekit session is gone
+
+
+@pytest.fixture
+def idp2(tmp_path):
+    """A second environment: its own IdP process, issuer, client and sessions."""
+    from idp import IdP
+    server = IdP(state_dir=str(tmp_path / "idp2"), client_id="skc_second", client_secret="second-secret",
+                 auto_login=True, https=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def machine_token_issuer(entry):
+    token = entry["headers"].get("Authorization", "").partition(" ")[2]
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iss"]
+
+
+def test_revoke_on_logout_per_virtual_host(idp, idp2, httpd_factory, browser_session):
+    """Two virtual hosts of two environments in one process: each revokes with a management
+    token of its own client from its own environment, never the other's cached one."""
+    # One process (threaded MPM), so that a process-wide cache would be seen by both hosts.
+    mpm = default_mpm() if default_mpm() != "prefork" else "event"
+    one_process = ("StartServers 1\nServerLimit 1\nThreadsPerChild 8\nMaxRequestWorkers 8\n"
+                   "MinSpareThreads 1\nMaxSpareThreads 8\n")
+    second = ("<VirtualHost 127.0.0.1:@PORT1@>\n ServerName localhost:@PORT1@\n"
+              " ScalekitEnvironmentURL %s\n ScalekitClientID %s\n ScalekitClientSecret %s\n"
+              " ScalekitRedirectURI http://localhost:@PORT1@/api/auth/callback\n</VirtualHost>\n"
+              % (idp2.url, idp2.client_id, idp2.client_secret))
+    h = httpd_factory(idp=idp, mpm=mpm, extra_ports=1,
+                      extra_conf="ScalekitRevokeOnLogout On\n" + one_process + second)
+    b = types.SimpleNamespace(url="http://localhost:%d" % h.ports[1])
+
+    def sign_in_and_out(server, env):
+        s = browser_session()
+        signin(server, s, "/dashboard/")
+        sid = s.get(server.url + "/api/auth/session").json()["session_id"]
+        assert s.get(server.url + "/api/auth/logout", allow_redirects=False).status_code == 302
+        revokes = [e for e in env.log() if e["path"] == "/api/v1/sessions/%s/revoke" % sid]
+        assert len(revokes) == 1, revokes
+        return revokes[0]
+
+    first = sign_in_and_out(h, idp)                   # the main server's token is now cached
+    assert first["status"] == 200 and machine_token_issuer(first) == idp.url
+    other = sign_in_and_out(b, idp2)                  # the other environment: its own token
+    assert machine_token_issuer(other) == idp2.url and other["status"] == 200, other
+    assert len(endpoint_calls(idp2, "/oauth/token", grant_type="client_credentials",
+                              client_id=idp2.client_id)) == 1
+    again = sign_in_and_out(h, idp)                   # each keeps its own cached token
+    assert again["status"] == 200 and machine_token_issuer(again) == idp.url
+    assert len(endpoint_calls(idp, "/oauth/token", grant_type="client_credentials")) == 1
+    assert sign_in_and_out(b, idp2)["status"] == 200
+    assert len(endpoint_calls(idp2, "/oauth/token", grant_type="client_credentials")) == 1
 
 
 def test_store_down_gives_503_and_recovers(idp, httpd_factory, browser_session, redis):

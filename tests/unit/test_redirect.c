@@ -20,6 +20,9 @@ SK_TEST(redirect_local_paths)
         "https://evil.example/", "http:/evil.example", "/%", "/%zz", "/a\\b",
         "/%09/evil.example", "/ /evil", "\\\\evil.example", "/\xe2\x80\xa8x", "/\xef\xbc\x8f",
         "/%25252f%25252fevil.example",
+        /* A decoded NUL would end the next layer's check before the "//". */
+        "/%00//evil.example", "/%2500%2F%2Fevil.example", "/%252500%252F%252Fevil.example",
+        "/a%00", "/%2500",
         NULL };
     for (int i = 0; bad[i]; i++) {
         if (sk_local_path_ok(bad[i])) {
@@ -47,4 +50,6 @@ SK_TEST(redirect_origins)
     SK_CHECK(!sk_redirect_ok(pool(), "https://evil.io/", o));
     SK_CHECK(!sk_redirect_ok(pool(), "http://docs.example.com/", o));
     SK_CHECK(!sk_redirect_ok(pool(), "https://evil.io/", NULL));
+    SK_CHECK(!sk_redirect_ok(pool(), "/%2500%2F%2Fevil.io", o));
+    SK_CHECK(!sk_redirect_ok(pool(), "https://docs.example.com/%00//evil.io", o));
 }
