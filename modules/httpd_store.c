@@ -265,11 +265,12 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
 {
     sk_server_conf *c = sk_server_config(r);
     if (!c->store) {
+        /* A token the IdP did not give is cleared, not left behind: a refresh
+         * cookie of the browser's previous user would later refresh into them. */
         sk_set_cookie(r, c->cookie_access, t->access, SK_COOKIE_SESSION);
-        if (t->id)
-            sk_set_cookie(r, c->cookie_id, t->id, SK_COOKIE_SESSION);
-        if (t->refresh)
-            sk_set_cookie(r, c->cookie_refresh, t->refresh, SK_COOKIE_SESSION);
+        sk_set_cookie(r, c->cookie_id, t->id, t->id ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
+        sk_set_cookie(r, c->cookie_refresh, t->refresh,
+                      t->refresh ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
         return OK;
     }
     int64_t now = (int64_t)apr_time_sec(apr_time_now());

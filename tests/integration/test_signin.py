@@ -336,6 +336,23 @@ def test_failed_refresh_clears_the_session(idp, httpd_factory):
     assert "invalid_grant" in h.error_log()
 
 
+def test_signin_without_refresh_token_clears_a_previous_one(idp, httpd_factory):
+    """Without offline_access the IdP gives no refresh token. A refresh cookie the browser still
+    holds (a previous user's, on a shared computer) must go, or the next refresh would sign the
+    new user in as the previous one."""
+    before = httpd_factory(idp=idp)                  # the same host (cookies ignore the port)
+    h = httpd_factory(idp=idp, extra_conf="ScalekitScopes openid profile email\n")
+    s = requests.Session()
+    signin(before, s)
+    assert s.cookies.get("sk-refresh-token")
+    r = s.get(h.url + "/api/auth/login", params={"return_to": "/cgi-bin/whoami"})
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+    assert s.cookies.get("sk-access-token") and s.cookies.get("sk-refresh-token") is None
+    callback = [x for x in r.history if "/api/auth/callback" in x.url]
+    assert len(callback) == 1 and "sk-refresh-token" in {
+        c.split("=", 1)[0] for c in set_cookies(callback[0]) if "Max-Age=0" in c}
+
+
 def test_key_rotation_needs_no_restart(idp, httpd_factory, browser_session):
     httpd = httpd_factory(idp=idp, extra_conf="ScalekitJWKSRefreshInterval 1\n")
     s = browser_session()
