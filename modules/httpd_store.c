@@ -261,9 +261,29 @@ static const char *sk_index_name(apr_pool_t *p, const char *kind, const char *va
     return sk_hashed_key(p, kind, value);
 }
 
+/* Browsers keep a cookie of at most 4096 bytes (name and value) and drop a
+ * bigger one without a word: the user would sign in again and again. */
+#define SK_COOKIE_MAX 4096
+
+static int sk_cookie_fits(request_rec *r, const char *name, const char *value)
+{
+    size_t size = strlen(name) + (value ? strlen(value) : 0) + 1;
+    if (size <= SK_COOKIE_MAX)
+        return 1;
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "a token is too large for the cookie %s "
+                  "(%" APR_SIZE_T_FMT " bytes, browsers keep %d): use ScalekitSessionStore",
+                  name, size, SK_COOKIE_MAX);
+    return 0;
+}
+
 int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
 {
     sk_server_conf *c = sk_server_config(r);
+    if (!c->store && (!sk_cookie_fits(r, c->cookie_access, t->access)
+                      || !sk_cookie_fits(r, c->cookie_id, t->id)
+                      || !sk_cookie_fits(r, c->cookie_refresh, t->refresh)))
+        return sk_error_page(r, HTTP_INTERNAL_SERVER_ERROR, "Sign-in cannot be kept",
+                             "The session is too large for this site's cookies.");
     if (!c->store) {
         /* A token the IdP did not give is cleared, not left behind: a refresh
          * cookie of the browser's previous user would later refresh into them. */

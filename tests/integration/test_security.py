@@ -291,6 +291,22 @@ def test_very_long_claim_values(idp, httpd_factory):
 # Cookies: oversized, many, duplicated, garbage, truncated, re-sealed; pending states bounded
 # ------------------------------------------------------------------------------------------------
 
+def test_tokens_too_large_for_cookies_get_a_clear_error(idp, httpd_factory):
+    """Browsers drop a cookie over 4096 bytes without a word, so a big access token (much
+    metadata) made a sign-in loop. Now a 500 page and a log line that names the fix."""
+    idp.set_user(access_token_extra={"user_metadata": {"note": "x" * 5000}})
+    h = httpd_factory(idp=idp)
+    s = requests.Session()
+    r = s.get(h.url + "/api/auth/login", params={"return_to": "/cgi-bin/whoami"})
+    assert r.status_code == 500 and "too large" in r.text and not s.cookies.get("sk-access-token")
+    assert "too large for the cookie sk-access-token" in h.error_log()
+    assert "use ScalekitSessionStore" in h.error_log()
+    # A session store keeps the same tokens.
+    stored = httpd_factory(idp=idp, extra_conf="ScalekitSessionStore shmcb\n")
+    r = requests.Session().get(stored.url + "/api/auth/login", params={"return_to": "/cgi-bin/whoami"})
+    assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
+
+
 def _clean(status):
     return status in (200, 302, 400, 401, 403)
 
