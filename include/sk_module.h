@@ -203,6 +203,9 @@ int sk_tokens_load(request_rec *r, sk_tokens *t);
 int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims);
 void sk_tokens_clear(request_rec *r, const sk_tokens *t);
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
+/* 1 when a stored session's record is gone (signed out, back-channel logout)
+ * since this request read it; 0 with cookies or when the store did not say. */
+int sk_tokens_ended(request_rec *r, const sk_tokens *t);
 int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
 
 /* httpd_store_copy.c */

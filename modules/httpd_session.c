@@ -275,6 +275,11 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
     }
     if (!sk_validate_into_request(r, res.access_token, res.id_token, 0, rs, &why))
         return sk_keys_missing(why) ? -1 : 0;
+    if (sk_tokens_ended(r, t)) {            /* saving would bring a signed-out session back */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s ended while it was being "
+                      "refreshed: not kept", sk_short_hash(r->pool, spent));
+        return 0;
+    }
     t->access = res.access_token;
     t->id = res.id_token ? res.id_token : t->id;
     t->refresh = res.refresh_token;

@@ -332,6 +332,13 @@ void sk_tokens_clear(request_rec *r, const sk_tokens *t)
 
 /* After a refused refresh: another server may have refreshed this session
  * first (the old refresh token is then spent). The store has the answer. */
+int sk_tokens_ended(request_rec *r, const sk_tokens *t)
+{
+    sk_server_conf *c = sk_server_config(r);
+    char *text = NULL;
+    return c->store && t->key && sk_store_get(r, c->store, t->key, &text) == APR_NOTFOUND;
+}
+
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh)
 {
     sk_server_conf *c = sk_server_config(r);

@@ -427,6 +427,37 @@ def test_store_records_are_sealed_and_bound_to_their_session(idp, httpd_factory,
     assert h.error_log().count("a record does not open") >= 2
 
 
+def test_sign_out_during_a_refresh_stays_signed_out(idp, httpd_factory, browser_session):
+    """A request's refresh is at the IdP when the user signs out (or a back-channel logout ends
+    the session). Its answer must not write the record back: the session id, wherever it was
+    copied, stays dead."""
+    idp.lifetimes(access=2)
+    h = stored(idp, httpd_factory, "shmcb", "ScalekitLeeway 0\n")
+    s = browser_session()
+    signin(h, s)
+    idp.lifetimes(access=300)
+    jar = {"sk-session": s.cookies.get("sk-session")}
+    time.sleep(3)                                    # the access token expires
+    idp.clear_log()
+    idp.fault("slow-answer", delay=1.5, paths=["/oauth/token"], count=1)
+    with ThreadPoolExecutor(1) as pool:
+        refreshing = pool.submit(requests.get, h.url + "/cgi-bin/whoami", cookies=jar,
+                                 headers={"Accept": "application/json"}, allow_redirects=False,
+                                 timeout=30)
+        deadline = time.monotonic() + 5
+        while not endpoint_calls(idp, "/oauth/token", grant_type="refresh_token"):
+            assert time.monotonic() < deadline, "the refresh never reached the IdP"
+            time.sleep(0.02)
+        out = requests.get(h.url + "/api/auth/logout", cookies=jar, allow_redirects=False)
+        assert out.status_code == 302
+        refreshing = refreshing.result()
+    assert refreshing.status_code == 401, refreshing.status_code
+    r = requests.get(h.url + "/cgi-bin/whoami", cookies=jar, allow_redirects=False,
+                     headers={"Accept": "application/json"})
+    assert r.status_code == 401                      # the old session id stays signed out
+    assert "ended while it was being refreshed" in h.error_log()
+
+
 def first_refresh_token(idp):
     issued = [e["issued_refresh_token"] for e in endpoint_calls(idp, "/oauth/token",
                                                                  grant_type="authorization_code")]
