@@ -1,6 +1,7 @@
 /* httpd_util.c: request helpers shared by the hook and the handler: cookies,
  * error pages, telling browsers from API clients, starting a sign-in. */
 #include <string.h>
+#include <unistd.h>
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
@@ -9,6 +10,7 @@
 #include "http_request.h"
 #include "apr_strings.h"
 #include "apr_lib.h"
+#include "apr_atomic.h"
 
 #include <openssl/sha.h>
 
@@ -92,7 +94,12 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
-    sk_sha256(value, strlen(value), md);
+    static apr_uint32_t unhashed;
+    if (!sk_sha256(value, strlen(value), md))
+        /* Never one key for many values (one user's record under another's
+         * id): a key that matches nothing, so the lookup fails closed. */
+        return apr_psprintf(p, "!%" APR_PID_T_FMT "-%" APR_TIME_T_FMT "-%u:%s", getpid(),
+                            apr_time_now(), apr_atomic_inc32(&unhashed), kind);
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
 }
