@@ -63,17 +63,21 @@ def test_bad_value_is_refused_with_file_and_line(idp, module_path, directive, va
     assert directive in out and complaint in out, out
 
 
+def location_config_test(idp, module_path, directive):
+    """`apache2 -t` of a configured server with one protected location holding directive."""
+    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
+        "<Location /app>\n AuthType Scalekit\n Require valid-user\n %s\n</Location>\n" % directive))
+    try:
+        return h.config_test()
+    finally:
+        h.cleanup()
+
+
 @pytest.mark.parametrize("value,complaint", [("sub bogus", "unknown variable 'bogus'"),
                                              ("none email", "expects all, none, or a list"),
                                              ("", "expects all, none, or a list")])
 def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
-    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
-        "<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n ScalekitEnvVars %s\n"
-        "</Location>\n" % value))
-    try:
-        rc, out = h.config_test()
-    finally:
-        h.cleanup()
+    rc, out = location_config_test(idp, module_path, "ScalekitEnvVars " + value)
     assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
     assert "ScalekitEnvVars" in out and complaint in out, out
 
@@ -91,26 +95,14 @@ def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
 def test_unusable_claim_header_prefix_is_refused(idp, module_path, value, complaint):
     """Client headers starting with the prefix are removed: an empty prefix, or one covering
     Cookie, would sign nobody in. Refused by `apache2 -t`, not found out by the users."""
-    h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
-        "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
-        "</Location>\n" % value))
-    try:
-        rc, out = h.config_test()
-    finally:
-        h.cleanup()
+    rc, out = location_config_test(idp, module_path, "ScalekitClaimHeaders " + value)
     assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
     assert "ScalekitClaimHeaders" in out and complaint in out, out
 
 
 def test_usable_claim_header_prefixes_pass(idp, module_path):
     for value in ("X-Scalekit-", "Scalekit-", "X-Auth-User-", "Off"):
-        h = Httpd(module_path, idp=idp, scalekit_conf=config(idp), locations=(
-            "<Location /app>\n AuthType Scalekit\n Require valid-user\n ScalekitClaimHeaders %s\n"
-            "</Location>\n" % value))
-        try:
-            rc, out = h.config_test()
-        finally:
-            h.cleanup()
+        rc, out = location_config_test(idp, module_path, "ScalekitClaimHeaders " + value)
         assert rc == 0 and "Syntax OK" in out, (value, out)
 
 
