@@ -232,11 +232,12 @@ def test_two_servers_refreshing_at_once_keep_the_session(idp, httpd_factory, bro
                             headers={"Accept": "application/json"}, timeout=30)
         on_a = on_a.result()
     calls = endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")
-    assert [e["status"] for e in calls] == [200, 400], calls     # both called: A won, B refused
+    # Both called; one won and one was refused (B, unless a loaded IdP served B's call first).
+    assert sorted(e["status"] for e in calls) == [200, 400], calls
     for r in (on_a, on_b):
         assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001", r.text[:300]
         assert not [c for c in r.raw.headers.getlist("Set-Cookie") if "Max-Age=0" in c]
-    assert "another server refreshed first" in b.error_log()
+    assert "another server refreshed first" in a.error_log() + b.error_log()
     assert whoami(a, s).status_code == 200 and whoami(b, s).status_code == 200
 
 
@@ -439,7 +440,7 @@ def test_sign_out_during_a_refresh_stays_signed_out(idp, httpd_factory, browser_
     jar = {"sk-session": s.cookies.get("sk-session")}
     time.sleep(3)                                    # the access token expires
     idp.clear_log()
-    idp.fault("slow-answer", delay=1.5, paths=["/oauth/token"], count=1)
+    idp.fault("slow-answer", delay=3, paths=["/oauth/token"], count=1)   # the sign-out comes first
     with ThreadPoolExecutor(1) as pool:
         refreshing = pool.submit(requests.get, h.url + "/cgi-bin/whoami", cookies=jar,
                                  headers={"Accept": "application/json"}, allow_redirects=False,
