@@ -4,10 +4,11 @@
  * Scalekit rotates refresh tokens: the second use of one is refused and the
  * session is gone. So the first request to need a refresh leaves a "pending"
  * mark in httpd's shared object cache (shmcb, or the session store shared by
- * several servers) under a hash of the refresh token, makes the call, and stores the answer there for a minute; every other
- * request with the same token, in any process, waits for and reuses that
- * answer. The global mutex is held only around cache operations, never
- * across the network call. */
+ * several servers) under a hash of the refresh token, makes the call, and
+ * stores the answer there, sealed, for a minute; every other request with
+ * the same token, in any process, waits for and reuses that answer. The
+ * global mutex is held only around cache operations, never across the
+ * network call. */
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -140,6 +141,28 @@ static void sk_refresh_call(request_rec *r, const char *refresh, sk_refresh_resu
     sk_http_resp_free(&resp);
 }
 
+/* Wait while key holds a pending mark: the answer, or NULL when there is
+ * none (with claim, this request then leaves its own mark, under the lock)
+ * or when until passed (*late). */
+static const char *sk_await(request_rec *r, const char *key, unsigned char *buf,
+                            apr_time_t until, int claim, int *late)
+{
+    sk_server_conf *c = sk_server_config(r);
+    *late = 0;
+    for (;;) {
+        apr_global_mutex_lock(sk_shared_store.mutex);
+        const char *v = sk_shared_get(r, key, buf);
+        if (!v && claim)
+            sk_shared_put(r, key, "P", apr_time_from_sec(c->timeout + 3));
+        apr_global_mutex_unlock(sk_shared_store.mutex);
+        if (!v || v[0] != 'P')
+            return v;
+        if ((*late = apr_time_now() > until))
+            return NULL;
+        apr_sleep(SK_POLL);
+    }
+}
+
 /* A store shared by several machines makes the pending mark a read then a
  * write with no lock between them, so two servers can both call. The IdP
  * refuses the second; its winner's answer is then on the way to the store.
@@ -149,63 +172,46 @@ static int sk_winner_answer(request_rec *r, const char *key, unsigned char *buf,
                             sk_refresh_result *out)
 {
     sk_server_conf *c = sk_server_config(r);
-    apr_time_t until = apr_time_now() + SK_LOSER_WAIT;
+    int late;
     if (!c->store || c->store->not_mp_safe)
         return 0;                           /* one machine: the mark was atomic */
-    for (;;) {
-        apr_global_mutex_lock(sk_shared_store.mutex);
-        const char *v = sk_shared_get(r, key, buf);
-        apr_global_mutex_unlock(sk_shared_store.mutex);
-        if (v && v[0] == 'R') {
-            sk_result_read(r, v, out);
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "refresh %s: another server "
-                          "refreshed first; its answer is used", sk_short_hash(r->pool, key));
-            return 1;
-        }
-        if (!v || v[0] != 'P' || apr_time_now() > until)
-            return 0;
-        apr_sleep(SK_POLL);
-    }
+    const char *v = sk_await(r, key, buf, apr_time_now() + SK_LOSER_WAIT, 0, &late);
+    if (!v || v[0] != 'R')
+        return 0;
+    sk_result_read(r, v, out);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "refresh %s: another server refreshed "
+                  "first; its answer is used", sk_short_hash(r->pool, key));
+    return 1;
 }
 
 void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
 {
-    sk_shared *sh = &sk_shared_store;
     sk_server_conf *c = sk_server_config(r);
-    apr_time_t wait_until = apr_time_now() + apr_time_from_sec(c->timeout + 2);
     const char *key = sk_hashed_key(r->pool, "r", refresh);
     unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
-    for (;;) {
-        apr_global_mutex_lock(sh->mutex);
-        const char *v = sk_shared_get(r, key, buf);
-        if (!v) {
-            sk_shared_put(r, key, "P", apr_time_from_sec(c->timeout + 3));
-            apr_global_mutex_unlock(sh->mutex);
-            break;                          /* this request makes the call */
-        }
-        apr_global_mutex_unlock(sh->mutex);
-        if (v[0] != 'P') {
-            sk_result_read(r, v, out);
-            sk_count(SK_C_REFRESH_REUSED);
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s: reused the answer "
-                          "of a parallel request", sk_short_hash(r->pool, refresh));
-            return;
-        }
-        if (apr_time_now() > wait_until) {
-            memset(out, 0, sizeof(*out));
-            out->error = "a parallel refresh did not finish in time";
-            out->unavailable = 1;
-            return;
-        }
-        apr_sleep(SK_POLL);
+    int late;
+    const char *v = sk_await(r, key, buf, apr_time_now() + apr_time_from_sec(c->timeout + 2),
+                             1, &late);
+    if (late) {
+        memset(out, 0, sizeof(*out));
+        out->error = "a parallel refresh did not finish in time";
+        out->unavailable = 1;
+        return;
+    }
+    if (v) {
+        sk_result_read(r, v, out);
+        sk_count(SK_C_REFRESH_REUSED);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s: reused the answer "
+                      "of a parallel request", sk_short_hash(r->pool, refresh));
+        return;
     }
     sk_refresh_call(r, refresh, out);
     if (out->access_token && !out->refresh_token)
         out->refresh_token = refresh;       /* no rotation offered: keep the old one */
     if (out->error && !out->unavailable && sk_winner_answer(r, key, buf, out))
         return;
-    apr_global_mutex_lock(sh->mutex);
+    apr_global_mutex_lock(sk_shared_store.mutex);
     sk_shared_put(r, key, sk_result_write(r, out), out->error ? (out->unavailable
                   ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED) : SK_KEEP_SUCCESS);
-    apr_global_mutex_unlock(sh->mutex);
+    apr_global_mutex_unlock(sk_shared_store.mutex);
 }

@@ -180,12 +180,18 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir
     return 1;
 }
 
+/* The token may be good: its signing key could not be had (yet). */
+static int sk_keys_missing(sk_jwt_err e)
+{
+    return e == SK_JWT_E_KID_UNKNOWN || e == SK_JWT_E_NO_KEYS;
+}
+
 static void sk_log_reject(request_rec *r, const char *what, const char *token, sk_jwt_err e)
 {
     sk_keystore_stats ks;
     const char *keys = "";
     sk_count_failure(e);
-    if (e == SK_JWT_E_NO_KEYS || e == SK_JWT_E_KID_UNKNOWN) {
+    if (sk_keys_missing(e)) {
         sk_keystore_get_stats(sk_server_config(r)->rt->keys, &ks);
         if (ks.last_error[0])
             keys = apr_pstrcat(r->pool, " (signing keys: ", ks.last_error, ")", NULL);
@@ -242,13 +248,13 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
     return 1;
 }
 
-/* New tokens that could not be checked for want of keys are not bad tokens:
- * the session stays (a 502 now), and a retry reuses the refresh's answer,
- * which waits a minute in the shared cache, instead of spending the
- * single-use refresh token again. */
-static int sk_keys_missing(sk_jwt_err e)
+/* New tokens that could not be checked, for want of keys or of memory, are
+ * not bad tokens: the session stays (a 502 now), and a retry reuses the
+ * refresh's answer, which waits a minute in the shared cache, instead of
+ * spending the single-use refresh token again. */
+static int sk_retry_later(sk_jwt_err e)
 {
-    return e == SK_JWT_E_KID_UNKNOWN || e == SK_JWT_E_NO_KEYS || e == SK_JWT_E_INTERNAL;
+    return sk_keys_missing(e) || e == SK_JWT_E_INTERNAL;
 }
 
 /* Refresh an expired session; on success the new cookies go out on this
@@ -266,7 +272,7 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
                       "server; using the session's new tokens", sk_short_hash(r->pool, spent));
         if (sk_validate_into_request(r, t->access, t->id, t->vouched, rs, &why))
             return 1;
-        return sk_keys_missing(why) ? -1 : 0;
+        return sk_retry_later(why) ? -1 : 0;
     }
     if (res.error) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s failed: %s",
@@ -274,7 +280,7 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
         return res.unavailable ? -1 : 0;
     }
     if (!sk_validate_into_request(r, res.access_token, res.id_token, 0, rs, &why))
-        return sk_keys_missing(why) ? -1 : 0;
+        return sk_retry_later(why) ? -1 : 0;
     if (sk_tokens_ended(r, t)) {            /* saving would bring a signed-out session back */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s ended while it was being "
                       "refreshed: not kept", sk_short_hash(r->pool, spent));

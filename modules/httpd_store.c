@@ -279,12 +279,12 @@ static int sk_cookie_fits(request_rec *r, const char *name, const char *value)
 int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
 {
     sk_server_conf *c = sk_server_config(r);
-    if (!c->store && (!sk_cookie_fits(r, c->cookie_access, t->access)
-                      || !sk_cookie_fits(r, c->cookie_id, t->id)
-                      || !sk_cookie_fits(r, c->cookie_refresh, t->refresh)))
-        return sk_error_page(r, HTTP_INTERNAL_SERVER_ERROR, "Sign-in cannot be kept",
-                             "The session is too large for this site's cookies.");
     if (!c->store) {
+        if (!sk_cookie_fits(r, c->cookie_access, t->access)
+            || !sk_cookie_fits(r, c->cookie_id, t->id)
+            || !sk_cookie_fits(r, c->cookie_refresh, t->refresh))
+            return sk_error_page(r, HTTP_INTERNAL_SERVER_ERROR, "Sign-in cannot be kept",
+                                 "The session is too large for this site's cookies.");
         /* A token the IdP did not give is cleared, not left behind: a refresh
          * cookie of the browser's previous user would later refresh into them. */
         sk_set_cookie(r, c->cookie_access, t->access, SK_COOKIE_SESSION);
@@ -330,8 +330,6 @@ void sk_tokens_clear(request_rec *r, const sk_tokens *t)
     sk_clear_session_cookies(r);
 }
 
-/* After a refused refresh: another server may have refreshed this session
- * first (the old refresh token is then spent). The store has the answer. */
 int sk_tokens_ended(request_rec *r, const sk_tokens *t)
 {
     sk_server_conf *c = sk_server_config(r);
@@ -339,6 +337,8 @@ int sk_tokens_ended(request_rec *r, const sk_tokens *t)
     return c->store && t->key && sk_store_get(r, c->store, t->key, &text) == APR_NOTFOUND;
 }
 
+/* After a refused refresh: another server may have refreshed this session
+ * first (the old refresh token is then spent). The store has the answer. */
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh)
 {
     sk_server_conf *c = sk_server_config(r);

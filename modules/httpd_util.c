@@ -205,10 +205,14 @@ const char *sk_login_path(request_rec *r)
 /* Keep at most max-1 pending sign-ins, and room for the new one: drop the
  * oldest state cookies (a browser sends cookies of one path oldest first). */
 typedef struct {
+    const char *name;
+    size_t size;                        /* in the Cookie header */
+} sk_state_cookie;
+
+typedef struct {
     request_rec *r;
     const char *prefix;
-    apr_array_header_t *names;
-    apr_array_header_t *sizes;
+    apr_array_header_t *found;          /* of sk_state_cookie, oldest first */
 } sk_state_walk;
 
 static int sk_collect_state(void *ctx, const char *name, size_t nlen,
@@ -217,10 +221,9 @@ static int sk_collect_state(void *ctx, const char *name, size_t nlen,
     sk_state_walk *w = ctx;
     size_t plen = strlen(w->prefix);
     (void)value;
-    if (nlen > plen && !strncmp(name, w->prefix, plen)) {
-        APR_ARRAY_PUSH(w->names, const char *) = apr_pstrmemdup(w->r->pool, name, nlen);
-        APR_ARRAY_PUSH(w->sizes, size_t) = nlen + vlen + 3;       /* "; " and "=" */
-    }
+    if (nlen > plen && !strncmp(name, w->prefix, plen))
+        APR_ARRAY_PUSH(w->found, sk_state_cookie) = (sk_state_cookie){
+            apr_pstrmemdup(w->r->pool, name, nlen), nlen + vlen + 3 };   /* "; " and "=" */
     return 0;
 }
 
@@ -233,17 +236,18 @@ static int sk_collect_state_header(void *ctx, const char *key, const char *heade
 
 static void sk_bound_pending(request_rec *r, sk_server_conf *c, size_t new_size)
 {
-    sk_state_walk w = { r, c->cookie_state, apr_array_make(r->pool, 8, sizeof(char *)),
-                        apr_array_make(r->pool, 8, sizeof(size_t)) };
+    sk_state_walk w = { r, c->cookie_state,
+                        apr_array_make(r->pool, 8, sizeof(sk_state_cookie)) };
     size_t total = new_size;
     apr_table_do(sk_collect_state_header, &w, r->headers_in, "Cookie", NULL);
-    for (int i = 0; i < w.sizes->nelts; i++)
-        total += APR_ARRAY_IDX(w.sizes, i, size_t);
-    for (int i = 0; i < w.names->nelts; i++) {
-        if (i + c->state_max > w.names->nelts && total <= SK_STATE_BYTES)
+    const sk_state_cookie *sc = (const sk_state_cookie *)w.found->elts;
+    for (int i = 0; i < w.found->nelts; i++)
+        total += sc[i].size;
+    for (int i = 0; i < w.found->nelts; i++) {
+        if (i + c->state_max > w.found->nelts && total <= SK_STATE_BYTES)
             break;
-        sk_set_cookie(r, APR_ARRAY_IDX(w.names, i, const char *), NULL, SK_COOKIE_CLEAR);
-        total -= APR_ARRAY_IDX(w.sizes, i, size_t);
+        sk_set_cookie(r, sc[i].name, NULL, SK_COOKIE_CLEAR);
+        total -= sc[i].size;
     }
 }
 

@@ -299,10 +299,7 @@ SK_TEST(keystore_unknown_kid_refetch_rate_limited)
     }
     SK_CHECK_INT(idp_calls(&f), 1);
     /* The IdP rotates its keys: the next allowed refetch finds k2. */
-    pthread_mutex_lock(&f.mu);
-    free(f.doc);
-    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL);
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
     SK_CHECK(!has_key(s, "k2", T0 + 59, &why));
     SK_CHECK_INT(idp_calls(&f), 1);
     SK_CHECK(has_key(s, "k2", T0 + 60, &why));
@@ -417,11 +414,8 @@ SK_TEST(keystore_failed_fetch_keeps_old_keys)
     SK_CHECK_INT(st.last_fetch, T0);
     SK_CHECK_STR(st.last_error, "connection refused");
     /* A document that does not parse is a failure too. */
-    pthread_mutex_lock(&f.mu);
     f.fail = 0;
-    free(f.doc);
-    f.doc = strdup("<html>502 Bad Gateway</html>");
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, strdup("<html>502 Bad Gateway</html>"));
     SK_CHECK(has_key(s, "k1", T0 + 520, NULL));
     sk_keystore_wait_idle(s);
     SK_CHECK_INT(idp_calls(&f), 4);
@@ -491,10 +485,7 @@ SK_TEST(keystore_concurrent_misses_one_fetch)
     s = store_new(fake_fetch, &f, 3600, 60);
     SK_CHECK(has_key(s, "k1", T0, NULL));
     SK_CHECK_INT(idp_calls(&f), 2);
-    pthread_mutex_lock(&f.mu);
-    free(f.doc);
-    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), NULL);
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), NULL));
     SK_CHECK_INT(run_8(s, "k2", args), 8);
     SK_CHECK_INT(idp_calls(&f), 3);
     /* And 8 misses on a kid that stays unknown: one fetch, 8 refusals. */
@@ -595,10 +586,7 @@ SK_TEST(keystore_stale_set_served_while_slow_refetch_runs)
     SK_CHECK_INT(st.last_fetch, T0 + 301);
     /* A rotation seen by the background refetch is in use afterwards. */
     f.delay_ms = 0;
-    pthread_mutex_lock(&f.mu);
-    free(f.doc);
-    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), NULL);
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), NULL));
     SK_CHECK(has_key(s, "k1", T0 + 700, NULL));
     sk_keystore_wait_idle(s);
     SK_CHECK(has_key(s, "k2", T0 + 701, NULL));
@@ -649,20 +637,14 @@ SK_TEST(keystore_shared_copy_between_processes)
     SK_CHECK_STR(st.last_error, "");
     /* An unknown kid after another process fetched within min_refetch: its
      * copy is used, not a new call. */
-    pthread_mutex_lock(&f.mu);
-    free(f.doc);
-    f.doc = jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL);
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(1), "k2", NULL, NULL), skt_jwk(skt_rsa(0), "k1", NULL, NULL), NULL));
     SK_CHECK(has_key(p1, "k2", T0 + 6000, NULL));          /* p1 fetches the rotation */
     SK_CHECK_INT(idp_calls(&f), 4);
     SK_CHECK(has_key(p2, "k2", T0 + 6010, NULL));          /* p2 reads p1's copy */
     SK_CHECK_INT(idp_calls(&f), 4);
     /* A new process whose first token has a kid the copy lacks: the copy is
      * older than min_refetch, so it asks the IdP. */
-    pthread_mutex_lock(&f.mu);
-    free(f.doc);
-    f.doc = jwks_of(skt_jwk(skt_rsa(2), "k3", NULL, NULL), NULL);
-    pthread_mutex_unlock(&f.mu);
+    idp_set_doc(&f, jwks_of(skt_jwk(skt_rsa(2), "k3", NULL, NULL), NULL));
     sk_keystore *p5 = shared_store(&f, &sh);
     SK_CHECK(has_key(p5, "k3", T0 + 6100, NULL));
     SK_CHECK_INT(idp_calls(&f), 5);
