@@ -67,3 +67,27 @@ def test_every_setting_has_a_merge_rule():
         field = offsets[int(index)]
         assert field in merged, "%s: no merge rule for %s" % (name, field)
         assert re.search(r"case %s: c->%s_set = 1;" % (index, field), SOURCE), "%s: no *_set bit" % name
+
+
+USER_DOCS = ("README.md", "SECURITY.md", "docs/directives.md", "httpd-conf/scalekit.conf",
+             "httpd-conf/example-site.conf")
+
+
+def test_user_documents_name_only_what_exists(module_path):
+    """Every directive a user document names is one the module registers, and every command
+    it names is in the tree."""
+    names = set(registered_directives(module_path))
+    for doc in USER_DOCS:
+        text = (REPO / doc).read_text()
+        named = set(re.findall(r"\b(Scalekit[A-Z]\w+)\b", text))
+        assert named <= names, "%s names directives the module lacks: %s" % (doc, named - names)
+        for cmd in set(re.findall(r"\b((?:scripts|tests|bench)/[\w./-]*\w)", text)):
+            assert (REPO / cmd).exists(), "%s names %s, which is not in the tree" % (doc, cmd)
+
+
+def test_user_documents_are_no_development_log():
+    """Users' documents speak of the module, not of how it was built."""
+    for doc in ("README.md", "SECURITY.md", "docs/directives.md"):
+        text = (REPO / doc).read_text()
+        hit = re.search(r"\b[Ii]ssues? #?\d+\b|\bsession \d+\b|\b[0-9a-f]{7,40}\b(?=\)|,| )", text)
+        assert not hit, "%s reads like a development log: %r" % (doc, hit.group(0))
