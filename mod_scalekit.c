@@ -117,6 +117,8 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(silent);
     SK_MERGE(strip_cookies);
     SK_MERGE(env_vars);
+    c->custom = add->env_vars_set ? add->custom : base->custom;    /* ScalekitEnvVars too */
+    SK_MERGE(pass_token);
     return c;
 }
 
@@ -561,31 +563,133 @@ static const char *sk_set_strip_cookies(cmd_parms *cmd, void *dv, int on)
     return NULL;
 }
 
+/* The header name of a claim after the prefix: each character other than a
+ * letter or digit a '-', and each part starting upper case (given_name:
+ * Given-Name), like the fixed set's. Two claims share a header name (in any
+ * case) exactly when they share a variable. */
+static const char *sk_claim_header_suffix(apr_pool_t *p, const char *claim)
+{
+    char *h = apr_pstrdup(p, claim);
+    for (char *c = h; *c; c++)
+        if (!apr_isalnum(*c))
+            *c = '-';
+        else if (c == h || c[-1] == '-')
+            *c = apr_toupper(*c);
+    return h;
+}
+
+/* The claims' full header names for prefix (NULL: none yet), when
+ * ScalekitClaimHeaders and ScalekitEnvVars share a section; a prefix from
+ * another section is joined per request, as the fixed set's are. */
+static void sk_custom_headers_make(apr_pool_t *p, sk_custom_claims *cc, const char *prefix)
+{
+    cc->prefix = prefix;
+    for (int i = 0; i < cc->n; i++)
+        cc->claim[i].header = prefix ? apr_pstrcat(p, prefix, cc->claim[i].suffix, NULL) : NULL;
+}
+
+/* A claim name ScalekitEnvVars takes: a letter, then letters, digits, '_',
+ * '-' or '.', SK_CLAIM_NAME_MAX in all. Anything else (a space, a quote, a
+ * colon, a NUL) could not be a variable or header name in a way an
+ * application can guess. */
+#define SK_CLAIM_NAME_MAX 64
+static int sk_claim_name_ok(const char *w)
+{
+    if (!apr_isalpha(*w) || strlen(w) > SK_CLAIM_NAME_MAX)
+        return 0;
+    for (; *w; w++)
+        if (!apr_isalnum(*w) && *w != '_' && *w != '-' && *w != '.')
+            return 0;
+    return 1;
+}
+
+/* A custom claim's variable: SCALEKIT_ and its name upper case, every
+ * character other than A-Z and 0-9 a '_'. */
+static const char *sk_claim_env_name(apr_pool_t *p, const char *claim)
+{
+    char *e = apr_pstrcat(p, "SCALEKIT_", claim, NULL);
+    for (char *c = e + 9; *c; c++)
+        *c = apr_isalnum(*c) ? apr_toupper(*c) : '_';
+    return e;
+}
+
+/* NULL, or why claim i of cc shares its variable (and so its header: both
+ * names map the same characters) with a fixed one or an earlier claim. */
+static const char *sk_claim_clash(apr_pool_t *p, const sk_custom_claims *cc, int i)
+{
+    const char *env = cc->claim[i].env;
+    for (int k = 0; k < SK_PUBLISHED_COUNT; k++)
+        if (!strcmp(env, sk_published[k].env))
+            return apr_psprintf(p, "ScalekitEnvVars: claim '%s' would be %s, the variable of "
+                                "%s", cc->claim[i].claim, env, sk_published[k].word);
+    for (int k = 0; k < i; k++)
+        if (!strcmp(env, cc->claim[k].env))
+            return apr_psprintf(p, "ScalekitEnvVars: claims '%s' and '%s' would both be %s",
+                                cc->claim[k].claim, cc->claim[i].claim, env);
+    return NULL;
+}
+
+/* The custom claims of ScalekitEnvVars (names, n of them), checked and named. */
+static const char *sk_custom_claims_make(cmd_parms *cmd, sk_dir_conf *d,
+                                         const apr_array_header_t *names)
+{
+    sk_custom_claims *cc = apr_pcalloc(cmd->pool, sizeof(*cc)
+                                       + (size_t)names->nelts * sizeof(sk_custom_claim));
+    cc->n = names->nelts;
+    for (int i = 0; i < cc->n; i++) {
+        const char *w = APR_ARRAY_IDX(names, i, const char *);
+        if (!sk_claim_name_ok(w))
+            return apr_psprintf(cmd->pool, "ScalekitEnvVars: '%s' is neither a variable (all, "
+                                "none, sub email name organization_id session_id roles "
+                                "permissions scope) nor a claim name it accepts (a letter, "
+                                "then letters, digits, '_', '-' or '.'; at most %d)",
+                                w, SK_CLAIM_NAME_MAX);
+        cc->claim[i].claim = apr_pstrdup(cmd->pool, w);
+        cc->claim[i].env = sk_claim_env_name(cmd->pool, w);
+        cc->claim[i].suffix = sk_claim_header_suffix(cmd->pool, w);
+        const char *clash = sk_claim_clash(cmd->pool, cc, i);
+        if (clash)
+            return clash;
+    }
+    sk_custom_headers_make(cmd->pool, cc, d->header_prefix_set ? d->header_prefix : NULL);
+    d->custom = cc->n ? cc : NULL;
+    return NULL;
+}
+
 /* ScalekitEnvVars all|none|name...: each name is a SCALEKIT_* variable in
- * lower case without the prefix (sub, email, organization_id, ...). */
+ * lower case without the prefix (sub, email, organization_id, ...), or any
+ * other claim; "all" may be followed by claims only. */
 static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
 {
     sk_dir_conf *d = dv;
     unsigned mask = 0;
-    int words = 0, special = 0;
-    for (const char *w; *(w = ap_getword_conf(cmd->temp_pool, &args)); words++) {
+    int words = 0, all = 0, none = 0, fixed = 0;
+    apr_array_header_t *claims = apr_array_make(cmd->temp_pool, 4, sizeof(const char *));
+    /* Up to the end, not the first empty word: a quoted "" is a bad claim name. */
+    for (const char *w; *args; words++) {
+        w = ap_getword_conf(cmd->temp_pool, &args);
         if (!strcasecmp(w, "all") || !strcasecmp(w, "none")) {
             mask = !strcasecmp(w, "all") ? SK_ENV_ALL : 0;
-            special = 1;
+            *(mask ? &all : &none) += 1;
             continue;
         }
         unsigned bit = 0;
         for (unsigned i = 0; i < SK_PUBLISHED_COUNT && !bit; i++)
             if (!strcasecmp(w, sk_published[i].word))
                 bit = 1u << i;
-        if (!bit)
-            return apr_psprintf(cmd->pool, "ScalekitEnvVars: unknown variable '%s' (all, none, "
-                                "or some of sub email name organization_id session_id roles "
-                                "permissions scope)", w);
-        mask |= bit;
+        if (bit) {
+            mask |= bit;
+            fixed = 1;
+        } else {
+            APR_ARRAY_PUSH(claims, const char *) = w;
+        }
     }
-    if (!words || (special && words > 1))
-        return "ScalekitEnvVars: expects all, none, or a list of variables";
+    if (!words || (none && words > 1) || all > 1 || (all && fixed))
+        return "ScalekitEnvVars: expects all, none, or a list of variables (after all: "
+               "claims only)";
+    const char *bad = sk_custom_claims_make(cmd, d, claims);
+    if (bad)
+        return bad;
     d->env_vars = mask;
     d->env_vars_set = 1;
     return NULL;
@@ -630,6 +734,17 @@ static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *ar
         d->header_prefix = NULL;
     }
     d->header_prefix_set = 1;
+    if (d->env_vars_set && d->custom)       /* ScalekitEnvVars came first in this section */
+        sk_custom_headers_make(cmd->pool, d->custom, d->header_prefix);
+    return NULL;
+}
+
+static const char *sk_set_pass_token(cmd_parms *cmd, void *dv, int on)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    d->pass_token = on;
+    d->pass_token_set = 1;
     return NULL;
 }
 
@@ -717,7 +832,11 @@ static const command_rec sk_cmds[] = {
                  "request once read, so the application never sees them (default On)"),
     AP_INIT_RAW_ARGS("ScalekitEnvVars", sk_set_env_vars, NULL, OR_AUTHCFG,
                      "which SCALEKIT_* variables to set: all (default), none, or some of sub "
-                     "email name organization_id session_id roles permissions scope"),
+                     "email name organization_id session_id roles permissions scope; and any "
+                     "other claim by name (after all, too)"),
+    AP_INIT_FLAG("ScalekitPassAccessToken", sk_set_pass_token, NULL, OR_AUTHCFG,
+                 "send the session's access token to the application as Authorization: "
+                 "Bearer, replacing the client's (default Off)"),
     AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
                   "ap_expr: true when a request without a session should be sent to sign in "
                   "(default: browser navigations)"),

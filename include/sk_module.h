@@ -100,6 +100,20 @@ typedef struct sk_server_conf {
     sk_runtime *rt;             /* NULL while the server does not use Scalekit */
 } sk_server_conf;
 
+/* The claims ScalekitEnvVars names beyond the fixed words, with their
+ * variable and header names made once when the configuration is read. */
+typedef struct sk_custom_claim {
+    const char *claim;          /* the claim's name in the token, as written */
+    const char *env;            /* SCALEKIT_ and the name upper-cased, others '_' */
+    const char *suffix;         /* header name after the prefix, e.g. Plan, Given-Name */
+    const char *header;         /* prefix and suffix, when prefix below is set */
+} sk_custom_claim;
+typedef struct sk_custom_claims {
+    const char *prefix;         /* the ScalekitClaimHeaders prefix header was made with */
+    int n;
+    sk_custom_claim claim[];
+} sk_custom_claims;
+
 typedef struct sk_dir_conf {
     sk_unauth_action unauth;
     int bearer;                       /* accept Authorization: Bearer */
@@ -108,8 +122,10 @@ typedef struct sk_dir_conf {
     int silent;                       /* try prompt=none first (shared Scalekit session) */
     int strip_cookies;                /* remove the module's cookies before the application */
     unsigned env_vars;                /* bits of sk_published: which variables are set */
+    sk_custom_claims *custom;         /* ScalekitEnvVars' other claims, or NULL */
+    int pass_token;                   /* the access token upstream as Authorization */
     unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
-        strip_cookies_set:1, env_vars_set:1;
+        strip_cookies_set:1, env_vars_set:1, pass_token_set:1;
 } sk_dir_conf;
 
 /* What the application is told of the user, in one order for ScalekitEnvVars
@@ -125,6 +141,7 @@ extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
 typedef struct sk_request_session {
     sk_claims *access;          /* validated access token */
     sk_claims *id;              /* validated ID token, or NULL */
+    const char *access_token;   /* the access token's text (ScalekitPassAccessToken) */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */

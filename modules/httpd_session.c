@@ -103,14 +103,22 @@ static int sk_env_has_ours(const apr_table_t *env)
  * then appended: every SCALEKIT_ key has the same apr table checksum, so
  * apr_table_setn compared each with all before it (profiled: 2.1k of the
  * check's 9.8k instructions). */
-static void sk_setenv_all(request_rec *r, const char *const v[SK_PUBLISHED_COUNT], unsigned want)
+static void sk_setenv_all(request_rec *r, const char *const v[SK_PUBLISHED_COUNT], unsigned want,
+                          const sk_custom_claims *cc, const char *const *cv)
 {
-    if (sk_env_has_ours(r->subprocess_env))
+    int n = cc ? cc->n : 0;
+    if (sk_env_has_ours(r->subprocess_env)) {
         for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
             apr_table_unset(r->subprocess_env, sk_published[i].env);
+        for (int i = 0; i < n; i++)
+            apr_table_unset(r->subprocess_env, cc->claim[i].env);
+    }
     for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
         if (v[i] && (want & (1u << i)))
             apr_table_addn(r->subprocess_env, sk_published[i].env, v[i]);
+    for (int i = 0; i < n; i++)
+        if (cv[i])
+            apr_table_addn(r->subprocess_env, cc->claim[i].env, cv[i]);
 }
 
 /* A string claim: the usual ones from their fields, so the default
@@ -146,6 +154,55 @@ static void sk_published_values(request_rec *r, const sk_request_session *rs, un
         v[i] = raw[i] && (want & (1u << i)) ? sk_env_safe(r->pool, raw[i]) : NULL;
 }
 
+/* cJSON's text of v (a number, true/false, an object) in the pool. */
+static const char *sk_json_text(apr_pool_t *p, const cJSON *v)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text)
+        return NULL;
+    const char *copy = apr_pstrdup(p, text);
+    cJSON_free(text);
+    return copy;
+}
+
+/* A custom claim's value as text: a string as it is, an array's elements
+ * comma-joined (each as a string would be), anything else its compact JSON;
+ * NULL for null. */
+static const char *sk_claim_text(apr_pool_t *p, const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return v->valuestring;
+    if (!v || cJSON_IsNull(v))
+        return NULL;
+    if (!cJSON_IsArray(v))
+        return sk_json_text(p, v);
+    apr_array_header_t *parts = apr_array_make(p, cJSON_GetArraySize(v), sizeof(const char *));
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) {
+        const char *t = cJSON_IsString(item) ? item->valuestring : sk_json_text(p, item);
+        APR_ARRAY_PUSH(parts, const char *) = t ? t : "";
+    }
+    return apr_array_pstrcat(p, parts, ',');
+}
+
+/* The values of ScalekitEnvVars' other claims, made safe (NULL when absent):
+ * the access token's, else the ID token's, from their trees parsed once per
+ * token and process. */
+static const char **sk_custom_values(request_rec *r, const sk_request_session *rs,
+                                     const sk_custom_claims *cc)
+{
+    const char **v = apr_palloc(r->pool, (size_t)cc->n * sizeof(*v));
+    const cJSON *a = sk_claims_tree(rs->access), *id = rs->id ? sk_claims_tree(rs->id) : NULL;
+    for (int i = 0; i < cc->n; i++) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(a, cc->claim[i].claim);
+        if (!j && id)
+            j = cJSON_GetObjectItemCaseSensitive(id, cc->claim[i].claim);
+        const char *t = sk_claim_text(r->pool, j);
+        v[i] = t ? sk_env_safe(r->pool, t) : NULL;
+    }
+    return v;
+}
+
 /* The claims as request headers for a proxied application; every look-alike
  * of the prefix was removed before. */
 static void sk_claim_headers(request_rec *r, const char *prefix,
@@ -155,6 +212,18 @@ static void sk_claim_headers(request_rec *r, const char *prefix,
         if (v[i])
             apr_table_setn(r->headers_in, apr_pstrcat(r->pool, prefix, sk_published[i].header,
                                                       NULL), v[i]);
+}
+
+/* The custom claims' headers: names made at start-up when ScalekitClaimHeaders
+ * sat beside ScalekitEnvVars, else joined here as the fixed set's are. */
+static void sk_custom_headers(request_rec *r, const char *prefix, const sk_custom_claims *cc,
+                              const char *const *cv)
+{
+    int made = cc->prefix && !strcmp(cc->prefix, prefix);
+    for (int i = 0; i < cc->n; i++)
+        if (cv[i])
+            apr_table_setn(r->headers_in, made ? cc->claim[i].header
+                           : apr_pstrcat(r->pool, prefix, cc->claim[i].suffix, NULL), cv[i]);
 }
 
 /* REMOTE_USER, the SCALEKIT_* variables ScalekitEnvVars asks for, and the
@@ -174,9 +243,13 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir
     r->ap_auth_type = (char *)SK_AUTH_TYPE;
     const char *v[SK_PUBLISHED_COUNT];
     sk_published_values(r, rs, d->header_prefix ? SK_ENV_ALL : d->env_vars, v);
-    sk_setenv_all(r, v, d->env_vars);
-    if (d->header_prefix)
+    const char **cv = d->custom ? sk_custom_values(r, rs, d->custom) : NULL;
+    sk_setenv_all(r, v, d->env_vars, d->custom, cv);
+    if (d->header_prefix) {
         sk_claim_headers(r, d->header_prefix, v);
+        if (cv)
+            sk_custom_headers(r, d->header_prefix, d->custom, cv);
+    }
     return 1;
 }
 
@@ -244,6 +317,7 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
             return 0;
         }
     }
+    rs->access_token = access;
     *out = rs;
     return 1;
 }
@@ -318,6 +392,8 @@ static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
 {
     sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
     if (d->unauth == SK_UNAUTH_PASS && !bearer) {
+        if (d->pass_token)              /* the backend's Authorization is only ever ours */
+            apr_table_unset(r->headers_in, "Authorization");
         r->user = "";
         r->ap_auth_type = (char *)SK_AUTH_TYPE;
         return OK;
@@ -529,5 +605,8 @@ int sk_check_authn(request_rec *r)
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs, d))
         return HTTP_UNAUTHORIZED;
+    if (d->pass_token)                      /* this request's token, refreshed or not */
+        apr_table_setn(r->headers_in, "Authorization",
+                       apr_pstrcat(r->pool, "Bearer ", rs->access_token, NULL));
     return OK;
 }

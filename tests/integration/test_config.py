@@ -73,7 +73,7 @@ def location_config_test(idp, module_path, directive):
         h.cleanup()
 
 
-@pytest.mark.parametrize("value,complaint", [("sub bogus", "unknown variable 'bogus'"),
+@pytest.mark.parametrize("value,complaint", [("sub bog@us", "'bog@us' is neither a variable"),
                                              ("none email", "expects all, none, or a list"),
                                              ("", "expects all, none, or a list")])
 def test_bad_env_vars_is_refused(idp, module_path, value, complaint):
