@@ -925,6 +925,7 @@ static apr_status_t sk_runtime_cleanup(void *data)
     sk_runtime *rt = data;
     sk_validator_destroy(rt->access);
     sk_validator_destroy(rt->id);
+    sk_validator_destroy(rt->logout);
     sk_keystore_destroy(rt->keys);
     return APR_SUCCESS;
 }
@@ -945,10 +946,14 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     apr_uri_parse(p, c->redirect_uri, &u);
     rt->redirect_path = u.path;
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
-                                     c->leeway, 1, 0, 1, NULL };
+                                     c->leeway, 1, 0, 1, NULL, 0 };
     /* An ID token names only the client in aud, and is kept as the profile of
      * a session after it expires: the access token carries the session's life. */
-    rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0, 0, c->client_id };
+    rt->id_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0, 0, c->client_id,
+                                 0 };
+    /* Back-channel logout tokens: for this client, typed logout+jwt or not, exp
+     * optional (the handler checks iat, events, jti); rare, so not cached. */
+    rt->logout_policy = (sk_policy){ c->env_url, auds, 1, c->algs, c->leeway, 0, 0, 0, NULL, 1 };
     rt->sealer = sk_sealer_create(p, c->client_secret, "mod_scalekit state cookie v1");
     /* Every server sharing a store shares the client secret, so it opens records
      * another one sealed; nobody who can only read or write the store can. */
@@ -956,7 +961,8 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->keys = sk_keystore_create(sk_fetch_jwks, rt, c->jwks_ttl, c->jwks_min_refetch);
     rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
     rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
-    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id
+    rt->logout = sk_validator_create(&rt->logout_policy, rt->keys, 0);
+    if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id || !rt->logout
         || sk_revoke_init(p, rt) != APR_SUCCESS)
         return "mod_scalekit: cannot set up its key store, validators, sealing key or "
                "management token cache";
@@ -1023,6 +1029,7 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     sk_status_post_config(pconf, s);
     if (sk_shared_post_config(pconf, ptemp, s) != APR_SUCCESS)
         return HTTP_INTERNAL_SERVER_ERROR;
+    sk_signout_post_config(s);
     for (server_rec *vs = s; vs; vs = vs->next) {
         sk_server_conf *c = ap_get_module_config(vs->module_config, &scalekit_module);
         if (c->rt && sk_store_post_config(pconf, ptemp, vs, c) != APR_SUCCESS)

@@ -35,7 +35,10 @@ typedef enum {
     SK_JWT_E_ISS,           /* iss missing or not exactly the issuer */
     SK_JWT_E_AUD,           /* aud missing, empty, or holding none of the audiences */
     SK_JWT_E_KIND,          /* another kind of token (an ID token offered as an access
-                               token), or azp naming another client */
+                               token, a logout token as either), or azp naming another
+                               client or missing beside several audiences */
+    SK_JWT_E_SIGNED_OUT,    /* valid, but its session was signed out since it was
+                               issued (back-channel logout; set by the httpd layer) */
     SK_JWT_E_NO_KEYS,       /* the key set could not be had (JWKS unreachable) */
     SK_JWT_E_INTERNAL,
     SK_JWT_E__COUNT
@@ -57,7 +60,14 @@ typedef struct sk_policy {
     int access_only;                   /* 1: refuse a token with nonce, at_hash or c_hash,
                                           which only ID tokens carry (both kinds share
                                           iss and aud, so nothing else tells them apart) */
-    const char *azp;                   /* when set, an azp claim must equal it */
+    const char *azp;                   /* when set, an azp claim must equal it, and a token
+                                          with several audiences must carry it (OIDC Core
+                                          3.1.3.7: the ID token's rule) */
+    int logout;                        /* 1: back-channel logout tokens: header typ
+                                          logout+jwt is accepted. 0: a token carrying
+                                          events (a logout token) is refused, and so is
+                                          typ logout+jwt: a logout token is never an
+                                          access or ID token */
 } sk_policy;
 
 /* A validated token's claims: immutable, reference-counted, safe to share
@@ -72,6 +82,8 @@ typedef struct sk_claims {
     const char *payload;               /* the payload object's JSON text, NUL-terminated */
     size_t payload_len;
     int64_t exp, iat, nbf;             /* 0 when absent */
+    uint64_t checked;                  /* the caller's, atomic: a stamp of a check it made
+                                          of this token beyond validation (httpd_signout.c) */
     int refs;                          /* private: use the functions below */
     cJSON *tree;                       /* private: the payload's tree (sk_claims_tree) */
     char buf[];                        /* private: what the pointers above point into */

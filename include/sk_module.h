@@ -45,7 +45,8 @@ typedef struct sk_runtime {
     sk_keystore *keys;
     sk_validator *access;       /* access tokens: exp enforced */
     sk_validator *id;           /* ID tokens kept in a session: profile only */
-    sk_policy access_policy, id_policy;
+    sk_validator *logout;       /* back-channel logout tokens */
+    sk_policy access_policy, id_policy, logout_policy;
     sk_sealer *sealer;          /* state cookies */
     sk_sealer *record_sealer;   /* session store records */
     sk_http_opts http;
@@ -61,6 +62,9 @@ typedef struct sk_store {
     ap_socache_instance_t *instance;
     int not_mp_safe;                /* shmcb: operations under the global mutex */
     int copies;                     /* shmcb: processes keep copies (httpd_store_copy.c) */
+    int remote;                     /* written by other machines too (not shmcb) */
+    int64_t polled;                 /* sign-out generation: last looked at (atomic) */
+    uint64_t remote_gen, remote_bumps;  /* its value, and how often it changed (atomics) */
 } sk_store;
 
 /* A session's tokens, wherever they are kept. */
@@ -189,6 +193,9 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why);
 sk_request_session *sk_request_session_get(request_rec *r);
+/* 1 when ID token id belongs to access token a's Scalekit session (same user,
+ * same sid; without a sid in a, no other organization). */
+int sk_id_token_bound(const sk_claims *a, const sk_claims *id);
 
 /* httpd_refresh.c */
 typedef struct sk_refresh_result {
@@ -223,7 +230,24 @@ int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
 /* 1 when a stored session's record is gone (signed out, back-channel logout)
  * since this request read it; 0 with cookies or when the store did not say. */
 int sk_tokens_ended(request_rec *r, const sk_tokens *t);
-int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
+/* A key's value (APR_SUCCESS with *out), APR_NOTFOUND, or the store's failure;
+ * _small for values of at most max bytes. */
+apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char *key, char **out);
+apr_status_t sk_store_get_small(request_rec *r, const sk_store *st, const char *key,
+                               unsigned int max, char **out);
+apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
+                          const char *value, apr_time_t keep);
+
+/* httpd_signout.c: back-channel logout by "signed out at" marks */
+void sk_signout_post_config(server_rec *s);
+/* Where marks (and logout tokens' jti) are kept: the session store, else the
+ * shared cache; NULL when neither is there. */
+sk_store *sk_signout_store(const sk_server_conf *c);
+/* Sessions of sid (or, without one, every session of sub) whose access
+ * tokens were issued at or before at are over. */
+apr_status_t sk_signout_mark(request_rec *r, const char *sid, const char *sub, int64_t at);
+/* 1 when access token a's session was signed out so (cheap on a warm token). */
+int sk_is_signed_out(request_rec *r, sk_claims *a);
 
 /* httpd_store_copy.c */
 int sk_store_copy_init(server_rec *s);

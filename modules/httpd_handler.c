@@ -180,6 +180,11 @@ static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
 {
     sk_server_conf *c = sk_server_config(r);
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    if (!rs->id) {                      /* dropped: not of the access token's session */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: the ID token is not of the "
+                      "access token's session: refused");
+        return 0;
+    }
     const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(rs->id), "nonce");
     if (!cJSON_IsString(nonce) || strcmp(nonce->valuestring, st->nonce)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: ID token nonce does not "
@@ -256,29 +261,53 @@ static const char *sk_post_logout(request_rec *r)
     return *target == '/' ? ap_construct_url(r->pool, target, r) : target;
 }
 
+/* The session being signed out, as far as its tokens verify: the access
+ * token (expired is fine: it is the session's credential, an HttpOnly cookie
+ * or a sealed record that never travels in a URL), and the ID token only
+ * when it belongs to that access token's session. An ID token alone proves
+ * nothing: ID tokens travel in logout URLs (id_token_hint), and a cookie is
+ * the browser's word. *sid: the Scalekit session to revoke; *hint: the ID
+ * token to name at Scalekit's logout; each NULL when not established. */
+static void sk_logout_session(request_rec *r, const sk_tokens *t, const char **sid,
+                              const char **hint)
+{
+    sk_runtime *rt = sk_server_config(r)->rt;
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    sk_jwt_err (*check)(sk_validator *, const char *, size_t, int64_t, sk_claims **)
+        = t->vouched > now ? sk_validate_vouched : sk_validate;
+    sk_claims *a = NULL, *id = NULL;
+    *sid = *hint = NULL;
+    sk_jwt_err e = t->access ? check(rt->access, t->access, strlen(t->access), now, &a)
+                             : SK_JWT_E_SEGMENTS;
+    if ((e == SK_JWT_OK || e == SK_JWT_E_EXPIRED) && a->sub) {
+        *sid = a->sid ? apr_pstrdup(r->pool, a->sid) : NULL;
+        e = t->id ? check(rt->id, t->id, strlen(t->id), now, &id) : SK_JWT_E_SEGMENTS;
+        if (e == SK_JWT_OK && sk_id_token_bound(a, id))
+            *hint = t->id;
+    }
+    if (t->id && !*hint)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "sign-out: ID token %s is not of a valid "
+                      "session of this browser: not used", sk_short_hash(r->pool, t->id));
+    sk_claims_unref(a);
+    sk_claims_unref(id);
+}
+
 static int sk_logout(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
     sk_tokens t;
+    const char *sid, *hint;
     if (sk_tokens_load(r, &t) != OK)
         memset(&t, 0, sizeof(t));            /* store down: still clear the browser side */
-    const char *id = t.id;
-    if (c->revoke_on_logout && id) {
-        /* Only a session whose ID token verifies is revoked: the cookie is the
-         * browser's word, and revoking is an action at Scalekit. */
-        sk_claims *claims = NULL;
-        sk_jwt_err e = sk_validate(c->rt->id, id, strlen(id),
-                                   (int64_t)apr_time_sec(apr_time_now()), &claims);
-        if (e == SK_JWT_OK && claims->sid)
-            sk_revoke_session(r, claims->sid);
-        if (claims)
-            sk_claims_unref(claims);
-    }
+    sk_logout_session(r, &t, &sid, &hint);
+    /* Revoking is an action at Scalekit: only for the session the browser holds. */
+    if (c->revoke_on_logout && sid)
+        sk_revoke_session(r, sid);
     sk_tokens_clear(r, &t);
     sk_count(SK_C_LOGOUT);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed out: ID token %s",
-                  sk_short_hash(r->pool, id));
-    return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, id, sk_post_logout(r),
+                  sk_short_hash(r->pool, hint));
+    return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, hint, sk_post_logout(r),
                                               NULL));
 }
 
@@ -325,7 +354,8 @@ static int sk_session_json(request_rec *r)
 }
 
 /* OpenID Connect Back-Channel Logout 1.0: Scalekit POSTs a logout_token; the
- * sessions it names end in the store, for every server sharing it. */
+ * sessions it names end (httpd_signout.c): with a session store on every
+ * server sharing it, with cookie sessions on this machine. */
 #define SK_BCL_EVENT "http://schemas.openid.net/event/backchannel-logout"
 #define SK_BCL_MAX_AGE 300
 
@@ -372,9 +402,9 @@ static int sk_backchannel_logout(request_rec *r)
     const char *token = NULL;
     if (r->method_number != M_POST)
         return HTTP_METHOD_NOT_ALLOWED;
-    if (!c->store)
+    if (!sk_signout_store(c))
         return sk_bcl_answer(r, HTTP_NOT_IMPLEMENTED, "unsupported",
-                             "back-channel logout needs ScalekitSessionStore");
+                             "no shared cache to keep sign-outs in");
     if (ap_parse_form_data(r, NULL, &pairs, 8, 16384) != OK || !pairs)
         return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", "unreadable form body");
     for (int i = 0; i < pairs->nelts; i++) {
@@ -395,7 +425,7 @@ static int sk_backchannel_logout(request_rec *r)
         return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", "no logout_token");
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
     sk_claims *claims = NULL;
-    sk_jwt_err e = sk_validate(c->rt->id, token, strlen(token), now, &claims);
+    sk_jwt_err e = sk_validate(c->rt->logout, token, strlen(token), now, &claims);
     const cJSON *tree = e == SK_JWT_OK ? sk_claims_tree(claims) : NULL;
     const char *problem = e != SK_JWT_OK ? sk_jwt_err_str(e)
                         : sk_bcl_claims_problem(claims, tree, now, c->leeway);
@@ -410,11 +440,19 @@ static int sk_backchannel_logout(request_rec *r)
             sk_claims_unref(claims);
         return sk_bcl_answer(r, HTTP_BAD_REQUEST, "invalid_request", problem);
     }
-    int ended = sk_store_end_sessions(r, claims->sid, claims->sid ? NULL : claims->sub);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "back-channel logout: %d session(s) ended "
-                  "(sid %s, sub %s)", ended, claims->sid ? claims->sid : "-",
-                  claims->sub ? claims->sub : "-");
+    /* With a sid the token names that session (of sub); without, every
+     * session of sub. Either ends what was issued up to the token's iat. */
+    apr_status_t rv = sk_signout_mark(r, claims->sid, claims->sid ? NULL : claims->sub,
+                                      claims->iat);
+    ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_INFO : APLOG_ERR, rv, r,
+                  "back-channel logout: %s of sid %s, sub %s signed out up to %" APR_INT64_T_FMT
+                  "%s", claims->sid ? "the session" : "every session",
+                  claims->sid ? claims->sid : "-", claims->sub ? claims->sub : "-",
+                  (apr_int64_t)claims->iat, rv == APR_SUCCESS ? "" : ": NOT KEPT (store failed)");
     sk_claims_unref(claims);
+    if (rv != APR_SUCCESS)
+        return sk_bcl_answer(r, HTTP_SERVICE_UNAVAILABLE, "temporarily_unavailable",
+                             "the sign-out could not be kept");
     return sk_bcl_answer(r, HTTP_OK, NULL, NULL);
 }
 

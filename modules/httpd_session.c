@@ -274,9 +274,30 @@ static void sk_log_reject(request_rec *r, const char *what, const char *token, s
                   sk_jwt_err_str(e), keys);
 }
 
+/* 1 when both name a value and the values differ. */
+static int sk_differ(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b);
+}
+
+/* Whether the ID token belongs to the access token's Scalekit session: the
+ * same user, and the same sid when the access token names one (Scalekit's
+ * always do; an ID token without it cannot show it is of this session), else
+ * the same organization when both name one. */
+int sk_id_token_bound(const sk_claims *a, const sk_claims *id)
+{
+    if (!a->sub || !id->sub || strcmp(a->sub, id->sub))
+        return 0;
+    if (a->sid)
+        return id->sid && !strcmp(a->sid, id->sid);
+    return !sk_differ(a->oid, id->oid);
+}
+
 /* Validate the pair and keep the claims for this request (authz reads them).
  * The ID token is optional; when present it must be valid and name the same
- * user, or the session is refused. */
+ * user, or the session is refused. One of another Scalekit session of that
+ * user (an older sign-in, another organization) is dropped: the session is
+ * the access token's, and no claim of an unbound ID token is used. */
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why)
 {
@@ -302,6 +323,11 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
         *why = SK_JWT_E_PAYLOAD;
         return 0;
     }
+    if (sk_is_signed_out(r, rs->access)) {  /* back-channel logout since it was issued */
+        *why = SK_JWT_E_SIGNED_OUT;
+        sk_log_reject(r, "access token", access, *why);
+        return 0;
+    }
     if (id) {
         sk_jwt_err e = check(rt->id, id, strlen(id), now, &rs->id);
         if (e != SK_JWT_OK) {
@@ -315,6 +341,14 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                           sk_short_hash(r->pool, access), sk_short_hash(r->pool, id));
             *why = SK_JWT_E_PAYLOAD;
             return 0;
+        }
+        if (!sk_id_token_bound(rs->access, rs->id)) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ID token %s is of another "
+                          "session than access token %s (sid or organization): its claims "
+                          "are not used", sk_short_hash(r->pool, id),
+                          sk_short_hash(r->pool, access));
+            sk_claims_unref(rs->id);
+            rs->id = NULL;
         }
     }
     rs->access_token = access;
@@ -429,7 +463,7 @@ static const char *sk_bearer_token(request_rec *r, const sk_dir_conf *d)
 static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
 {
     sk_tokens t;
-    sk_jwt_err why;
+    sk_jwt_err why = SK_JWT_E_SEGMENTS;
     *out = NULL;
     int rv = sk_tokens_load(r, &t);
     if (rv != OK)
@@ -440,6 +474,11 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     if (t.access && sk_validate_into_request(r, t.access, t.id, t.vouched, out, &why))
         return OK;
     *out = NULL;
+    if (why == SK_JWT_E_SIGNED_OUT) {       /* over: no refresh brings it back */
+        if (!r->main)
+            sk_tokens_clear(r, &t);
+        return OK;
+    }
     if (!t.refresh || r->main)
         return OK;
     sk_count(SK_C_REFRESH);

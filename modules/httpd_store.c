@@ -4,8 +4,8 @@
  * sk-refresh-token). With ScalekitSessionStore PROVIDER[:ARGS] they live in an
  * httpd shared object cache (shmcb on one machine; redis or memcache across
  * machines) under a hash of an opaque 256-bit session id, the only thing the
- * browser holds. Index records (by Scalekit session id and by user) let a
- * back-channel logout end sessions on every server at once. */
+ * browser holds. A back-channel logout ends sessions on every server at once
+ * through "signed out at" marks in the same store (httpd_signout.c). */
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -19,7 +19,6 @@
 #include "sk_oauth.h"
 
 #define SK_RECORD_MAX  (48 * 1024)
-#define SK_INDEX_MAX   32              /* sessions remembered per sid / per user */
 
 /* ------------------------------------------------------------ set-up */
 
@@ -59,6 +58,8 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
         return rv;
     }
     st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
+    /* Written by other machines too: sign-out marks are polled (httpd_signout.c). */
+    st->remote = strcmp(c->store_provider, "shmcb") != 0;
     /* Only shmcb: every writer of its records is on this machine. */
     st->copies = !strcmp(c->store_provider, "shmcb") && sk_store_copy_init(s);
     c->store = st;
@@ -79,12 +80,11 @@ static void sk_store_unlock(const sk_store *st)
         apr_global_mutex_unlock(sk_shared_store.mutex);
 }
 
-/* APR_SUCCESS with *out, APR_NOTFOUND, or another status when the store failed. */
-static apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char *key,
-                                 char **out)
+apr_status_t sk_store_get_small(request_rec *r, const sk_store *st, const char *key,
+                               unsigned int max, char **out)
 {
-    unsigned char *buf = apr_palloc(r->pool, SK_RECORD_MAX + 1);
-    unsigned int len = SK_RECORD_MAX;
+    unsigned char *buf = apr_palloc(r->pool, max + 1);
+    unsigned int len = max;
     sk_store_lock(st);
     apr_status_t rv = st->provider->retrieve(st->instance, r->server,
                                              (const unsigned char *)key,
@@ -97,7 +97,13 @@ static apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char 
     return rv;
 }
 
-static apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
+/* APR_SUCCESS with *out, APR_NOTFOUND, or another status when the store failed. */
+apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char *key, char **out)
+{
+    return sk_store_get_small(r, st, key, SK_RECORD_MAX, out);
+}
+
+apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
                                  const char *value, apr_time_t keep)
 {
     sk_store_lock(st);
@@ -235,32 +241,6 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
                          "The session store did not answer. Please try again shortly.");
 }
 
-/* Append key to an index record (sid or user), keeping the newest entries. */
-static void sk_index_add(request_rec *r, const sk_store *st, const char *index,
-                         const char *key, apr_time_t keep)
-{
-    char *old = NULL;
-    if (sk_store_get(r, st, index, &old) != APR_SUCCESS)
-        old = "";
-    apr_array_header_t *keys = apr_array_make(r->pool, 8, sizeof(char *));
-    char *last;
-    for (char *w = apr_strtok(apr_pstrdup(r->pool, old), " ", &last); w;
-         w = apr_strtok(NULL, " ", &last))
-        if (strcmp(w, key))
-            APR_ARRAY_PUSH(keys, char *) = w;
-    APR_ARRAY_PUSH(keys, const char *) = key;
-    int from = keys->nelts > SK_INDEX_MAX ? keys->nelts - SK_INDEX_MAX : 0;
-    apr_array_header_t *kept = apr_array_make(r->pool, SK_INDEX_MAX, sizeof(char *));
-    for (int i = from; i < keys->nelts; i++)
-        APR_ARRAY_PUSH(kept, char *) = APR_ARRAY_IDX(keys, i, char *);
-    sk_store_put(r, st, index, apr_array_pstrcat(r->pool, kept, ' '), keep);
-}
-
-static const char *sk_index_name(apr_pool_t *p, const char *kind, const char *value)
-{
-    return sk_hashed_key(p, kind, value);
-}
-
 /* Browsers keep a cookie of at most 4096 bytes (name and value) and drop a
  * bigger one without a word: the user would sign in again and again. */
 #define SK_COOKIE_MAX 4096
@@ -309,13 +289,9 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
     if (!record || sk_store_put(r, c->store, t->key, record, keep) != APR_SUCCESS)
         return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sessions unavailable",
                              "The session store did not answer. Please try again shortly.");
-    if (fresh) {
-        if (claims && claims->sid)
-            sk_index_add(r, c->store, sk_index_name(r->pool, "sid", claims->sid), t->key, keep);
-        if (claims && claims->sub)
-            sk_index_add(r, c->store, sk_index_name(r->pool, "sub", claims->sub), t->key, keep);
+    (void)claims;               /* back-channel logout needs no index (httpd_signout.c) */
+    if (fresh)
         sk_set_cookie(r, c->cookie_session, session_id, SK_COOKIE_SESSION);
-    }
     return OK;
 }
 
@@ -353,34 +329,14 @@ int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh)
     return 1;
 }
 
-/* End every session of a Scalekit session id and/or user (back-channel logout). */
-int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub)
-{
-    sk_server_conf *c = sk_server_config(r);
-    int ended = 0;
-    const char *indexes[2] = { sid ? sk_index_name(r->pool, "sid", sid) : NULL,
-                               sub ? sk_index_name(r->pool, "sub", sub) : NULL };
-    for (int i = 0; i < 2; i++) {
-        char *list = NULL, *last;
-        if (!indexes[i] || sk_store_get(r, c->store, indexes[i], &list) != APR_SUCCESS)
-            continue;
-        for (char *k = apr_strtok(list, " ", &last); k; k = apr_strtok(NULL, " ", &last)) {
-            sk_store_remove(r, c->store, k);
-            ended++;
-        }
-        sk_store_remove(r, c->store, indexes[i]);
-    }
-    return ended;
-}
-
 /* A logout token's jti, remembered until it could no longer be accepted. */
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep)
 {
-    sk_server_conf *c = sk_server_config(r);
-    const char *key = sk_index_name(r->pool, "jti", jti);
+    const sk_store *st = sk_signout_store(sk_server_config(r));
+    const char *key = sk_hashed_key(r->pool, "jti", jti);
     char *v = NULL;
-    if (sk_store_get(r, c->store, key, &v) == APR_SUCCESS)
+    if (!st || sk_store_get_small(r, st, key, 8, &v) == APR_SUCCESS)
         return 1;
-    sk_store_put(r, c->store, key, "1", keep);
+    sk_store_put(r, st, key, "1", keep);
     return 0;
 }

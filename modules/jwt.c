@@ -61,6 +61,7 @@ static const char *const err_names[SK_JWT_E__COUNT] = {
     [SK_JWT_E_ISS] = "bad-issuer",
     [SK_JWT_E_AUD] = "bad-audience",
     [SK_JWT_E_KIND] = "wrong-token-kind",
+    [SK_JWT_E_SIGNED_OUT] = "signed-out",
     [SK_JWT_E_NO_KEYS] = "no-keys",
     [SK_JWT_E_INTERNAL] = "internal-error",
 };
@@ -241,8 +242,18 @@ static unsigned alg_bit(const char *alg)
     return 0;
 }
 
-static sk_jwt_err check_header(jws *j, unsigned allowed)
+/* typ, when present: JWT, at+jwt (RFC 9068 access tokens), and logout+jwt
+ * only where logout tokens are expected (OIDC Back-Channel Logout 1.0,
+ * section 2.4: explicit typing keeps them from passing as other tokens). */
+static int typ_ok(const char *typ, const sk_policy *p)
 {
+    return !strcasecmp(typ, "JWT") || !strcasecmp(typ, "at+jwt")
+           || (p->logout && !strcasecmp(typ, "logout+jwt"));
+}
+
+static sk_jwt_err check_header(jws *j, const sk_policy *p)
+{
+    unsigned allowed = p->algs ? p->algs : SK_ALG_RS256;
     const cJSON *alg = member(j->hdr, "alg"), *kid = member(j->hdr, "kid");
     const cJSON *typ = member(j->hdr, "typ");
 
@@ -254,13 +265,12 @@ static sk_jwt_err check_header(jws *j, unsigned allowed)
     if (kid && !cJSON_IsString(kid))
         return SK_JWT_E_HEADER;
     j->kid = kid ? kid->valuestring : NULL;
-    if (typ && !(cJSON_IsString(typ) && (!strcasecmp(typ->valuestring, "JWT") ||
-                                         !strcasecmp(typ->valuestring, "at+jwt"))))
+    if (typ && !(cJSON_IsString(typ) && typ_ok(typ->valuestring, p)))
         return SK_JWT_E_HEADER;
     return SK_JWT_OK;
 }
 
-static sk_jwt_err parse_header(jws *j, unsigned allowed)
+static sk_jwt_err parse_header(jws *j, const sk_policy *p)
 {
     char buf[HEADER_MAX + 1];
     size_t n;
@@ -272,7 +282,7 @@ static sk_jwt_err parse_header(jws *j, unsigned allowed)
     j->hdr = parse_object(buf, n);
     if (!j->hdr)
         return SK_JWT_E_HEADER;
-    return check_header(j, allowed);
+    return check_header(j, p);
 }
 
 /* Decoding the payload and signature before the key lookup makes a garbled
@@ -413,7 +423,7 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
     memset(&j, 0, offsetof(jws, sig));
     j.sig_len = 0;
     if ((rc = split(token, len, &j)) ||
-        (rc = parse_header(&j, policy->algs ? policy->algs : SK_ALG_RS256)) ||
+        (rc = parse_header(&j, policy)) ||
         (rc = decode_rest(&j)) ||
         (rc = check_signature(&j, keys, now)))
         goto out;
@@ -481,16 +491,30 @@ static int aud_match(const char *aud, const sk_policy *p)
     return 0;
 }
 
-/* An ID token's aud and iss are an access token's too: its own claims give it
- * away. azp, when there is one, names the client the token was issued to. */
+/* Several audiences: an array of more than one member. */
+static int aud_several(const cJSON *o)
+{
+    const cJSON *aud = member(o, "aud");
+    return cJSON_IsArray(aud) && aud->child && aud->child->next;
+}
+
+/* An ID token's aud and iss are an access token's too, and a logout token's:
+ * their own claims give them away (events only in logout tokens; nonce,
+ * at_hash, c_hash only in ID tokens). azp, when there is one, names the
+ * client the token was issued to; an ID token for several audiences must
+ * name it (OIDC Core 3.1.3.7, items 3 to 5). */
 static int check_kind(const cJSON *o, const sk_policy *p)
 {
     static const char *const id_only[] = { "nonce", "at_hash", "c_hash", NULL };
+    if (!p->logout && member(o, "events"))
+        return 1;
     for (int i = 0; p->access_only && id_only[i]; i++)
         if (member(o, id_only[i]))
             return 1;
     const cJSON *azp = member(o, "azp");
-    return p->azp && azp && !(cJSON_IsString(azp) && !strcmp(azp->valuestring, p->azp));
+    if (p->azp && !azp)
+        return aud_several(o);
+    return p->azp && !(cJSON_IsString(azp) && !strcmp(azp->valuestring, p->azp));
 }
 
 /* aud is one string or an array of strings; one of them must be ours. */
@@ -644,6 +668,7 @@ sk_claims *sk_claims_new(cJSON *o, const char *text, size_t text_len)
     c->iat = time_or_zero(o, "iat");
     c->nbf = time_or_zero(o, "nbf");
     c->refs = 1;
+    c->checked = 0;
     c->tree = NULL;
 out:
     cJSON_Delete(o);

@@ -56,7 +56,7 @@ static void setup(void)
 
 static void check_claims(const char *tok, size_t len)
 {
-    static const sk_policy p = {"joe", auds, 2, 0, 30, 1, 0, 1, "client-1"};   /* kind checks too */
+    static const sk_policy p = {"joe", auds, 2, 0, 30, 1, 0, 1, "client-1", 0};   /* kind checks too */
     char *text = NULL;
     size_t text_len = 0;
     cJSON *o = sk_jwt_peek_payload(tok, len, &text, &text_len);

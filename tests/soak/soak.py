@@ -380,7 +380,7 @@ class Soak:
         self.users = []
         for i in range(a.users):
             sub = "usr_soak%05d" % i
-            claims = {"sub": sub, "email": "u%d@example.com" % i}
+            claims = {"sub": sub, "email": "u%d@example.com" % i, "sid": "ses_soak%05d" % i}  # one session
             self.users.append((sub, self.idp.mint(claims, base="access"),
                                self.idp.mint(claims, base="id")))
         now = int(time.time())

@@ -21,7 +21,7 @@ static const char *const audiences[] = {"skc_client1", "api://orders"};
 
 static sk_policy policy(unsigned algs)
 {
-    sk_policy p = {ISS, audiences, 2, algs, 30, 1, 0, 0, NULL};
+    sk_policy p = {ISS, audiences, 2, algs, 30, 1, 0, 0, NULL, 0};
     return p;
 }
 
@@ -66,7 +66,7 @@ SK_TEST(jwt_rfc7515_a2_known_answer)
 {
     sk_keystore *s = sk_keystore_create(NULL, NULL, 1000000000, 60);
     const char *aud[] = {"joe-client"};
-    sk_policy p = {"joe", aud, 1, SK_ALG_RS256, 0, 1, 0, 0, NULL};
+    sk_policy p = {"joe", aud, 1, SK_ALG_RS256, 0, 1, 0, 0, NULL, 0};
     int64_t t = 1300819000;                        /* before its exp */
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a2_jwks, strlen(a2_jwks), NULL, 0), t);
@@ -117,7 +117,7 @@ SK_TEST(jwt_rfc7515_a3_known_answer)
 {
     sk_keystore *s = sk_keystore_create(NULL, NULL, 1000000000, 60);
     const char *aud[] = {"x"};
-    sk_policy p = {"joe", aud, 1, SK_ALG_ES256, 0, 1, 0, 0, NULL};
+    sk_policy p = {"joe", aud, 1, SK_ALG_ES256, 0, 1, 0, 0, NULL, 0};
     int64_t t = 1300819000;
     cJSON *payload = NULL;
     sk_keystore_put(s, sk_keyset_parse(a3_jwks, strlen(a3_jwks), NULL, 0), t);
@@ -202,6 +202,7 @@ static const tcase cases[] = {
     /* header */
     {"crit header", S_RS0, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"exp\"],\"exp\":1}", NULL, M_NONE, NULL, 0, SK_JWT_E_CRIT},
     {"crit with b64 false", S_RS0, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"b64\":false,\"crit\":[\"b64\"]}", NULL, M_NONE, NULL, 0, SK_JWT_E_CRIT},
+    {"typ logout+jwt (not a logout policy)", S_RS0, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":\"logout+jwt\"}", NULL, M_NONE, NULL, 0, SK_JWT_E_HEADER},
     {"typ JWS", S_RS0, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":\"JWS\"}", NULL, M_NONE, NULL, 0, SK_JWT_E_HEADER},
     {"typ not a string", S_RS0, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":[\"JWT\"]}", NULL, M_NONE, NULL, 0, SK_JWT_E_HEADER},
     {"header not JSON", S_RS0, "hello", NULL, M_NONE, NULL, 0, SK_JWT_E_HEADER},
@@ -518,6 +519,16 @@ SK_TEST(jwt_token_kinds)
         {PAY(EXP_OK ",\"azp\":\"skc_other\""), SK_JWT_OK, SK_JWT_E_KIND},
         {PAY(EXP_OK ",\"azp\":[\"skc_client1\"]"), SK_JWT_OK, SK_JWT_E_KIND},
         {PAY(EXP_OK ",\"azp\":\"\""), SK_JWT_OK, SK_JWT_E_KIND},
+        /* A logout token is neither. */
+        {PAY(EXP_OK ",\"events\":{}"), SK_JWT_E_KIND, SK_JWT_E_KIND},
+        {PAY(EXP_OK ",\"events\":null"), SK_JWT_E_KIND, SK_JWT_E_KIND},
+        /* OIDC Core 3.1.3.7: several audiences need azp naming the client. */
+        {"{\"iss\":\"" ISS "\",\"aud\":[\"skc_client1\",\"x\"]," EXP_OK "}", SK_JWT_OK,
+         SK_JWT_E_KIND},
+        {"{\"iss\":\"" ISS "\",\"aud\":[\"skc_client1\",\"x\"],\"azp\":\"skc_client1\","
+         EXP_OK "}", SK_JWT_OK, SK_JWT_OK},
+        {"{\"iss\":\"" ISS "\",\"aud\":[\"skc_client1\"]," EXP_OK "}", SK_JWT_OK, SK_JWT_OK},
+        {"{\"iss\":\"" ISS "\",\"aud\":\"skc_client1\"," EXP_OK "}", SK_JWT_OK, SK_JWT_OK},
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         cJSON *o = cJSON_Parse(t[i].pay);
@@ -527,6 +538,13 @@ SK_TEST(jwt_token_kinds)
         cJSON_Delete(o);
     }
     SK_CHECK(!strcmp(sk_jwt_err_str(SK_JWT_E_KIND), "wrong-token-kind"));
+    /* The logout policy takes events. */
+    sk_policy logout = policy(0);
+    logout.logout = 1;
+    cJSON *o = cJSON_Parse(PAY(EXP_OK ",\"events\":{}"));
+    SK_REQUIRE(o != NULL);
+    SK_CHECK_INT(sk_jwt_check_claims(o, &logout, NOW), SK_JWT_OK);
+    cJSON_Delete(o);
 }
 
 SK_TEST(jwt_claims_fields)

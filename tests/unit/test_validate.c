@@ -16,7 +16,7 @@ static const char *const auds[] = {"skc_client1"};
 
 static sk_policy vpolicy(int check_exp)
 {
-    sk_policy p = {ISS, auds, 1, SK_ALG_RS256, 30, check_exp, 0, 0, NULL};
+    sk_policy p = {ISS, auds, 1, SK_ALG_RS256, 30, check_exp, 0, 0, NULL, 0};
     return p;
 }
 
