@@ -108,8 +108,10 @@ typedef struct sk_dir_conf {
     int silent;                       /* try prompt=none first (shared Scalekit session) */
     int strip_cookies;                /* remove the module's cookies before the application */
     unsigned env_vars;                /* bits of sk_published: which variables are set */
+    apr_array_header_t *machine_clients;  /* client ids whose aud-less bearer tokens pass */
     unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
         strip_cookies_set:1, env_vars_set:1;
+    unsigned machine_clients_set:1;
 } sk_dir_conf;
 
 /* What the application is told of the user, in one order for ScalekitEnvVars
@@ -125,6 +127,7 @@ extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
 typedef struct sk_request_session {
     sk_claims *access;          /* validated access token */
     sk_claims *id;              /* validated ID token, or NULL */
+    const char *machine_client; /* a ScalekitMachineClients client's bearer token: its id */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */
