@@ -119,6 +119,7 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(env_vars);
     c->custom = add->env_vars_set ? add->custom : base->custom;    /* ScalekitEnvVars too */
     SK_MERGE(pass_token);
+    SK_MERGE(machine_clients);
     return c;
 }
 
@@ -695,6 +696,23 @@ static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
     return NULL;
 }
 
+/* ScalekitMachineClients id...|none: API clients (client_credentials) whose
+ * bearer tokens without aud this location accepts. Repeated lines add. */
+static const char *sk_set_machine_client(cmd_parms *cmd, void *dv, const char *arg)
+{
+    sk_dir_conf *d = dv;
+    if (!*arg || strpbrk(arg, " \t\r\n\"'"))
+        return "ScalekitMachineClients: expects client ids (e.g. m2morg_123...) or none";
+    if (!d->machine_clients)
+        d->machine_clients = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    if (!strcasecmp(arg, "none"))
+        apr_array_clear(d->machine_clients);      /* a sub-location turns it off */
+    else
+        APR_ARRAY_PUSH(d->machine_clients, const char *) = arg;
+    d->machine_clients_set = 1;
+    return NULL;
+}
+
 /* Headers a request cannot lose: the module reads them (the session, what
  * kind of request it is) and a proxied request needs them. */
 static const char *const sk_needed_headers[] = {
@@ -837,6 +855,9 @@ static const command_rec sk_cmds[] = {
     AP_INIT_FLAG("ScalekitPassAccessToken", sk_set_pass_token, NULL, OR_AUTHCFG,
                  "send the session's access token to the application as Authorization: "
                  "Bearer, replacing the client's (default Off)"),
+    AP_INIT_ITERATE("ScalekitMachineClients", sk_set_machine_client, NULL, OR_AUTHCFG,
+                    "API client ids whose bearer tokens without aud are accepted here "
+                    "(ScalekitBearer On; default none)"),
     AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
                   "ap_expr: true when a request without a session should be sent to sign in "
                   "(default: browser navigations)"),

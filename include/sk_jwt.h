@@ -84,6 +84,7 @@ typedef struct sk_claims {
     int64_t exp, iat, nbf;             /* 0 when absent */
     uint64_t checked;                  /* the caller's, atomic: a stamp of a check it made
                                           of this token beyond validation (httpd_signout.c) */
+    int has_aud;                       /* 1: the token has an aud claim */
     int refs;                          /* private: use the functions below */
     cJSON *tree;                       /* private: the payload's tree (sk_claims_tree) */
     char buf[];                        /* private: what the pointers above point into */
@@ -141,6 +142,18 @@ void sk_validator_destroy(sk_validator *v);
 sk_jwt_err sk_validate(sk_validator *v, const char *token, size_t len, int64_t now,
                        sk_claims **out);
 
+/* sk_validate for a token that may lack an aud claim: Scalekit's
+ * client_credentials tokens carry none unless the API client was registered
+ * with an audience. A token without aud passes the audience check (one with
+ * an aud must still name one of the policy's) and every other check as
+ * usual; c->has_aud tells the caller which it was, and the caller decides,
+ * per request, whether an aud-less token is acceptable (ScalekitMachineClients).
+ * Results are cached by token alone: sk_validate and sk_validate_vouched
+ * refuse a cached aud-less result (SK_JWT_E_AUD), so a token accepted here is
+ * never accepted by them. */
+sk_jwt_err sk_validate_audless(sk_validator *v, const char *token, size_t len, int64_t now,
+                               sk_claims **out);
+
 /* The same for a token whose signature was verified elsewhere by a party
  * that holds this server's sealing key, and that says so in a sealed record
  * (a session store record): on a cache miss the payload is decoded and its
@@ -176,6 +189,12 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
  * nbf, iat, and exp last, so SK_JWT_E_EXPIRED means all else was good. A
  * policy with no issuer or no audiences refuses every token. */
 sk_jwt_err sk_jwt_check_claims(const cJSON *payload, const sk_policy *policy, int64_t now);
+
+/* The same, except that a payload with no aud claim at all passes the
+ * audience check (one with an aud is checked as ever); it must then carry no
+ * azp, an ID token's mark (sk_validate_audless). */
+sk_jwt_err sk_jwt_check_claims_audless(const cJSON *payload, const sk_policy *policy,
+                                       int64_t now);
 
 /* Make a claims object holding one reference from a payload object and the
  * text it was parsed from (kept for sk_claims_parse); takes ownership of

@@ -128,8 +128,9 @@ typedef struct sk_dir_conf {
     unsigned env_vars;                /* bits of sk_published: which variables are set */
     sk_custom_claims *custom;         /* ScalekitEnvVars' other claims, or NULL */
     int pass_token;                   /* the access token upstream as Authorization */
+    apr_array_header_t *machine_clients;  /* client ids whose aud-less bearer tokens pass */
     unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
-        strip_cookies_set:1, env_vars_set:1, pass_token_set:1;
+        strip_cookies_set:1, env_vars_set:1, pass_token_set:1, machine_clients_set:1;
 } sk_dir_conf;
 
 /* What the application is told of the user, in one order for ScalekitEnvVars
@@ -146,6 +147,7 @@ typedef struct sk_request_session {
     sk_claims *access;          /* validated access token */
     sk_claims *id;              /* validated ID token, or NULL */
     const char *access_token;   /* the access token's text (ScalekitPassAccessToken) */
+    const char *machine_client; /* a ScalekitMachineClients client's bearer token: its id */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */

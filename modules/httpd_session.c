@@ -86,6 +86,8 @@ const sk_published_claim sk_published[SK_PUBLISHED_COUNT] = {
     { "scope", "SCALEKIT_SCOPE", "Scope" },
 };
 
+#define SK_ENV_CLIENT_ID "SCALEKIT_CLIENT_ID"
+
 /* Whether the environment holds a SCALEKIT_* variable already: one set by
  * SetEnvIf, or a subrequest's copy of its parent's. */
 static int sk_env_has_ours(const apr_table_t *env)
@@ -112,6 +114,7 @@ static void sk_setenv_all(request_rec *r, const char *const v[SK_PUBLISHED_COUNT
             apr_table_unset(r->subprocess_env, sk_published[i].env);
         for (int i = 0; i < n; i++)
             apr_table_unset(r->subprocess_env, cc->claim[i].env);
+        apr_table_unset(r->subprocess_env, SK_ENV_CLIENT_ID);
     }
     for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
         if (v[i] && (want & (1u << i)))
@@ -245,6 +248,8 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir
     sk_published_values(r, rs, d->header_prefix ? SK_ENV_ALL : d->env_vars, v);
     const char **cv = d->custom ? sk_custom_values(r, rs, d->custom) : NULL;
     sk_setenv_all(r, v, d->env_vars, d->custom, cv);
+    if (rs->machine_client && d->env_vars)  /* a listed machine client (ScalekitMachineClients) */
+        apr_table_addn(r->subprocess_env, SK_ENV_CLIENT_ID, sk_env_safe(r->pool, rs->machine_client));
     if (d->header_prefix) {
         sk_claim_headers(r, d->header_prefix, v);
         if (cv)
@@ -293,13 +298,50 @@ int sk_id_token_bound(const sk_claims *a, const sk_claims *id)
     return !sk_differ(a->oid, id->oid);
 }
 
+/* A location's ScalekitMachineClients, or NULL when it lists none. */
+static const apr_array_header_t *sk_machine_clients(const sk_dir_conf *d)
+{
+    return d->machine_clients && d->machine_clients->nelts ? d->machine_clients : NULL;
+}
+
+static int sk_machine_client_listed(const apr_array_header_t *list, const char *client_id)
+{
+    for (int i = 0; client_id && i < list->nelts; i++)
+        if (!strcmp(APR_ARRAY_IDX(list, i, const char *), client_id))
+            return 1;
+    return 0;
+}
+
+/* A bearer token taken with sk_validate_audless at a location with machine
+ * clients. Decided here, per request, not in the validator: its cache holds
+ * the token for every location alike. Without aud it passes only when its
+ * client_id is listed; a listed client's token is named to the application. */
+static int sk_machine_token_ok(request_rec *r, const apr_array_header_t *list,
+                               const char *token, sk_request_session *rs)
+{
+    const sk_claims *a = rs->access;
+    int listed = sk_machine_client_listed(list, a->client_id);
+    if (listed)
+        rs->machine_client = a->client_id;
+    if (a->has_aud || listed)
+        return 1;
+    sk_count_failure(SK_JWT_E_AUD);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "access token %s refused: no aud, and its "
+                  "client %s is not in ScalekitMachineClients", sk_short_hash(r->pool, token),
+                  a->client_id ? ap_escape_logitem(r->pool, a->client_id) : "(none)");
+    return 0;
+}
+
 /* Validate the pair and keep the claims for this request (authz reads them).
  * The ID token is optional; when present it must be valid and name the same
  * user, or the session is refused. One of another Scalekit session of that
  * user (an older sign-in, another organization) is dropped: the session is
- * the access token's, and no claim of an unbound ID token is used. */
-int sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                             int64_t vouched, sk_request_session **out, sk_jwt_err *why)
+ * the access token's, and no claim of an unbound ID token is used.
+ * machines: a bearer token at a location with ScalekitMachineClients (it may
+ * lack aud), else NULL. */
+static int sk_validate_pair(request_rec *r, const char *access, const char *id,
+                            int64_t vouched, const apr_array_header_t *machines,
+                            sk_request_session **out, sk_jwt_err *why)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
     /* The clock now, not r->request_time: a token minted while this request
@@ -312,9 +354,14 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
      * this process the signature checks (the validation cache in the store). */
     sk_jwt_err (*check)(sk_validator *, const char *, size_t, int64_t, sk_claims **)
         = vouched > now ? sk_validate_vouched : sk_validate;
-    *why = check(rt->access, access, strlen(access), now, &rs->access);
+    *why = machines ? sk_validate_audless(rt->access, access, strlen(access), now, &rs->access)
+                    : check(rt->access, access, strlen(access), now, &rs->access);
     if (*why != SK_JWT_OK) {
         sk_log_reject(r, "access token", access, *why);
+        return 0;
+    }
+    if (machines && !sk_machine_token_ok(r, machines, access, rs)) {
+        *why = SK_JWT_E_AUD;
         return 0;
     }
     if (!rs->access->sub) {                 /* a token of no user (Scalekit always sets it) */
@@ -354,6 +401,12 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
     rs->access_token = access;
     *out = rs;
     return 1;
+}
+
+int sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                             int64_t vouched, sk_request_session **out, sk_jwt_err *why)
+{
+    return sk_validate_pair(r, access, id, vouched, NULL, out, why);
 }
 
 /* New tokens that could not be checked, for want of keys or of memory, are
@@ -509,7 +562,7 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had)
     if (bearer) {                       /* an API client: no cookies, no refresh */
         *had = 1;
         sk_count(SK_C_BEARER);
-        if (!sk_validate_into_request(r, bearer, NULL, 0, out, &why))
+        if (!sk_validate_pair(r, bearer, NULL, 0, sk_machine_clients(d), out, &why))
             *out = NULL;
         return OK;
     }
@@ -626,6 +679,10 @@ int sk_check_authn(request_rec *r)
     }
     sk_request_session *rs = sk_request_session_get(r);
     int had = 0;
+    /* A token without aud holds only where its client is listed: a subrequest
+     * or internal redirect to another location decides afresh. */
+    if (rs && rs->access && !rs->access->has_aud)
+        rs = NULL;
     if (!rs || !rs->access) {               /* not a subrequest of a signed-in request */
         int rv = sk_find_session(r, &rs, &had);
         if (rv != OK)

@@ -502,8 +502,9 @@ static int aud_several(const cJSON *o)
  * their own claims give them away (events only in logout tokens; nonce,
  * at_hash, c_hash only in ID tokens). azp, when there is one, names the
  * client the token was issued to; an ID token for several audiences must
- * name it (OIDC Core 3.1.3.7, items 3 to 5). */
-static int check_kind(const cJSON *o, const sk_policy *p)
+ * name it (OIDC Core 3.1.3.7, items 3 to 5). audless: the token has no aud
+ * (sk_jwt_check_claims_audless). */
+static int check_kind(const cJSON *o, const sk_policy *p, int audless)
 {
     static const char *const id_only[] = { "nonce", "at_hash", "c_hash", NULL };
     if (!p->logout && member(o, "events"))
@@ -512,6 +513,10 @@ static int check_kind(const cJSON *o, const sk_policy *p)
         if (member(o, id_only[i]))
             return 1;
     const cJSON *azp = member(o, "azp");
+    /* azp is an ID token's mark too: an aud-less token taken as a machine
+     * client's must not carry it. */
+    if (azp && audless)
+        return 1;
     if (p->azp && !azp)
         return aud_several(o);
     return p->azp && !(cJSON_IsString(azp) && !strcmp(azp->valuestring, p->azp));
@@ -535,7 +540,8 @@ static sk_jwt_err check_aud(const cJSON *o, const sk_policy *p)
     return found ? SK_JWT_OK : SK_JWT_E_AUD;
 }
 
-sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
+/* aud_optional: a payload without aud passes the audience check. */
+static sk_jwt_err check_claims(const cJSON *o, const sk_policy *p, int64_t now, int aud_optional)
 {
     int64_t exp = 0, nbf = 0, iat = 0;
     int64_t leeway = p->leeway > 0 ? p->leeway : 0;
@@ -558,9 +564,10 @@ sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
     iss = member_str(o, "iss");
     if (!p->issuer || !iss || strcmp(iss, p->issuer))
         return SK_JWT_E_ISS;                 /* exact: no slash or case folding */
-    if (check_aud(o, p))
+    int audless = aud_optional && !member(o, "aud");
+    if (!audless && check_aud(o, p))
         return SK_JWT_E_AUD;
-    if (check_kind(o, p))
+    if (check_kind(o, p, audless))
         return SK_JWT_E_KIND;
     if (has_nbf && nbf - leeway > now)
         return SK_JWT_E_NBF;
@@ -570,6 +577,16 @@ sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
     if (has_exp && exp + leeway <= now)
         return SK_JWT_E_EXPIRED;
     return SK_JWT_OK;
+}
+
+sk_jwt_err sk_jwt_check_claims(const cJSON *o, const sk_policy *p, int64_t now)
+{
+    return check_claims(o, p, now, 0);
+}
+
+sk_jwt_err sk_jwt_check_claims_audless(const cJSON *o, const sk_policy *p, int64_t now)
+{
+    return check_claims(o, p, now, 1);
 }
 
 /* ---- the claims object: two passes over the payload, the first (base
@@ -667,6 +684,7 @@ sk_claims *sk_claims_new(cJSON *o, const char *text, size_t text_len)
     c->exp = time_or_zero(o, "exp");
     c->iat = time_or_zero(o, "iat");
     c->nbf = time_or_zero(o, "nbf");
+    c->has_aud = member(o, "aud") != NULL;
     c->refs = 1;
     c->checked = 0;
     c->tree = NULL;

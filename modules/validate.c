@@ -344,18 +344,22 @@ static void insert(sk_validator *v, uint64_t h, const char *token, size_t len, i
 
 /* ---- validation ---- */
 
-/* vouched: a party holding our sealing key verified this exact token's
- * signature already (a sealed session record says so); the claims are still
- * checked here. */
+/* How a token is taken (bits): VOUCHED, a party holding our sealing key
+ * verified this exact token's signature already (a sealed session record
+ * says so), the claims are still checked here; AUDLESS, a token without aud
+ * may pass (sk_validate_audless). */
+#define V_VOUCHED 1u
+#define V_AUDLESS 2u
+
 static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, int64_t now,
-                                int vouched, sk_claims **out)
+                                unsigned how, sk_claims **out)
 {
     cJSON *payload = NULL;
     char *text = NULL;                  /* the decoded payload: the claims keep it */
     size_t text_len = 0;
     sk_jwt_err rc;
 
-    if (vouched) {
+    if (how & V_VOUCHED) {
         payload = sk_jwt_peek_payload(token, len, &text, &text_len);
         rc = payload ? SK_JWT_OK : SK_JWT_E_PAYLOAD;
         count(&v->vouched);
@@ -364,7 +368,8 @@ static sk_jwt_err validate_cold(sk_validator *v, const char *token, size_t len, 
     }
     if (rc)
         return rc;
-    rc = sk_jwt_check_claims(payload, &v->pol, now);
+    rc = (how & V_AUDLESS) ? sk_jwt_check_claims_audless(payload, &v->pol, now)
+                           : sk_jwt_check_claims(payload, &v->pol, now);
     if (rc && rc != SK_JWT_E_EXPIRED) {
         cJSON_Delete(payload);
         free(text);
@@ -394,7 +399,7 @@ static uint64_t token_hash(const sk_validator *v, const char *token, size_t len)
 }
 
 static sk_jwt_err validate(sk_validator *v, const char *token, size_t len, int64_t now,
-                           int vouched, sk_claims **out)
+                           unsigned how, sk_claims **out)
 {
     size_t max = v->pol.max_token_len ? v->pol.max_token_len : TOKEN_MAX_DEFAULT;
     sk_jwt_err rc;
@@ -404,6 +409,13 @@ static sk_jwt_err validate(sk_validator *v, const char *token, size_t len, int64
     if (token && len <= max && v->cap) {
         h = token_hash(v, token, len);
         if (lookup(v, h, token, len, now, &rc, out)) {
+            /* Cached by token alone: an aud-less result is only for callers
+             * that asked for one. */
+            if (!(*out)->has_aud && !(how & V_AUDLESS)) {
+                sk_claims_unref(*out);
+                *out = NULL;
+                rc = SK_JWT_E_AUD;
+            }
             if (rc)
                 goto fail;
             return rc;
@@ -415,7 +427,7 @@ static sk_jwt_err validate(sk_validator *v, const char *token, size_t len, int64
         rc = token ? SK_JWT_E_TOO_LARGE : SK_JWT_E_SEGMENTS;
         goto fail;
     }
-    rc = validate_cold(v, token, len, now, vouched, out);
+    rc = validate_cold(v, token, len, now, how, out);
     if (rc == SK_JWT_OK && v->cap)
         insert(v, h, token, len, now, *out);
     if (rc == SK_JWT_OK)
@@ -434,7 +446,13 @@ sk_jwt_err sk_validate(sk_validator *v, const char *token, size_t len, int64_t n
 sk_jwt_err sk_validate_vouched(sk_validator *v, const char *token, size_t len, int64_t now,
                                sk_claims **out)
 {
-    return validate(v, token, len, now, 1, out);
+    return validate(v, token, len, now, V_VOUCHED, out);
+}
+
+sk_jwt_err sk_validate_audless(sk_validator *v, const char *token, size_t len, int64_t now,
+                               sk_claims **out)
+{
+    return validate(v, token, len, now, V_AUDLESS, out);
 }
 
 void sk_validator_get_stats(sk_validator *v, sk_validator_stats *out)

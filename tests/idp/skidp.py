@@ -4,7 +4,8 @@
 Scalekit cannot be reached from the test machines, so mod_scalekit is tested against this
 server instead. It implements the endpoints, parameters, claims and error shapes described in
 shared/reference/scalekit-protocol.md, plus test-only controls under /_control/ (sign-in mode,
-test user, key rotation, fault injection, a request log, token minting).
+test user, key rotation, fault injection, a request log, token minting, and the token shapes
+Scalekit's documentation prints: tests/fixtures/scalekit-docs).
 
 Runs on Debian's /usr/bin/python3 with only the standard library and python3-cryptography.
 
@@ -66,7 +67,7 @@ DEFAULT_LIFETIMES = {
     "id": 3600,
     "refresh": 30 * 86400,
     "code": 60,
-    "machine": 86400,         # client_credentials tokens live about a day
+    "machine": 3600,          # client_credentials tokens: Scalekit's default lifetime
     "jwks_max_age": 300,      # Cache-Control max-age on /keys
 }
 
@@ -87,6 +88,11 @@ HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 60.0            # idle keep-alive connections are closed after this
 
 SESSION_COOKIE = "skidp_session"
+# Token shapes as Scalekit's documentation prints them (README.md there names each page).
+SHAPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures",
+                          "scalekit-docs")
+SHAPE_KINDS = ("access", "id", "machine")
+SHAPE_NAME_RE = re.compile(r"^[a-z0-9-]+$")
 SESSION_REVOKE_RE = re.compile(r"^/api/v1/sessions/([^/]+)/revoke$")
 S256_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
@@ -409,6 +415,53 @@ def ensure_tls_files(state_dir):
 # Protocol state: clients, test user, sign-in sessions, codes, refresh tokens
 # ---------------------------------------------------------------------------------------------
 
+def load_shape(name):
+    """A documented token shape (tests/fixtures/scalekit-docs/NAME.json)."""
+    if not isinstance(name, str) or not SHAPE_NAME_RE.match(name):
+        raise ValueError("bad shape name")
+    with open(os.path.join(SHAPES_DIR, name + ".json")) as f:
+        return json.load(f)
+
+
+def fresh_shape(shape, issuer, t, life):
+    """The claims as printed, and the shape's custom claims beside them, with fresh times and
+    this listener's issuer."""
+    claims = json.loads(json.dumps(shape["claims"]))
+    claims.update(shape.get("custom_claims") or {})
+    claims["iss"] = issuer
+    for name in ("iat", "nbf"):
+        if name in claims:
+            claims[name] = t
+    if "exp" in claims:
+        claims["exp"] = t + life
+    return claims
+
+
+def bind_shape(shape, claims, client_id):
+    """What ties a shaped token to this IdP's sign-in: the client the page names becomes the
+    real client (in client_id, azp and an aud equal to it), and the jti is fresh."""
+    printed = shape["claims"].get("client_id") or shape["claims"].get("azp")
+    for name in ("client_id", "azp"):
+        if name in claims:
+            claims[name] = client_id
+    aud = claims.get("aud")
+    if printed and isinstance(aud, list):
+        claims["aud"] = [client_id if a == printed else a for a in aud]
+    elif printed and aud == printed:
+        claims["aud"] = client_id
+    if "jti" in claims:
+        claims["jti"] = random_id("tkn_")
+    return claims
+
+
+def custom_claims(client):
+    """An API client's custom_claims: Scalekit's [{"key": K, "value": V}] list, or a dict."""
+    found = client.get("custom_claims") or {}
+    if isinstance(found, list):
+        return {item["key"]: item["value"] for item in found}
+    return dict(found)
+
+
 class OAuthError(Exception):
     """An error answered as JSON {error, error_description}."""
 
@@ -470,6 +523,7 @@ class IdPState:
             self._add_client(self.initial["client_id"], self.initial["client_secret"])
             self.user = json.loads(json.dumps(DEFAULT_USER))
             self.lifetimes = dict(DEFAULT_LIFETIMES)
+            self.shapes = {}           # kind -> documented shape the IdP issues (set_shape)
             self.auto_login = self.initial["auto_login"]
             self.fault = Fault()
             self.log = collections.deque(maxlen=LOG_LIMIT)
@@ -484,10 +538,11 @@ class IdPState:
 
     # --- clients ---------------------------------------------------------------------------
 
-    def _add_client(self, client_id, secret, redirect_uris=None, audience=None, oid=None):
+    def _add_client(self, client_id, secret, redirect_uris=None, audience=None, oid=None,
+                    custom=None):
         self.clients[client_id] = {"client_id": client_id, "secret": secret,
                                    "redirect_uris": redirect_uris, "audience": audience,
-                                   "oid": oid}
+                                   "oid": oid, "custom_claims": custom}
 
     def add_client(self, payload):
         client_id = payload.get("client_id")
@@ -496,7 +551,23 @@ class IdPState:
         with self.lock:
             self._add_client(client_id, payload.get("client_secret"),
                              payload.get("redirect_uris"), payload.get("audience"),
-                             payload.get("oid"))
+                             payload.get("oid"), payload.get("custom_claims"))
+        custom_claims(self.clients[client_id])      # a malformed list is refused now
+
+    def set_shapes(self, payload):
+        """Which documented shape each kind of issued token takes (null: the IdP's own)."""
+        loaded = {}
+        for kind, name in payload.items():
+            if kind not in SHAPE_KINDS:
+                raise ValueError("shape kinds are " + ", ".join(SHAPE_KINDS))
+            loaded[kind] = load_shape(name) if name else None
+        with self.lock:
+            for kind, shape in loaded.items():
+                if shape is None:
+                    self.shapes.pop(kind, None)
+                else:
+                    self.shapes[kind] = shape
+            return {kind: shape["doc"] for kind, shape in self.shapes.items()}
 
     def client(self, client_id):
         return self.clients.get(client_id) if isinstance(client_id, str) else None
@@ -690,11 +761,17 @@ class IdPState:
         t = now()
         life = self.lifetimes
         client_id = client["client_id"]
-        access = {"iss": issuer, "aud": client["audience"] or [client_id], "sub": user["sub"],
-                  "oid": user["oid"], "sid": session.sid, "jti": random_id("tkn_"),
-                  "iat": t, "nbf": t, "exp": t + life["access"], "client_id": client_id,
-                  "roles": user["roles"], "permissions": user["permissions"], "scope": scope,
-                  "xoid": user["xoid"], "xuid": user["xuid"]}
+        shape = self.shapes.get("access")
+        if shape:
+            access = bind_shape(shape, fresh_shape(shape, issuer, t, life["access"]), client_id)
+            access.update(sub=user["sub"], sid=session.sid)
+        else:
+            access = {"iss": issuer, "aud": client["audience"] or [client_id],
+                      "sub": user["sub"], "oid": user["oid"], "sid": session.sid,
+                      "jti": random_id("tkn_"), "iat": t, "nbf": t, "exp": t + life["access"],
+                      "client_id": client_id, "roles": user["roles"],
+                      "permissions": user["permissions"], "scope": scope,
+                      "xoid": user["xoid"], "xuid": user["xuid"]}
         access.update(user["access_token_extra"])
         access_token = self.sign(access)
         response = {"access_token": access_token,
@@ -706,6 +783,21 @@ class IdPState:
         return response
 
     def _id_claims(self, issuer, client_id, session, user, t, access_token, nonce, code):
+        shape = self.shapes.get("id")
+        if shape:
+            claims = bind_shape(shape, fresh_shape(shape, issuer, t, self.lifetimes["id"]),
+                                client_id)
+            claims.update(sub=user["sub"], sid=session.sid, at_hash=half_sha256(access_token))
+            # c_hash and nonce belong to a code and an authorization request: a refresh has
+            # neither (OpenID Connect Core 12.2).
+            claims.pop("c_hash", None)
+            claims.pop("nonce", None)
+            if code:
+                claims["c_hash"] = half_sha256(code)
+            if nonce:
+                claims["nonce"] = nonce
+            claims.update(user["id_token_extra"])
+            return claims
         claims = {"iss": issuer, "aud": [client_id], "azp": client_id, "sub": user["sub"],
                   "oid": user["oid"], "sid": session.sid, "iat": t,
                   "exp": t + self.lifetimes["id"], "at_hash": half_sha256(access_token),
@@ -724,12 +816,28 @@ class IdPState:
         return claims
 
     def machine_token(self, issuer, client, scope):
+        """A client_credentials token as the M2M quickstart shows it: no aud unless the API
+        client was registered with an audience list; its custom_claims beside the rest."""
         t = now()
         client_id = client["client_id"]
-        claims = {"iss": issuer, "sub": client_id, "aud": [client_id], "client_id": client_id,
-                  "oid": client["oid"] or self.user["oid"], "jti": random_id("tkn_"),
-                  "iat": t, "nbf": t, "exp": t + self.lifetimes["machine"],
-                  "scopes": scope.split()}
+        life = self.lifetimes["machine"]
+        shape = self.shapes.get("machine")
+        if shape:
+            claims = bind_shape(shape, fresh_shape(shape, issuer, t, life), client_id)
+            claims["sub"] = client_id
+            if scope:
+                claims["scopes"] = scope.split()
+            if client["oid"]:
+                claims["oid"] = client["oid"]
+        else:
+            claims = {"client_id": client_id, "exp": t + life, "iat": t, "iss": issuer,
+                      "jti": random_id("tkn_"), "nbf": t,
+                      "oid": client["oid"] or self.user["oid"], "scopes": scope.split(),
+                      "sub": client_id}
+        claims.pop("aud", None)
+        if client["audience"]:
+            claims["aud"] = list(client["audience"])
+        claims.update(custom_claims(client))
         response = {"access_token": self.sign(claims), "token_type": "Bearer",
                     "expires_in": self.lifetimes["machine"]}
         if scope:
@@ -1349,6 +1457,10 @@ def ctl_client(h, payload):
     return {"ok": True, "client_id": payload["client_id"]}
 
 
+def ctl_shape(h, payload):
+    return h.state.set_shapes(payload)
+
+
 def ctl_rotate(h, payload):
     kid = h.state.keyring.rotate(keep_old=bool(payload.get("keep_old", True)))
     return dict(h.state.keyring.summary(), kid=kid)
@@ -1399,17 +1511,24 @@ def ctl_log_clear(h, payload):
 
 
 def ctl_mint(h, payload):
-    """An arbitrary token. base=access|id|machine starts from a normal token of the test user
+    """An arbitrary token. base=access|id|machine starts from a normal token of the test user;
+    shape=NAME from a documented shape as printed (tests/fixtures/scalekit-docs); nulls: names
+    of claims set to JSON null
     (fresh exp, this listener's issuer); claims overlay it, a null claim removes one."""
     claims = {}
     base = payload.get("base")
     if base:
         claims = base_claims(h, base)
+    elif payload.get("shape"):          # as the docs print it: fresh times, our issuer
+        shape = load_shape(payload["shape"])
+        claims = fresh_shape(shape, h.issuer, now(), h.state.lifetimes[shape["kind"]])
     for name, value in (payload.get("claims") or {}).items():
         if value is None:
             claims.pop(name, None)
         else:
             claims[name] = value
+    for name in payload.get("nulls") or []:      # a claim that is JSON null
+        claims[name] = None
     token = h.state.sign(claims, payload.get("header"), payload.get("kid"),
                          payload.get("sign") or "current")
     return {"token": token}
@@ -1469,6 +1588,7 @@ def ctl_shutdown(h, payload):
 CONTROLS = {
     "user": ("POST", ctl_user),
     "client": ("POST", ctl_client),
+    "shape": ("POST", ctl_shape),
     "rotate": ("POST", ctl_rotate),
     "keys": ("GET", ctl_keys),
     "lifetimes": ("POST", ctl_lifetimes),

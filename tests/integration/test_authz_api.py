@@ -83,8 +83,10 @@ def test_bearer_tokens_user_and_machine(idp, httpd_factory):
     h = api_server(idp, httpd_factory, extra_conf="ScalekitAudience skc_machine\n")
     r = get(h, "/cgi-bin/whoami", idp.mint({}, base="access"))
     assert r.status_code == 200 and r.json()["REMOTE_USER"] == "usr_demo001"
-    # A machine token from client_credentials: sub is the client, scopes an array.
-    idp.add_client("skc_machine", "machine-secret")
+    # A machine token from client_credentials: sub is the client, scopes an array; aud the
+    # audience its API client was registered with (without one it has none:
+    # test_documented_shapes.py).
+    idp.add_client("skc_machine", "machine-secret", audience=["skc_machine"])
     t = requests.post(idp.url + "/oauth/token", data={"grant_type": "client_credentials",
                       "client_id": "skc_machine", "client_secret": "machine-secret", "scope": "invoices:read"})
     machine = t.json()["access_token"]

@@ -100,6 +100,15 @@ def test_unusable_claim_header_prefix_is_refused(idp, module_path, value, compla
     assert "ScalekitClaimHeaders" in out and complaint in out, out
 
 
+def test_machine_clients_are_checked(idp, module_path):
+    rc, out = location_config_test(idp, module_path, 'ScalekitMachineClients "m2morg_1 m2morg_2"')
+    assert rc != 0 and re.search(r"Syntax error on line \d+ of .*httpd\.conf", out), out
+    assert "ScalekitMachineClients: expects client ids" in out, out
+    for value in ("m2morg_1", "m2morg_1 m2morg_2", "none"):
+        rc, out = location_config_test(idp, module_path, "ScalekitMachineClients " + value)
+        assert rc == 0 and "Syntax OK" in out, (value, out)
+
+
 def test_usable_claim_header_prefixes_pass(idp, module_path):
     for value in ("X-Scalekit-", "Scalekit-", "X-Auth-User-", "Off"):
         rc, out = location_config_test(idp, module_path, "ScalekitClaimHeaders " + value)

@@ -403,11 +403,13 @@ def test_client_credentials_and_session_revoke(server):
     r = token_request(base, grant_type="client_credentials", scope="read:a write:b")
     assert r.status_code == 200, r.text
     m2m = r.json()
-    assert m2m["expires_in"] == 86400 and m2m["token_type"] == "Bearer"
+    assert m2m["expires_in"] == 3600 and m2m["token_type"] == "Bearer"
     claims = verify_jwt(m2m["access_token"], jwks(base))
-    assert claims["sub"] == CLIENT and claims["aud"] == [CLIENT] and claims["iss"] == base
+    # As the M2M quickstart prints it: no aud (none was registered for the client).
+    assert claims["sub"] == CLIENT and "aud" not in claims and claims["iss"] == base
+    assert claims["client_id"] == CLIENT
     assert claims["scopes"] == ["read:a", "write:b"] and claims["jti"].startswith("tkn_")
-    assert claims["exp"] - claims["iat"] == 86400 and "oid" in claims and "nbf" in claims
+    assert claims["exp"] - claims["iat"] == 3600 and "oid" in claims and "nbf" in claims
 
     tok, sess = sign_in(base)
     sid = jwt_parts(tok["id_token"])[1]["sid"]
@@ -703,3 +705,79 @@ def test_official_node_sdk(server, scheme):
                                          "refresh_token"}
     assert [e["path"] for e in log if e["method"] == "GET" and e["path"] == "/keys"]
     assert all(e["status"] is not None and e["status"] < 500 for e in log)
+
+
+# ---------------------------------------------------------------------------------------------
+# Token shapes as Scalekit's documentation prints them (tests/fixtures/scalekit-docs)
+# ---------------------------------------------------------------------------------------------
+
+SHAPES = TESTS / "fixtures" / "scalekit-docs"
+
+
+def printed(name):
+    return json.loads((SHAPES / (name + ".json")).read_text())
+
+
+def test_machine_client_audience_and_custom_claims(server):
+    base = server.url
+    server.add_client("m2morg_1", "s1")
+    server.add_client("m2morg_2", "s2", audience=["https://api.example.com"], oid="org_2",
+                      custom_claims=[{"key": "environment", "value": "production"}])
+    plain = verify_jwt(token_request(base, grant_type="client_credentials", client_id="m2morg_1",
+                                     client_secret="s1").json()["access_token"], jwks(base))
+    assert "aud" not in plain and plain["sub"] == plain["client_id"] == "m2morg_1"
+    assert plain["scopes"] == []
+    r = token_request(base, grant_type="client_credentials", client_id="m2morg_2",
+                      client_secret="s2", scope="deploy:applications")
+    claims = verify_jwt(r.json()["access_token"], jwks(base))
+    assert claims["aud"] == ["https://api.example.com"] and claims["oid"] == "org_2"
+    assert claims["environment"] == "production" and claims["scopes"] == ["deploy:applications"]
+    with pytest.raises(IdPError):
+        server.add_client("m2morg_3", "s3", custom_claims=[{"name": "x"}])
+
+
+def test_mint_shape_as_printed(server):
+    for name in ("m2m-access-token", "id-token", "access-token", "access-token-api-audience"):
+        doc = printed(name)
+        claims = jwt_parts(server.mint({}, shape=name))[1]
+        want = dict(doc["claims"], **doc.get("custom_claims", {}))
+        changed = {k for k in want if claims.get(k) != want[k]}
+        assert changed <= {"iss", "iat", "nbf", "exp"}, (name, changed)
+        assert set(claims) == set(want), name
+        assert claims["iss"] == server.url and abs(claims["iat"] - time.time()) < 60
+    assert "aud" not in jwt_parts(server.mint({}, shape="m2m-access-token"))[1]
+
+
+def test_issued_tokens_take_the_documented_shapes(server):
+    base = server.url
+    server.set_shape(access="access-token", id="id-token", machine="m2m-access-token")
+    tok, _ = sign_in(base, nonce="n-123", scope="openid profile email offline_access")
+    access = verify_jwt(tok["access_token"], jwks(base))
+    id_token = verify_jwt(tok["id_token"], jwks(base))
+    # Every printed claim, the client the page names replaced by ours, sub and sid the session's.
+    assert set(access) == set(printed("access-token")["claims"])
+    assert access["aud"] == [CLIENT] and access["client_id"] == CLIENT
+    assert access["xuid"] == "ext_usr_456" and access["scope"] == "openid profile email"
+    assert set(id_token) == set(printed("id-token")["claims"]) | {"nonce"}
+    assert id_token["aud"] == [CLIENT] and id_token["azp"] == CLIENT
+    assert id_token["sub"] == access["sub"] and id_token["sid"] == access["sid"]
+    assert id_token["at_hash"] == half_hash(tok["access_token"]) and id_token["nonce"] == "n-123"
+    assert id_token["picture"] == "https://..." and id_token["locale"] == "en"
+    # On refresh: a new ID token with at_hash, but neither c_hash nor nonce.
+    again = refresh(base, tok["refresh_token"]).json()
+    renewed = verify_jwt(again["id_token"], jwks(base))
+    assert "c_hash" not in renewed and "nonce" not in renewed
+    assert renewed["at_hash"] == half_hash(again["access_token"])
+    # client_credentials: the printed shape, our client, no aud.
+    server.add_client("m2morg_69038819013296423", "m-secret")
+    m2m = verify_jwt(token_request(base, grant_type="client_credentials",
+                                   client_id="m2morg_69038819013296423",
+                                   client_secret="m-secret").json()["access_token"], jwks(base))
+    assert set(m2m) == set(printed("m2m-access-token")["claims"])
+    assert m2m["scopes"] == ["deploy:applications", "read:deployments"]
+    server.set_shape(clear=True)
+    tok, _ = sign_in(base)
+    assert "xuid" in verify_jwt(tok["access_token"], jwks(base))        # the IdP's own again
+    assert "locale" not in verify_jwt(tok["id_token"], jwks(base))
+    with pytest.raises(IdPError):
+        server.set_shape(id="../../etc/passwd")

@@ -5,6 +5,7 @@
         idp.set_user(email="grace@example.com", roles=["viewer"])
         idp.fault("500", paths=["/oauth/token"], count=1)
         idp.rotate(keep_old=False)
+        idp.set_shape(id="id-token")           # issue tokens shaped as Scalekit's docs print them
         idp.log()                              # every non-control request, in arrival order
 
 The IdP's stderr goes to STATE_DIR/skidp.stderr.log (a pipe nobody reads would fill up and stall
@@ -207,8 +208,32 @@ class IdP:
         return self.control("user", claims)
 
     def add_client(self, client_id, client_secret, **extra):
+        """extra: redirect_uris, audience (a list: its machine tokens then carry aud), oid,
+        custom_claims ([{"key": K, "value": V}] or a dict, added to its machine tokens)."""
         return self.control("client", dict(extra, client_id=client_id,
                                            client_secret=client_secret))
+
+    def set_shape(self, access=None, id=None, machine=None, **clear):
+        """Issue tokens of the documented shapes tests/fixtures/scalekit-docs/NAME.json
+        (e.g. set_shape(id="id-token", access="access-token")); set_shape(clear=True) goes back
+        to the IdP's own. Unnamed kinds are left as they were."""
+        payload = {k: v for k, v in (("access", access), ("id", id), ("machine", machine)) if v}
+        if clear.pop("clear", False):
+            payload = dict({"access": None, "id": None, "machine": None}, **payload)
+        if clear:
+            raise TypeError("unknown arguments: %s" % ", ".join(clear))
+        return self.control("shape", payload)
+
+    def client_credentials(self, client_id, client_secret, scope=None):
+        """A machine token from the token endpoint, as an API client gets it."""
+        form = {"grant_type": "client_credentials", "client_id": client_id,
+                "client_secret": client_secret}
+        if scope:
+            form["scope"] = scope
+        r = self._http.post(self.url + "/oauth/token", data=form, timeout=30)
+        if r.status_code != 200:
+            raise IdPError("client_credentials -> %s %s" % (r.status_code, r.text[:500]))
+        return r.json()["access_token"]
 
     def set_auto_login(self, on=True):
         return self.control("auto_login", {"on": on})
@@ -225,9 +250,13 @@ class IdP:
         payload = dict(others, access=access, id=id, refresh=refresh)
         return self.control("lifetimes", {k: v for k, v in payload.items() if v is not None})
 
-    def mint(self, claims, header=None, kid=None, sign=None, base=None):
+    def mint(self, claims, header=None, kid=None, sign=None, base=None, shape=None, nulls=None):
+        """A signed token: claims over a base (access, id, machine: the test user's usual
+        token) or a documented shape as printed (shape="m2m-access-token", fresh times). A None
+        in claims removes that claim; nulls names claims to set to JSON null."""
         payload = {"claims": claims}
-        for name, value in (("header", header), ("kid", kid), ("sign", sign), ("base", base)):
+        for name, value in (("header", header), ("kid", kid), ("sign", sign), ("base", base),
+                            ("shape", shape), ("nulls", nulls)):
             if value is not None:
                 payload[name] = value
         return self.control("mint", payload)["token"]

@@ -442,3 +442,62 @@ SK_TEST(validate_vouched_skips_only_the_signature)
     sk_validator_destroy(v);
     sk_keystore_destroy(s);
 }
+
+SK_TEST(validate_audless_per_caller_despite_the_cache)
+{
+    sk_keystore *s = vstore();
+    sk_policy p = vpolicy(1);
+    p.access_only = 1;
+    sk_validator *v = sk_validator_create(&p, s, 100);
+    sk_claims *c = NULL;
+    /* A client_credentials token as Scalekit prints it: no aud. */
+    char *pay = skt_fmt("{\"iss\":\"" ISS "\",\"sub\":\"m2morg_1\",\"client_id\":\"m2morg_1\","
+                        "\"scopes\":[\"a\"],\"exp\":%lld}", (long long)NOW + 300);
+    char *t = skt_sign(skt_rsa(0), "RS256", HDR, pay);
+    SK_CHECK_INT(check(v, t, NOW), SK_JWT_E_AUD);                 /* strict: refused */
+    SK_CHECK_INT(sk_validate_audless(v, t, strlen(t), NOW, &c), SK_JWT_OK);
+    SK_REQUIRE(c);
+    SK_CHECK_INT(c->has_aud, 0);
+    SK_CHECK_STR(c->client_id, "m2morg_1");
+    sk_claims_unref(c);
+    c = NULL;
+    SK_CHECK_INT(stats(v).cache_entries, 1);
+    /* The cached result is not a strict caller's, nor a vouching record's. */
+    SK_CHECK_INT(sk_validate(v, t, strlen(t), NOW, &c), SK_JWT_E_AUD);
+    SK_CHECK(c == NULL);
+    SK_CHECK_INT(sk_validate_vouched(v, t, strlen(t), NOW, &c), SK_JWT_E_AUD);
+    SK_CHECK(c == NULL);
+    SK_CHECK_INT(sk_validate_audless(v, t, strlen(t), NOW, &c), SK_JWT_OK);  /* a hit */
+    sk_claims_unref(c);
+    /* With an aud, the audience is checked as ever. */
+    char *other = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"" ISS "\",\"aud\":[\"skc_x\"],"
+                           "\"sub\":\"m\",\"exp\":9999999999}");
+    char *ours = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"" ISS "\",\"aud\":[\"skc_client1\"],"
+                          "\"sub\":\"m\",\"exp\":9999999999}");
+    SK_CHECK_INT(sk_validate_audless(v, other, strlen(other), NOW, &c), SK_JWT_E_AUD);
+    SK_CHECK_INT(sk_validate_audless(v, ours, strlen(ours), NOW, &c), SK_JWT_OK);
+    SK_CHECK_INT(c->has_aud, 1);
+    sk_claims_unref(c);
+    /* Everything else still counts: issuer, expiry, signature, token kind. */
+    char *iss = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"https://evil.example\","
+                         "\"sub\":\"m\",\"exp\":9999999999}");
+    char *old = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"" ISS "\",\"sub\":\"m\","
+                         "\"exp\":1}");
+    char *stranger = skt_sign(skt_rsa(1), "RS256", HDR, "{\"iss\":\"" ISS "\",\"sub\":\"m\","
+                              "\"exp\":9999999999}");
+    char *idtok = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"" ISS "\",\"sub\":\"m\","
+                           "\"at_hash\":\"x\",\"exp\":9999999999}");
+    char *azp = skt_sign(skt_rsa(0), "RS256", HDR, "{\"iss\":\"" ISS "\",\"sub\":\"m\","
+                         "\"azp\":\"skc_client1\",\"exp\":9999999999}");
+    SK_CHECK_INT(sk_validate_audless(v, iss, strlen(iss), NOW, &c), SK_JWT_E_ISS);
+    SK_CHECK_INT(sk_validate_audless(v, old, strlen(old), NOW, &c), SK_JWT_E_EXPIRED);
+    sk_claims_unref(c);
+    SK_CHECK(sk_validate_audless(v, stranger, strlen(stranger), NOW, &c) != SK_JWT_OK);
+    SK_CHECK_INT(sk_validate_audless(v, idtok, strlen(idtok), NOW, &c), SK_JWT_E_KIND);
+    SK_CHECK_INT(sk_validate_audless(v, azp, strlen(azp), NOW, &c), SK_JWT_E_KIND);
+    char *all[] = { pay, t, other, ours, iss, old, stranger, idtok, azp };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        free(all[i]);
+    sk_validator_destroy(v);
+    sk_keystore_destroy(s);
+}
