@@ -146,8 +146,12 @@ def test_switch_sends_a_browser_to_sign_in_to_the_organization(idp, httpd_factor
     assert "outside organization org_b here: sent to sign in to it" in h.error_log()
 
 
-def test_switch_happens_once_then_403(idp, httpd_factory, browser_session):
-    h = httpd_factory(idp=idp, locations=SWITCH)
+@pytest.mark.parametrize("strip", ["On", "Off"])
+def test_switch_happens_once_then_403(idp, httpd_factory, browser_session, strip):
+    # The mark is read from the request's cookies, or (ScalekitStripCookies On, the default) from
+    # where the module keeps it once it has taken its cookies off the request.
+    h = httpd_factory(idp=idp, locations=SWITCH, extra_conf="<Location />\n ScalekitStripCookies %s\n"
+                      "</Location>\n" % strip)
     s = signed_in(h, browser_session)
     idp.clear_log()
     # The IdP keeps its org_demo session and signs the user in there again: still refused.
