@@ -120,6 +120,8 @@ static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->custom = add->env_vars_set ? add->custom : base->custom;    /* ScalekitEnvVars too */
     SK_MERGE(pass_token);
     SK_MERGE(machine_clients);
+    SK_MERGE(login_params);
+    SK_MERGE(unauthz_login);
     return c;
 }
 
@@ -778,6 +780,53 @@ static const char *sk_set_login_if(cmd_parms *cmd, void *dv, const char *arg)
     return NULL;
 }
 
+/* ScalekitLoginParams key=value...: checked and kept whole here, so a
+ * sign-in only copies pointers; "none" clears what an outer section set. */
+static const char *sk_set_login_params(cmd_parms *cmd, void *dv, const char *args)
+{
+    sk_dir_conf *d = dv;
+    sk_login_params *lp = apr_pcalloc(cmd->pool, sizeof(*lp));
+    int words = 0, none = 0;
+    for (const char *w; *(w = ap_getword_conf(cmd->pool, &args)); words++) {
+        if (!strcasecmp(w, "none")) {
+            none = 1;
+            continue;
+        }
+        const char *eq = strchr(w, '=');
+        const char *key = eq ? apr_pstrmemdup(cmd->pool, w, (apr_size_t)(eq - w)) : w;
+        int i = sk_login_param_index(key);
+        if (i < 0)
+            return apr_psprintf(cmd->pool, "ScalekitLoginParams: unknown parameter '%s' "
+                                "(organization_id, connection_id, domain_hint, login_hint, "
+                                "provider, prompt; written key=value)", key);
+        const char *why = eq ? sk_login_param_problem(i, eq + 1) : "no value (key=value)";
+        if (why)
+            return apr_psprintf(cmd->pool, "ScalekitLoginParams: %s: %s", key, why);
+        if (lp->v[i])
+            return apr_psprintf(cmd->pool, "ScalekitLoginParams: %s is given twice", key);
+        lp->v[i] = eq + 1;
+    }
+    if (!words || (none && words > 1))
+        return "ScalekitLoginParams: expects key=value pairs, or none";
+    d->login_params = none ? NULL : lp;
+    d->login_params_set = 1;
+    return NULL;
+}
+
+static const char *sk_set_unauthz(cmd_parms *cmd, void *dv, const char *arg)
+{
+    sk_dir_conf *d = dv;
+    (void)cmd;
+    if (!strcmp(arg, "403"))
+        d->unauthz_login = 0;
+    else if (!strcasecmp(arg, "login"))
+        d->unauthz_login = 1;
+    else
+        return "ScalekitUnauthzAction: expects 403 or login";
+    d->unauthz_login_set = 1;
+    return NULL;
+}
+
 #define SK_INT(name, i, help) AP_INIT_TAKE1(name, sk_set_int, (void *)&sk_int_settings[i], \
                                             RSRC_CONF, help)
 
@@ -861,6 +910,12 @@ static const command_rec sk_cmds[] = {
     AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
                   "ap_expr: true when a request without a session should be sent to sign in "
                   "(default: browser navigations)"),
+    AP_INIT_RAW_ARGS("ScalekitLoginParams", sk_set_login_params, NULL, OR_AUTHCFG,
+                     "sign-in parameters sent to Scalekit, key=value: organization_id "
+                     "connection_id domain_hint login_hint provider prompt (or none)"),
+    AP_INIT_TAKE1("ScalekitUnauthzAction", sk_set_unauthz, NULL, OR_AUTHCFG,
+                  "a signed-in browser refused by Require scalekit-organization: 403 (default) "
+                  "or login (sign in to that organization, once)"),
     { NULL }
 };
 
@@ -966,6 +1021,7 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     apr_uri_t u;
     apr_uri_parse(p, c->redirect_uri, &u);
     rt->redirect_path = u.path;
+    rt->switch_cookie = apr_pstrcat(p, c->cookie_state, "org", NULL);
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
                                      c->leeway, 1, 0, 1, NULL, 0 };
     /* An ID token names only the client in aud, and is kept as the profile of

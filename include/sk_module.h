@@ -15,6 +15,7 @@
 #include "sk_keys.h"
 #include "sk_http.h"
 #include "sk_state.h"
+#include "sk_oauth.h"
 
 extern module AP_MODULE_DECLARE_DATA scalekit_module;
 #ifndef SK_MODULE_MAIN          /* mod_scalekit.c declares it with the module */
@@ -51,6 +52,7 @@ typedef struct sk_runtime {
     sk_sealer *record_sealer;   /* session store records */
     sk_http_opts http;
     const char *jwks_url, *token_url, *redirect_path;
+    const char *switch_cookie;  /* the finished organization switch's mark */
     const char *jwks_cache_key; /* where the last good JWKS is shared (httpd_shared.c) */
     server_rec *s;              /* for log lines from the key fetcher */
     sk_m2m_cache m2m;
@@ -129,8 +131,11 @@ typedef struct sk_dir_conf {
     sk_custom_claims *custom;         /* ScalekitEnvVars' other claims, or NULL */
     int pass_token;                   /* the access token upstream as Authorization */
     apr_array_header_t *machine_clients;  /* client ids whose aud-less bearer tokens pass */
+    const sk_login_params *login_params;  /* ScalekitLoginParams, or NULL */
+    int unauthz_login;                /* ScalekitUnauthzAction login: switch organization */
     unsigned unauth_set:1, bearer_set:1, header_prefix_set:1, login_if_set:1, silent_set:1,
-        strip_cookies_set:1, env_vars_set:1, pass_token_set:1, machine_clients_set:1;
+        strip_cookies_set:1, env_vars_set:1, pass_token_set:1, machine_clients_set:1,
+        login_params_set:1, unauthz_login_set:1;
 } sk_dir_conf;
 
 /* What the application is told of the user, in one order for ScalekitEnvVars
@@ -172,7 +177,10 @@ const char *sk_request_cookie(request_rec *r, const char *name);
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);
 int sk_error_page(request_rec *r, int status, const char *title, const char *detail);
 int sk_is_navigation(request_rec *r);
-int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent);
+/* Send the browser to sign in: params (may be NULL) go into the authorization
+ * request; switch_to (or NULL) marks an organization switch (httpd_authz.c). */
+int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
+                   int silent, const char *switch_to);
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
@@ -191,6 +199,8 @@ const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
+/* Whether a request may be sent to sign in: ScalekitLoginIf, else a browser navigation. */
+int sk_wants_login(request_rec *r, const sk_dir_conf *d);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why);
@@ -271,6 +281,11 @@ void sk_revoke_session(request_rec *r, const char *sid);
 
 /* httpd_authz.c */
 void sk_register_authz(apr_pool_t *p);
+/* Seconds the mark of a finished organization switch lasts: the browser is
+ * sent straight back, so a few seconds would do; a slow network gets more. */
+#define SK_SWITCH_MARK_TTL 120
+/* The mark's cookie value once ScalekitStripCookies took it from the request. */
+#define SK_NOTE_SWITCH_MARK "scalekit-switch-mark"
 
 /* httpd_status.c: server-wide counters */
 #define SK_STATUS_HANDLER "scalekit-status"

@@ -16,6 +16,28 @@ typedef struct sk_authorize_req {
 /* ENV/oauth/authorize?... with parameters in the Node SDK's order. */
 char *sk_oauth_authorize_url(apr_pool_t *p, const sk_authorize_req *req);
 
+/* The optional sign-in parameters Scalekit's authorization endpoint reads,
+ * by index into sk_login_param_names; NULL when not given. */
+enum { SK_LP_ORGANIZATION, SK_LP_CONNECTION, SK_LP_DOMAIN_HINT, SK_LP_LOGIN_HINT,
+       SK_LP_PROVIDER, SK_LP_PROMPT, SK_LP_COUNT };
+extern const char *const sk_login_param_names[SK_LP_COUNT];
+typedef struct sk_login_params {
+    const char *v[SK_LP_COUNT];
+} sk_login_params;
+
+/* The index of a parameter's name, or -1 when it is not one of them. */
+int sk_login_param_index(const char *name);
+/* Why value is not acceptable for parameter i (empty, too long, a control
+ * byte, space or one of " ' < > \ `, a prompt or provider Scalekit does not
+ * know), or NULL when it is. */
+const char *sk_login_param_problem(int i, const char *value);
+/* Copy the set parameters into an authorization request. */
+void sk_login_params_apply(const sk_login_params *lp, sk_authorize_req *q);
+/* "name=value&..." of the set parameters (escaped), "" when none; and back
+ * (only names and values that pass sk_login_param_problem are read). */
+char *sk_login_params_query(apr_pool_t *p, const sk_login_params *lp);
+void sk_login_params_parse(apr_pool_t *p, const char *query, sk_login_params *out);
+
 /* Form bodies for POST ENV/oauth/token (client_secret_post). */
 char *sk_oauth_code_body(apr_pool_t *p, const char *client_id, const char *secret,
                          const char *code, const char *redirect_uri, const char *verifier);

@@ -18,8 +18,11 @@
 #include "http_core.h"
 
 #include "sk_module.h"
+#include "sk_redirect.h"
 
 #define SK_NOTE_FORBIDDEN "scalekit-forbidden"
+#define SK_NOTE_ORGS      "scalekit-wanted-organizations"   /* would have granted */
+#define SK_NOTE_SWITCH    "scalekit-switch"                 /* answer with the sign-in */
 
 typedef enum { SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM } sk_az_kind;
 
@@ -30,7 +33,25 @@ typedef struct {
     sk_az_kind kind;
     const char *claim;                 /* SK_AZ_CLAIM: the claim's name */
     apr_array_header_t *values;        /* accepted values */
+    int negated;                       /* under "Require not" or <RequireNone>, an odd count */
 } sk_az_rule;
+
+/* Whether a Require line's verdict is turned around: by its own "not", and
+ * by each <RequireNone> around it. A refused organization is then no
+ * organization to sign in to. */
+static int sk_az_negated(cmd_parms *cmd)
+{
+    const ap_directive_t *dir = cmd->directive;
+    int negated = 0;
+    if (!dir)
+        return 0;
+    const char *args = dir->args;
+    negated = !strcasecmp(ap_getword_conf(cmd->temp_pool, &args), "not");
+    for (const ap_directive_t *up = dir->parent; up; up = up->parent)
+        if (!strcasecmp(up->directive, "<RequireNone"))
+            negated = !negated;
+    return negated;
+}
 
 static const char *sk_az_parse(cmd_parms *cmd, const char *line, const void **parsed,
                                sk_az_kind kind)
@@ -50,6 +71,7 @@ static const char *sk_az_parse(cmd_parms *cmd, const char *line, const void **pa
     }
     if (!rule->values->nelts)
         return "Require scalekit-*: name at least one accepted value";
+    rule->negated = sk_az_negated(cmd);
     *parsed = rule;
     return NULL;
 }
@@ -132,6 +154,8 @@ static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_reques
     return 0;
 }
 
+static void sk_az_note_orgs(request_rec *r, const sk_az_rule *rule);
+
 static authz_status sk_az_check(request_rec *r, const char *line, const void *parsed)
 {
     const sk_az_rule *rule = parsed;
@@ -148,8 +172,112 @@ static authz_status sk_az_check(request_rec *r, const char *line, const void *pa
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s refused: needs %s %s",
                   r->user, sk_az_names[rule->kind], ap_escape_logitem(r->pool, line));
     apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, line);
+    if (rule->kind == SK_AZ_ORG && !rule->negated)
+        sk_az_note_orgs(r, rule);
     sk_count(SK_C_FORBIDDEN);
     return AUTHZ_DENIED;
+}
+
+/* ---------------------------------------------------- organization switch
+ * With ScalekitUnauthzAction login, a signed-in browser that an
+ * organization rule refused is sent to sign in to that organization.
+ * Providers only vote (RequireAny may still grant), so the rules note the
+ * organizations that would have granted, and the answer is made where httpd
+ * reports the final refusal: mod_authz_core calls ap_note_auth_failure, then
+ * answers 401, whose error response sk_forbidden_status turns into the
+ * redirect (as it turns other refusals into 403s). With
+ * AuthzSendForbiddenOnFailure On httpd answers 403 without that call: no
+ * switch then. */
+static int sk_has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *at = list; (at = strstr(at, word)); at += n)
+        if ((at == list || at[-1] == ' ') && (at[n] == ' ' || !at[n]))
+            return 1;
+    return 0;
+}
+
+static void sk_az_note_orgs(request_rec *r, const sk_az_rule *rule)
+{
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    if (!d->unauthz_login)
+        return;
+    const char *orgs = apr_table_get(r->notes, SK_NOTE_ORGS);
+    for (int i = 0; i < rule->values->nelts; i++) {
+        const char *org = APR_ARRAY_IDX(rule->values, i, const char *);
+        if (sk_login_param_problem(SK_LP_ORGANIZATION, org))
+            continue;                     /* no id Scalekit could be sent */
+        if (!orgs)
+            orgs = org;
+        else if (!sk_has_word(orgs, org))
+            orgs = apr_pstrcat(r->pool, orgs, " ", org, NULL);
+    }
+    if (orgs)
+        apr_table_setn(r->notes, SK_NOTE_ORGS, orgs);
+}
+
+/* Whether a switch to orgs for return_to finished moments ago: its mark is
+ * then spent, and the answer is the 403 page, not a sign-in loop. The mark
+ * goes either way: it serves one answer. */
+static int sk_switch_tried(request_rec *r, const sk_server_conf *c, const char *return_to,
+                           const char *orgs)
+{
+    const char *mark = NULL, *mark_return, *mark_orgs;
+    int64_t when, now = (int64_t)apr_time_sec(apr_time_now());
+    for (const request_rec *q = r; q && !mark; q = q->main ? q->main : q->prev)
+        mark = apr_table_get(q->notes, SK_NOTE_SWITCH_MARK);   /* stripped from Cookie */
+    if (!mark)
+        mark = sk_request_cookie(r, c->rt->switch_cookie);
+    if (!mark)
+        return 0;
+    sk_set_cookie(r, c->rt->switch_cookie, NULL, SK_COOKIE_CLEAR);
+    if (sk_switch_mark_open(r->pool, c->rt->sealer, mark, &mark_return, &mark_orgs, &when)
+        || strcmp(mark_return, return_to) || strcmp(mark_orgs, orgs)
+        || when + SK_SWITCH_MARK_TTL < now || when > now + c->leeway)
+        return 0;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s: still outside organization %s after "
+                  "signing in to switch: refused", r->user, ap_escape_logitem(r->pool, orgs));
+    return 1;
+}
+
+/* Start the switch; 1 when the answer is the redirect. */
+static int sk_switch_org(request_rec *r)
+{
+    const char *orgs = apr_table_get(r->notes, SK_NOTE_ORGS);
+    if (!orgs || r->main || !r->user || !*r->user)
+        return 0;
+    sk_server_conf *c = sk_server_config(r);
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    /* An API client (a bearer token, XHR, fetch) cannot follow a sign-in. */
+    if (!c->rt || apr_table_get(r->headers_in, "Authorization") || !sk_wants_login(r, d))
+        return 0;
+    const request_rec *first = r;
+    while (first->prev)
+        first = first->prev;              /* the URL the browser asked for */
+    const char *return_to = sk_local_path_ok(first->unparsed_uri) ? first->unparsed_uri : "/";
+    if (sk_switch_tried(r, c, return_to, orgs))
+        return 0;
+    sk_login_params lp = { { NULL } };
+    if (d->login_params)
+        lp = *d->login_params;
+    if (strchr(orgs, ' ')) {              /* several would do: the user picks */
+        lp.v[SK_LP_ORGANIZATION] = NULL;
+        lp.v[SK_LP_PROMPT] = "select_account";
+    } else {
+        lp.v[SK_LP_ORGANIZATION] = orgs;
+        if (lp.v[SK_LP_PROMPT] && !strcmp(lp.v[SK_LP_PROMPT], "none"))
+            lp.v[SK_LP_PROMPT] = NULL;    /* a switch may need the user */
+    }
+    if (sk_start_login(r, return_to, &lp, 0, orgs) != HTTP_MOVED_TEMPORARILY)
+        return 0;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s: outside organization %s here: "
+                  "sent to sign in to it", r->user, ap_escape_logitem(r->pool, orgs));
+    apr_table_setn(r->notes, SK_NOTE_SWITCH, "1");
+    ap_custom_response(r, HTTP_UNAUTHORIZED,
+                       "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>"
+                       "<p>This page belongs to another organization: signing in to it."
+                       "</p></body></html>\n");
+    return 1;
 }
 
 /* httpd answers a signed-in user whom authorization refuses with a 401 (an
@@ -160,6 +288,8 @@ static int sk_note_auth_failure(request_rec *r, const char *type)
 {
     if (strcasecmp(type, SK_AUTH_TYPE))
         return DECLINED;
+    if (sk_switch_org(r))
+        return OK;
     if (apr_table_get(r->notes, SK_NOTE_FORBIDDEN) || (r->user && *r->user)) {
         apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, "1");
         ap_custom_response(r, HTTP_UNAUTHORIZED,
@@ -172,6 +302,12 @@ static int sk_note_auth_failure(request_rec *r, const char *type)
 
 static void sk_forbidden_status(request_rec *r)
 {
+    if (r->status == HTTP_UNAUTHORIZED && apr_table_get(r->notes, SK_NOTE_SWITCH)) {
+        r->status = HTTP_MOVED_TEMPORARILY;   /* Location and the state cookie are set */
+        r->status_line = NULL;
+        apr_table_unset(r->err_headers_out, "WWW-Authenticate");
+        return;
+    }
     if (r->status == HTTP_UNAUTHORIZED && apr_table_get(r->notes, SK_NOTE_FORBIDDEN)) {
         r->status = HTTP_FORBIDDEN;
         r->status_line = NULL;

@@ -25,22 +25,11 @@ static int sk_redirect(request_rec *r, const char *location)
     return HTTP_MOVED_TEMPORARILY;
 }
 
-/* Only values Scalekit knows are forwarded, and only printable ones. */
-static int sk_param_ok(const char *v)
-{
-    if (!v || strlen(v) > 512)
-        return 0;
-    for (; *v; v++)
-        if ((unsigned char)*v < 0x20 || *v == 0x7f)
-            return 0;
-    return 1;
-}
-
 /* IdP-initiated sign-in: Scalekit sends the browser to the login URL with a
  * signed idp_initiated_login token; once validated like any token, its
  * claims start an ordinary authorization request (with state, nonce, PKCE). */
-static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params,
-                            const char **return_to)
+static int sk_idp_initiated(request_rec *r, const char *jwt, sk_login_params *params,
+                            const sk_login_params *fixed, const char **return_to)
 {
     sk_server_conf *c = sk_server_config(r);
     sk_claims *claims = NULL;
@@ -55,13 +44,14 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
                       "refused: %s", sk_short_hash(r->pool, jwt), sk_jwt_err_str(e));
         return 0;
     }
-    static const char *const names[] = { "connection_id", "organization_id", "login_hint",
-                                         NULL };
+    static const int taken[] = { SK_LP_CONNECTION, SK_LP_ORGANIZATION, SK_LP_LOGIN_HINT };
     const cJSON *tree = sk_claims_tree(claims);
-    for (int i = 0; names[i]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, names[i]);
-        if (cJSON_IsString(v) && *v->valuestring && sk_param_ok(v->valuestring))
-            apr_table_set(params, names[i], v->valuestring);
+    for (size_t k = 0; k < sizeof(taken) / sizeof(taken[0]); k++) {
+        int i = taken[k];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, sk_login_param_names[i]);
+        if (!(fixed && fixed->v[i]) && cJSON_IsString(v)
+            && !sk_login_param_problem(i, v->valuestring))
+            params->v[i] = apr_pstrdup(r->pool, v->valuestring);
     }
     const cJSON *relay = cJSON_GetObjectItemCaseSensitive(tree, "relay_state");
     if (cJSON_IsString(relay) && sk_local_path_ok(relay->valuestring))
@@ -71,24 +61,25 @@ static int sk_idp_initiated(request_rec *r, const char *jwt, apr_table_t *params
     return 1;
 }
 
-static apr_table_t *sk_login_params(request_rec *r)
+/* The sign-in parameters: those ScalekitLoginParams fixes for this location
+ * (the handler's), then the query's for the others. A query value Scalekit
+ * would not accept is dropped (logged), as is every unknown name. */
+static void sk_collect_params(request_rec *r, const sk_login_params *fixed, sk_login_params *out)
 {
-    static const char *const forwarded[] = { "organization_id", "connection_id",
-        "login_hint", "domain_hint", "provider", "prompt", NULL };
-    static const char *const prompts[] = { "login", "create", "select_account", "none", NULL };
-    apr_table_t *params = apr_table_make(r->pool, 8);
-    for (int i = 0; forwarded[i]; i++) {
-        const char *v = sk_arg(r, forwarded[i]);
-        if (v && *v && sk_param_ok(v))
-            apr_table_setn(params, forwarded[i], v);
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < SK_LP_COUNT; i++) {
+        if (fixed && fixed->v[i]) {
+            out->v[i] = fixed->v[i];
+            continue;
+        }
+        const char *v = sk_arg(r, sk_login_param_names[i]);
+        const char *why = v && *v ? sk_login_param_problem(i, v) : NULL;
+        if (why)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "login: %s dropped: %s",
+                          sk_login_param_names[i], why);
+        else if (v && *v)
+            out->v[i] = v;
     }
-    const char *prompt = apr_table_get(params, "prompt");
-    int known = 0;
-    for (int i = 0; prompt && prompts[i]; i++)
-        known |= !strcmp(prompt, prompts[i]);
-    if (prompt && !known)
-        apr_table_unset(params, "prompt");
-    return params;
 }
 
 static int sk_login(request_rec *r)
@@ -103,14 +94,17 @@ static int sk_login(request_rec *r)
         return sk_error_page(r, HTTP_BAD_REQUEST, "Invalid return address",
                              "The page to return to after sign-in is not on this site.");
     }
-    apr_table_t *params = sk_login_params(r);
+    sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    sk_login_params params;
+    sk_collect_params(r, d->login_params, &params);
     const char *idp_jwt = sk_arg(r, "idp_initiated_login");
-    if (idp_jwt && *idp_jwt && !sk_idp_initiated(r, idp_jwt, params, &return_to))
+    if (idp_jwt && *idp_jwt && !sk_idp_initiated(r, idp_jwt, &params, d->login_params,
+                                                 &return_to))
         return sk_error_page(r, HTTP_BAD_REQUEST, "Sign-in could not be verified",
                              "The sign-in request from Scalekit is invalid or expired.");
-    const char *prompt = apr_table_get(params, "prompt");
+    const char *prompt = params.v[SK_LP_PROMPT];
     int silent = prompt && !strcmp(prompt, "none");
-    return sk_start_login(r, return_to, params, silent);
+    return sk_start_login(r, return_to, &params, silent, NULL);
 }
 
 /* The pending sign-in this callback finishes: its cookie goes either way. */
@@ -136,7 +130,11 @@ static int sk_callback_error(request_rec *r, const sk_login_state *st, const cha
                              || !strcmp(error, "interaction_required"))) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "silent sign-in needs the user: "
                       "signing in with a prompt");
-        return sk_start_login(r, st->return_to, NULL, 0);
+        sk_login_params params;
+        sk_login_params_parse(r->pool, st->params, &params);
+        if (params.v[SK_LP_PROMPT] && !strcmp(params.v[SK_LP_PROMPT], "none"))
+            params.v[SK_LP_PROMPT] = NULL;
+        return sk_start_login(r, st->return_to, &params, 0, st->switch_to);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "callback: Scalekit answered error '%s'",
                   ap_escape_logitem(r->pool, error));
@@ -199,6 +197,18 @@ static int sk_check_id_token(request_rec *r, const sk_request_session *rs,
     return 1;
 }
 
+/* A finished organization switch leaves a short-lived mark: should the
+ * return address still refuse the user, the answer is the 403 page, not
+ * another sign-in (httpd_authz.c). */
+static void sk_mark_switch(request_rec *r, const sk_login_state *st)
+{
+    sk_server_conf *c = sk_server_config(r);
+    const char *mark = sk_switch_mark_seal(r->pool, c->rt->sealer, st->return_to,
+                                           st->switch_to, (int64_t)apr_time_sec(apr_time_now()));
+    if (mark)
+        sk_set_cookie(r, c->rt->switch_cookie, mark, SK_SWITCH_MARK_TTL);
+}
+
 static int sk_callback(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
@@ -247,6 +257,8 @@ static int sk_callback(request_rec *r)
     if (rv != OK)
         return rv;
     sk_count(SK_C_CALLBACK_OK);
+    if (st.switch_to)
+        sk_mark_switch(r, &st);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s, returning to %s",
                   rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
                   ts.access_token), ap_escape_logitem(r->pool, st.return_to));

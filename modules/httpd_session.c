@@ -460,7 +460,7 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
 }
 
 /* Browser navigation or not: ScalekitLoginIf overrides the built-in rule. */
-static int sk_wants_login(request_rec *r, const sk_dir_conf *d)
+int sk_wants_login(request_rec *r, const sk_dir_conf *d)
 {
     if (d->login_if) {
         const char *err = NULL;
@@ -490,7 +490,7 @@ static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
         /* Back to this URL afterwards, if it is one a browser keeps on this site
          * ("GET //evil.example/x" is not). */
         return sk_start_login(r, sk_local_path_ok(r->unparsed_uri) ? r->unparsed_uri : "/",
-                              NULL, d->silent);
+                              d->login_params, d->silent, NULL);
     apr_table_setn(r->err_headers_out, "WWW-Authenticate",
                    had_session ? "Bearer realm=\"Scalekit\", error=\"invalid_token\""
                                : "Bearer realm=\"Scalekit\"");
@@ -610,6 +610,8 @@ typedef struct {
     char *out;                          /* the pairs kept, "; "-separated */
     size_t used;
     int dropped;
+    const char *mark;                   /* an organization switch's mark, in the header */
+    size_t mark_len;
 } sk_cookie_filter;
 
 /* One pair of sk_cookie_each: dropped when ours, else copied as it came
@@ -620,6 +622,12 @@ static int sk_filter_cookie(void *ctx, const char *name, size_t nlen, const char
     sk_cookie_filter *f = ctx;
     if (sk_is_own_cookie(f->c, name, nlen)) {
         f->dropped++;
+        /* Kept aside for the authorization failure that may read it. */
+        if (nlen == strlen(f->c->rt->switch_cookie)
+            && !strncmp(name, f->c->rt->switch_cookie, nlen)) {
+            f->mark = value;
+            f->mark_len = vlen;
+        }
         return 0;
     }
     const char *end = value + vlen;
@@ -647,10 +655,13 @@ static void sk_strip_own_cookies(request_rec *r)
     if (!header)
         return;
     sk_cookie_filter f = { sk_server_config(r), apr_palloc(r->pool, 2 * strlen(header) + 1),
-                           0, 0 };
+                           0, 0, NULL, 0 };
     sk_cookie_each(header, sk_filter_cookie, &f);
     if (!f.dropped)
         return;
+    if (f.mark)
+        apr_table_setn(r->notes, SK_NOTE_SWITCH_MARK, apr_pstrmemdup(r->pool, f.mark,
+                                                                     f.mark_len));
     f.out[f.used] = '\0';
     if (f.used)
         apr_table_setn(r->headers_in, "Cookie", f.out);

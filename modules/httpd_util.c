@@ -258,18 +258,6 @@ const char *sk_state_cookie_name(request_rec *r, const char *state)
     return apr_pstrcat(r->pool, c->cookie_state, apr_pstrndup(r->pool, state, 16), NULL);
 }
 
-static void sk_forward_params(sk_authorize_req *q, apr_table_t *params)
-{
-    if (!params)
-        return;
-    q->login_hint = apr_table_get(params, "login_hint");
-    q->domain_hint = apr_table_get(params, "domain_hint");
-    q->connection_id = apr_table_get(params, "connection_id");
-    q->organization_id = apr_table_get(params, "organization_id");
-    q->provider = apr_table_get(params, "provider");
-    q->prompt = apr_table_get(params, "prompt");
-}
-
 /* A sign-in that cannot start safely: a logged 500, never a redirect. */
 static int sk_login_fail(request_rec *r, const char *why)
 {
@@ -277,13 +265,16 @@ static int sk_login_fail(request_rec *r, const char *why)
     return HTTP_INTERNAL_SERVER_ERROR;
 }
 
-int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, int silent)
+int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
+                   int silent, const char *switch_to)
 {
     sk_server_conf *c = sk_server_config(r);
     apr_pool_t *p = r->pool;
+    /* The parameters ride in the state too: a silent sign-in's retry with a
+     * prompt asks for the same organization, connection or hint. */
     sk_login_state st = { sk_random_b64url(p, 32), sk_random_b64url(p, 32),
                           sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
-                          silent };
+                          silent, params ? sk_login_params_query(p, params) : NULL, switch_to };
     if (!st.state || !st.nonce || !st.verifier)
         return sk_login_fail(r, "no random bytes for the state, nonce or PKCE verifier");
     const char *challenge = sk_pkce_challenge(p, st.verifier);
@@ -293,7 +284,8 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     if (!sealed)
         return sk_login_fail(r, "the sign-in state could not be sealed");
     sk_authorize_req q = { 0 };
-    sk_forward_params(&q, params);
+    if (params)
+        sk_login_params_apply(params, &q);
     q.env_url = c->env_url;
     q.client_id = c->client_id;
     q.redirect_uri = c->redirect_uri;
@@ -309,7 +301,8 @@ int sk_start_login(request_rec *r, const char *return_to, apr_table_t *params, i
     sk_set_cookie(r, name, sealed, c->state_ttl);      /* gone with the sign-in's time */
     apr_table_setn(r->err_headers_out, "Location", sk_oauth_authorize_url(p, &q));
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "sign-in starts: state %s, return to %s%s",
-                  sk_short_hash(p, st.state), return_to, silent ? ", silent" : "");
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "sign-in starts: state %s, return to %s%s%s%s",
+                  sk_short_hash(p, st.state), return_to, silent ? ", silent" : "",
+                  switch_to ? ", organization switch to " : "", switch_to ? switch_to : "");
     return HTTP_MOVED_TEMPORARILY;
 }

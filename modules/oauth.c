@@ -125,6 +125,77 @@ char *sk_oauth_authorize_url(apr_pool_t *p, const sk_authorize_req *q)
     return apr_pstrcat(p, q->env_url, "/oauth/authorize?", sk_join(p, a), NULL);
 }
 
+const char *const sk_login_param_names[SK_LP_COUNT] = {
+    "organization_id", "connection_id", "domain_hint", "login_hint", "provider", "prompt"
+};
+
+int sk_login_param_index(const char *name)
+{
+    for (int i = 0; i < SK_LP_COUNT; i++)
+        if (!strcmp(name, sk_login_param_names[i]))
+            return i;
+    return -1;
+}
+
+static int sk_listed(const char *v, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcmp(v, *list))
+            return 1;
+    return 0;
+}
+
+#define SK_LP_MAX 256           /* an email, a domain or an id; far longer is a mistake */
+
+const char *sk_login_param_problem(int i, const char *v)
+{
+    static const char *const prompts[] = { "login", "create", "select_account", "none", NULL };
+    static const char *const providers[] = { "google", "microsoft", "github", "gitlab",
+                                             "linkedin", "salesforce", NULL };
+    if (i < 0 || i >= SK_LP_COUNT)
+        return "unknown parameter";
+    if (!v || !*v)
+        return "empty value";
+    if (strlen(v) > SK_LP_MAX)
+        return "value longer than 256 bytes";
+    /* Escaped on the way out all the same; these never belong in an id, an
+     * email or a domain, and would mark a pasted or injected value. */
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f || strchr("\"'<>\\`", *c))
+            return "unsafe character (control, space, quote, < > \\ or `)";
+    if (i == SK_LP_PROMPT && !sk_listed(v, prompts))
+        return "prompt must be login, create, select_account or none";
+    if (i == SK_LP_PROVIDER && !sk_listed(v, providers))
+        return "provider must be google, microsoft, github, gitlab, linkedin or salesforce";
+    return NULL;
+}
+
+void sk_login_params_apply(const sk_login_params *lp, sk_authorize_req *q)
+{
+    q->organization_id = lp->v[SK_LP_ORGANIZATION];
+    q->connection_id = lp->v[SK_LP_CONNECTION];
+    q->domain_hint = lp->v[SK_LP_DOMAIN_HINT];
+    q->login_hint = lp->v[SK_LP_LOGIN_HINT];
+    q->provider = lp->v[SK_LP_PROVIDER];
+    q->prompt = lp->v[SK_LP_PROMPT];
+}
+
+char *sk_login_params_query(apr_pool_t *p, const sk_login_params *lp)
+{
+    apr_array_header_t *a = apr_array_make(p, SK_LP_COUNT, sizeof(const char *));
+    for (int i = 0; i < SK_LP_COUNT; i++)
+        sk_param(p, a, sk_login_param_names[i], lp->v[i]);
+    return sk_join(p, a);
+}
+
+void sk_login_params_parse(apr_pool_t *p, const char *query, sk_login_params *out)
+{
+    for (int i = 0; i < SK_LP_COUNT; i++) {
+        const char *v = query ? sk_query_get(p, query, sk_login_param_names[i]) : NULL;
+        out->v[i] = v && !sk_login_param_problem(i, v) ? v : NULL;
+    }
+}
+
 char *sk_oauth_code_body(apr_pool_t *p, const char *client_id, const char *secret,
                          const char *code, const char *redirect_uri, const char *verifier)
 {

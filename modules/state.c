@@ -108,6 +108,10 @@ char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_stat
     cJSON_AddStringToObject(j, "r", s->return_to ? s->return_to : "/");
     cJSON_AddNumberToObject(j, "t", (double)s->created);
     cJSON_AddNumberToObject(j, "q", s->silent);
+    if (s->params && *s->params)
+        cJSON_AddStringToObject(j, "p", s->params);
+    if (s->switch_to)
+        cJSON_AddStringToObject(j, "z", s->switch_to);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!text)
@@ -142,7 +146,46 @@ int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     out->created = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
                    ? (int64_t)t->valuedouble : 0;
     out->silent = cJSON_IsNumber(q) && q->valuedouble != 0;
+    out->params = sk_state_str(p, j, "p");
+    out->switch_to = sk_state_str(p, j, "z");
     cJSON_Delete(j);
     return out->state && out->nonce && out->verifier && out->return_to && out->created
            ? 0 : -1;
+}
+
+/* The mark is sealed bound to its use: neither it nor a state cookie opens
+ * as the other. */
+#define SK_SWITCH_BOUND "mod_scalekit organization switch"
+
+char *sk_switch_mark_seal(apr_pool_t *p, const sk_sealer *k, const char *return_to,
+                          const char *orgs, int64_t when)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "r", return_to);
+    cJSON_AddStringToObject(j, "z", orgs);
+    cJSON_AddNumberToObject(j, "t", (double)when);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text)
+        return NULL;
+    char *sealed = sk_seal_bound(p, k, SK_SWITCH_BOUND, text, strlen(text));
+    cJSON_free(text);
+    return sealed;
+}
+
+int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                        const char **return_to, const char **orgs, int64_t *when)
+{
+    size_t len = 0;
+    char *plain = sk_unseal_bound(p, k, SK_SWITCH_BOUND, sealed, SK_SEALED_MAX, &len);
+    if (!plain)
+        return -1;
+    cJSON *j = cJSON_ParseWithLength(plain, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
+    *return_to = sk_state_str(p, j, "r");
+    *orgs = sk_state_str(p, j, "z");
+    *when = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
+            ? (int64_t)t->valuedouble : 0;
+    cJSON_Delete(j);
+    return *return_to && *orgs && *when ? 0 : -1;
 }

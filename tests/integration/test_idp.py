@@ -680,17 +680,32 @@ def ensure_sdk_installed():
     return node
 
 
+def module_authorize_url(server, httpd_factory):
+    """mod_scalekit's authorization URL for a location with every optional sign-in parameter (the
+    values sdk_test.mjs gives the SDK)."""
+    h = httpd_factory(idp=server, locations=(
+        "<Location /api/auth>\n SetHandler scalekit\n</Location>\n"
+        "<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n"
+        " ScalekitLoginParams organization_id=org_b connection_id=conn_7 login_hint=a+b@example.com"
+        " domain_hint=example.com provider=google prompt=login\n</Location>\n"))
+    r = requests.get(h.url + "/dashboard/", allow_redirects=False)
+    assert r.status_code == 302, r.status_code
+    return r.headers["Location"]
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_official_node_sdk(server, scheme):
+def test_official_node_sdk(server, scheme, httpd_factory):
     node = ensure_sdk_installed()
     base = server.https_url if scheme == "https" else server.url
     env = dict(os.environ, SKIDP_URL=base, SKIDP_CLIENT_ID=CLIENT, SKIDP_CLIENT_SECRET=SECRET,
-               NODE_EXTRA_CA_CERTS=server.ca)
+               NODE_EXTRA_CA_CERTS=server.ca,
+               MODULE_AUTHORIZE_URL=module_authorize_url(server, httpd_factory))
     r = subprocess.run([node, "sdk_test.mjs"], cwd=SDK_DIR, env=env, capture_output=True,
                        text=True, timeout=60)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SDK faithfulness: all steps passed" in r.stdout
+    assert "PASS getAuthorizationUrl with sign-in parameters — same query as mod_scalekit" in r.stdout
 
     # What the SDK sent, as the IdP saw it.
     log = [e for e in server.log() if e["listener"] == scheme]

@@ -7,6 +7,8 @@
 // The IdP must have auto-login on.
 //
 // Which SDK call hits which endpoint (read from node_modules/@scalekit-sdk/node/lib):
+// MODULE_AUTHORIZE_URL (optional): mod_scalekit's authorization URL to compare with the SDK's.
+//
 //   getAuthorizationUrl(redirectUri, opts)     no request; builds ENV/oauth/authorize?response_type=code
 //                                              &client_id&redirect_uri&scope&state&nonce&login_hint
 //                                              &domain_hint&domain&connection_id&organization_id
@@ -71,6 +73,40 @@ async function main() {
   });
   assert.ok(authUrl.startsWith(`${ENV}/oauth/authorize?response_type=code&client_id=`));
   pass('getAuthorizationUrl', authUrl.split('?')[0]);
+
+  // 1b. The optional sign-in parameters (Scalekit's implement-login guide): the SDK's names are the
+  //     ones mod_scalekit sends. MODULE_AUTHORIZE_URL, when set, is the module's authorization URL
+  //     for a location with every one of them (ScalekitLoginParams): the SDK, given the same values
+  //     (and the same state, nonce, PKCE challenge and callback), must build the same query, byte for
+  //     byte: the same names, order and escaping.
+  const signinParams = {
+    organizationId: 'org_b', connectionId: 'conn_7', loginHint: 'a+b@example.com',
+    domainHint: 'example.com', provider: 'google', prompt: 'login',
+  };
+  const withParams = new URL(sk.getAuthorizationUrl(REDIRECT_URI, {
+    scopes: ['openid'], state, nonce, codeChallenge, codeChallengeMethod: 'S256', ...signinParams,
+  }));
+  assert.deepEqual([...withParams.searchParams.keys()], [
+    'response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'nonce', 'login_hint',
+    'domain_hint', 'domain', 'connection_id', 'organization_id', 'code_challenge',
+    'code_challenge_method', 'provider', 'prompt']);
+  assert.equal(withParams.searchParams.get('login_hint'), 'a+b@example.com');
+  const viaIdp = await authorize(withParams.href);
+  assert.ok(viaIdp.searchParams.get('code'), 'the IdP accepts every parameter');
+  if (process.env.MODULE_AUTHORIZE_URL) {
+    const mod = new URL(process.env.MODULE_AUTHORIZE_URL);
+    const m = (name) => mod.searchParams.get(name);
+    const sdkUrl = new URL(sk.getAuthorizationUrl(m('redirect_uri'), {
+      scopes: m('scope').split(' '), state: m('state'), nonce: m('nonce'),
+      codeChallenge: m('code_challenge'), codeChallengeMethod: m('code_challenge_method'),
+      ...signinParams,
+    }));
+    assert.equal(sdkUrl.pathname, mod.pathname);
+    assert.equal(sdkUrl.search, mod.search, 'module and SDK build the same authorization query');
+    pass('getAuthorizationUrl with sign-in parameters', 'same query as mod_scalekit');
+  } else {
+    pass('getAuthorizationUrl with sign-in parameters');
+  }
 
   // 2. Sign in (auto-login) and pick the code off the callback redirect.
   const callback = await authorize(authUrl);

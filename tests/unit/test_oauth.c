@@ -28,6 +28,32 @@ SK_TEST(oauth_authorize_url_order_and_encoding)
         "&code_challenge=ch&code_challenge_method=S256&prompt=login");
 }
 
+SK_TEST(oauth_login_params)
+{
+    SK_CHECK_INT(sk_login_param_index("organization_id"), SK_LP_ORGANIZATION);
+    SK_CHECK_INT(sk_login_param_index("prompt"), SK_LP_PROMPT);
+    SK_CHECK_INT(sk_login_param_index("domain"), -1);
+    SK_CHECK(sk_login_param_problem(SK_LP_LOGIN_HINT, "a+b@x.y") == NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_PROMPT, "select_account") == NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_PROVIDER, "gitlab") == NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_PROMPT, "consent") != NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_PROVIDER, "okta") != NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_ORGANIZATION, "") != NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_ORGANIZATION, "org 1") != NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_ORGANIZATION, "org\"1") != NULL);
+    SK_CHECK(sk_login_param_problem(SK_LP_DOMAIN_HINT, "x.y\r\n") != NULL);
+    SK_CHECK(sk_login_param_problem(-1, "x") != NULL);
+    sk_login_params lp = { { "org_1", NULL, "x.y", "a&b@x.y", NULL, "login" } }, back;
+    const char *q = sk_login_params_query(pool(), &lp);
+    SK_CHECK_STR(q, "organization_id=org_1&domain_hint=x.y&login_hint=a%26b%40x.y&prompt=login");
+    sk_login_params_parse(pool(), q, &back);
+    SK_CHECK_STR(back.v[SK_LP_LOGIN_HINT], "a&b@x.y");
+    SK_CHECK(back.v[SK_LP_CONNECTION] == NULL && back.v[SK_LP_PROVIDER] == NULL);
+    sk_login_params_parse(pool(), "prompt=consent&provider=google", &back);
+    SK_CHECK(back.v[SK_LP_PROMPT] == NULL);                     /* not a value Scalekit takes */
+    SK_CHECK_STR(back.v[SK_LP_PROVIDER], "google");
+}
+
 SK_TEST(oauth_bodies)
 {
     SK_CHECK_STR(sk_oauth_code_body(pool(), "skc_1", "s&e=c", "c0de", "https://a/cb", "ver"),
