@@ -214,8 +214,19 @@ typedef struct sk_refresh_result {
     const char *access_token, *id_token, *refresh_token;
     const char *error;          /* NULL on success; a log-safe reason otherwise */
     int unavailable;            /* 1: the identity provider could not be reached */
+    int reused;                 /* 1: a parallel request's answer, no call of ours */
 } sk_refresh_result;
-void sk_refresh(request_rec *r, const char *refresh_token, sk_refresh_result *out);
+/* bind: with cookie sessions, the expired access token the request carried:
+ * only a request with the same pair shares the answer (NULL: the store's). */
+void sk_refresh(request_rec *r, const char *refresh_token, const char *bind,
+                sk_refresh_result *out);
+/* Cookie sessions: whether a refresh of this refresh token and session (the
+ * expired access token) failed lately, or too many did on this machine. */
+typedef enum { SK_LIMIT_NONE, SK_LIMIT_SESSION, SK_LIMIT_SERVER } sk_refresh_limit;
+sk_refresh_limit sk_refresh_limited(request_rec *r, const char *refresh, const char *session);
+/* Remember a failed refresh; called: this request made the call (it counts
+ * against the server's budget). */
+void sk_refresh_failed(request_rec *r, const char *refresh, const char *session, int called);
 
 /* httpd_shared.c: shmcb instances and the global mutex, kept across graceful
  * restarts; the last good JWKS shared by this server's children. */
@@ -292,7 +303,7 @@ void sk_register_authz(apr_pool_t *p);
 typedef enum {
     SK_C_AUTHN, SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
     SK_C_REFRESH_REUSED, SK_C_LOGIN, SK_C_CALLBACK_OK, SK_C_CALLBACK_REFUSED, SK_C_LOGOUT,
-    SK_C_FORBIDDEN, SK_C_STORE_COPY, SK_C__COUNT
+    SK_C_FORBIDDEN, SK_C_STORE_COPY, SK_C_REFRESH_REFUSED, SK_C_REFRESH_LIMITED, SK_C__COUNT
 } sk_counter;
 void sk_count(sk_counter c);
 void sk_count_failure(sk_jwt_err e);

@@ -5,10 +5,21 @@
  * session is gone. So the first request to need a refresh leaves a "pending"
  * mark in httpd's shared object cache (shmcb, or the session store shared by
  * several servers) under a hash of the refresh token, makes the call, and
- * stores the answer there, sealed, for a minute; every other request with
- * the same token, in any process, waits for and reuses that answer. The
- * global mutex is held only around cache operations, never across the
- * network call. */
+ * stores the answer there, sealed; every other request with the same token,
+ * in any process, waits for and reuses that answer. The global mutex is held
+ * only around cache operations, never across the network call.
+ *
+ * With cookie sessions the refresh token comes from the browser, so the
+ * answer is keyed (and its seal bound) to the refresh token and the expired
+ * access token together, and kept only SK_KEEP_BOUND: long enough for the
+ * requests in flight with the old cookies, not for a copy of the rotated
+ * refresh token presented later, which must reach Scalekit (and its reuse
+ * detection) instead of the new tokens. Refusals are remembered too (see
+ * sk_refresh_gate): a refresh that failed is not tried again for the same
+ * refresh token or session for SK_FAIL_MARK, and at most SK_FAIL_BUDGET
+ * refreshes may fail per SK_FAIL_WINDOW on this machine before refreshes wait
+ * (a 502) instead of calling Scalekit. */
+#include <stdlib.h>
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -27,6 +38,10 @@
 #define SK_KEEP_UNREACHED apr_time_from_sec(2)
 #define SK_POLL           apr_time_from_msec(20)
 #define SK_LOSER_WAIT     apr_time_from_sec(3)
+#define SK_KEEP_BOUND     apr_time_from_sec(15)   /* cookie sessions: answers and refusals */
+#define SK_FAIL_MARK      60                      /* s: no retry of a failed refresh */
+#define SK_FAIL_WINDOW    60                      /* s: the server-wide budget's interval */
+#define SK_FAIL_BUDGET    60                      /* failed refreshes per window */
 
 /* Where refresh records go: the session store when there is one (so that
  * servers sharing sessions also share the pending mark and the answer), else
@@ -184,10 +199,12 @@ static int sk_winner_answer(request_rec *r, const char *key, unsigned char *buf,
     return 1;
 }
 
-void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
+void sk_refresh(request_rec *r, const char *refresh, const char *bind, sk_refresh_result *out)
 {
     sk_server_conf *c = sk_server_config(r);
-    const char *key = sk_hashed_key(r->pool, "r", refresh);
+    /* The key is the seal's binding too: only the same pair opens the answer. */
+    const char *key = sk_hashed_key(r->pool, "r", bind ? apr_pstrcat(r->pool, refresh, "\n",
+                                                                     bind, NULL) : refresh);
     unsigned char *buf = apr_palloc(r->pool, SK_RESULT_MAX + 1);
     int late;
     const char *v = sk_await(r, key, buf, apr_time_now() + apr_time_from_sec(c->timeout + 2),
@@ -200,6 +217,7 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
     }
     if (v) {
         sk_result_read(r, v, out);
+        out->reused = 1;
         sk_count(SK_C_REFRESH_REUSED);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s: reused the answer "
                       "of a parallel request", sk_short_hash(r->pool, refresh));
@@ -210,8 +228,102 @@ void sk_refresh(request_rec *r, const char *refresh, sk_refresh_result *out)
         out->refresh_token = refresh;       /* no rotation offered: keep the old one */
     if (out->error && !out->unavailable && sk_winner_answer(r, key, buf, out))
         return;
+    apr_time_t keep = out->error ? (out->unavailable ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED)
+                                 : SK_KEEP_SUCCESS;
+    if (bind && keep > SK_KEEP_BOUND)
+        keep = SK_KEEP_BOUND;
     apr_global_mutex_lock(sk_shared_store.mutex);
-    sk_shared_put(r, key, sk_result_write(r, out), out->error ? (out->unavailable
-                  ? SK_KEEP_UNREACHED : SK_KEEP_REFUSED) : SK_KEEP_SUCCESS);
+    sk_shared_put(r, key, sk_result_write(r, out), keep);
+    apr_global_mutex_unlock(sk_shared_store.mutex);
+}
+
+/* ------------------------------------------- failed refreshes, limited
+ *
+ * Small unsealed records in this machine's shmcb (they hold no secret): a
+ * mark per refresh token and per session whose refresh failed, and the
+ * budget "<start> <count>" of failures in the current window. */
+
+static const char *sk_fail_key(request_rec *r, const char *what, const char *value)
+{
+    return sk_hashed_key(r->pool, what, value);
+}
+
+/* The record under key, NUL-terminated, or NULL (lock held). */
+static char *sk_small_get(request_rec *r, const char *key)
+{
+    sk_shared *sh = &sk_shared_store;
+    unsigned char buf[64];
+    unsigned int len = sizeof(buf) - 1;
+    if (sh->provider->retrieve(sh->instance, r->server, (const unsigned char *)key,
+                               (unsigned int)strlen(key), buf, &len, r->pool) != APR_SUCCESS)
+        return NULL;
+    buf[len] = '\0';
+    return apr_pstrdup(r->pool, (const char *)buf);
+}
+
+static void sk_small_put(request_rec *r, const char *key, const char *value, apr_time_t until)
+{
+    sk_shared *sh = &sk_shared_store;
+    apr_status_t rv = sh->provider->store(sh->instance, r->server, (const unsigned char *)key,
+                                          (unsigned int)strlen(key), until,
+                                          (unsigned char *)value, (unsigned int)strlen(value),
+                                          r->pool);
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "mod_scalekit: the shared cache "
+                      "refused a failed-refresh record");
+}
+
+/* The failures counted in the window that is open at now (lock held);
+ * *start is when it opened (now when none is). */
+static long sk_budget_read(request_rec *r, const char *key, apr_int64_t now,
+                           apr_int64_t *start)
+{
+    char *v = sk_small_get(r, key), *end = NULL;
+    long n = 0;
+    *start = now;
+    if (v) {
+        apr_int64_t s = apr_strtoi64(v, &end, 10);
+        if (end && *end == ' ' && s <= now && now - s < SK_FAIL_WINDOW) {
+            *start = s;
+            n = strtol(end + 1, NULL, 10);
+        }
+    }
+    return n;
+}
+
+static const char *sk_budget_key(request_rec *r)
+{
+    return sk_fail_key(r, "b", "refresh failures");
+}
+
+sk_refresh_limit sk_refresh_limited(request_rec *r, const char *refresh, const char *session)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now()), start;
+    const char *marks[2] = { sk_fail_key(r, "f", refresh), sk_fail_key(r, "g", session) };
+    sk_refresh_limit limit = SK_LIMIT_NONE;
+    apr_global_mutex_lock(sk_shared_store.mutex);
+    for (int i = 0; i < 2 && !limit; i++)
+        if (sk_small_get(r, marks[i]))
+            limit = SK_LIMIT_SESSION;
+    if (!limit && sk_budget_read(r, sk_budget_key(r), now, &start) >= SK_FAIL_BUDGET)
+        limit = SK_LIMIT_SERVER;
+    apr_global_mutex_unlock(sk_shared_store.mutex);
+    return limit;
+}
+
+void sk_refresh_failed(request_rec *r, const char *refresh, const char *session, int called)
+{
+    apr_time_t now = apr_time_now();
+    apr_int64_t sec = apr_time_sec(now), start;
+    apr_time_t until = now + apr_time_from_sec(SK_FAIL_MARK);
+    const char *budget = sk_budget_key(r);
+    apr_global_mutex_lock(sk_shared_store.mutex);
+    sk_small_put(r, sk_fail_key(r, "f", refresh), "1", until);
+    sk_small_put(r, sk_fail_key(r, "g", session), "1", until);
+    if (called) {                       /* a reused refusal cost Scalekit nothing */
+        long n = sk_budget_read(r, budget, sec, &start) + 1;
+        sk_small_put(r, budget, apr_psprintf(r->pool, "%" APR_INT64_T_FMT " %ld", start, n),
+                     apr_time_from_sec(start + SK_FAIL_WINDOW));
+    }
     apr_global_mutex_unlock(sk_shared_store.mutex);
 }

@@ -411,22 +411,27 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
 
 /* New tokens that could not be checked, for want of keys or of memory, are
  * not bad tokens: the session stays (a 502 now), and a retry reuses the
- * refresh's answer, which waits a minute in the shared cache, instead of
- * spending the single-use refresh token again. */
+ * refresh's answer, which waits in the shared cache (15 s with cookies, a
+ * minute with a store), instead of spending the single-use refresh token
+ * again. */
 static int sk_retry_later(sk_jwt_err e)
 {
     return sk_keys_missing(e) || e == SK_JWT_E_INTERNAL;
 }
 
 /* Refresh an expired session; on success the new cookies go out on this
- * response and rs holds the new claims. 1: refreshed; 0: the session is
- * over; -1: try again later (the IdP or its keys could not be had). */
-static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
+ * response and rs holds the new claims. old: with cookies, the expired access
+ * token's claims (the answer must be for its user). 1: refreshed; 0: the
+ * session is over; -1: try again later (the IdP or its keys could not be
+ * had). *called: this request spent the refresh token itself. */
+static int sk_try_refresh(request_rec *r, sk_tokens *t, const sk_claims *old,
+                          sk_request_session **rs, int *called)
 {
     sk_refresh_result res;
     sk_jwt_err why;
     const char *spent = t->refresh;
-    sk_refresh(r, spent, &res);
+    sk_refresh(r, spent, old ? t->access : NULL, &res);
+    *called = !res.reused;
     if (res.error && !res.unavailable && sk_tokens_reload(r, t, spent)) {
         /* Another server refreshed this stored session first: use its tokens. */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s lost a race with another "
@@ -442,6 +447,13 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
     }
     if (!sk_validate_into_request(r, res.access_token, res.id_token, 0, rs, &why))
         return sk_retry_later(why) ? -1 : 0;
+    if (old && strcmp(old->sub, (*rs)->access->sub)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s answered with "
+                      "tokens of another user (%s, the session's is %s): refused",
+                      sk_short_hash(r->pool, spent), sk_env_safe(r->pool, (*rs)->access->sub),
+                      sk_env_safe(r->pool, old->sub));
+        return 0;
+    }
     if (sk_tokens_ended(r, t)) {            /* saving would bring a signed-out session back */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s ended while it was being "
                       "refreshed: not kept", sk_short_hash(r->pool, spent));
@@ -457,6 +469,94 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, sk_request_session **rs)
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session refreshed: access token %s",
                   sk_short_hash(r->pool, res.access_token));
     return 1;
+}
+
+static apr_status_t sk_claims_release(void *c)
+{
+    sk_claims_unref(c);
+    return APR_SUCCESS;
+}
+
+/* A token refused for want of its signing key while the key set cannot be
+ * fetched (or for want of memory) may be good: not a reason to end a session. */
+static int sk_is_unverifiable(request_rec *r, sk_jwt_err e)
+{
+    sk_keystore_stats ks;
+    if (e == SK_JWT_E_NO_KEYS || e == SK_JWT_E_INTERNAL)
+        return 1;
+    if (e != SK_JWT_E_KID_UNKNOWN)
+        return 0;
+    sk_keystore_get_stats(sk_server_config(r)->rt->keys, &ks);
+    return ks.last_error[0] != '\0';
+}
+
+typedef enum { SK_GATE_REFRESH, SK_GATE_REFUSE, SK_GATE_LATER } sk_gate;
+
+static sk_gate sk_gate_refuse(request_rec *r, const sk_tokens *t, const char *why)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "refresh token %s not used: %s; the "
+                  "session is cleared (sign in again)", sk_short_hash(r->pool, t->refresh), why);
+    sk_count(SK_C_REFRESH_REFUSED);
+    return SK_GATE_REFUSE;
+}
+
+/* With cookie sessions a refresh cookie proves nothing: anyone can send one,
+ * and each refresh is a client-authenticated call that spends the site's
+ * rate limit at Scalekit. Only a session whose access token passed every
+ * check but its exp is refreshed (*old then holds its claims), and not
+ * while its refresh failed lately or too many failed on this machine
+ * (sk_refresh_limited). why: the access token's refusal. A refresh cookie
+ * without an access token (the access cookie lost, or a cookie of an older
+ * version's) is refused too: sign in again. */
+static sk_gate sk_refresh_gate(request_rec *r, const sk_tokens *t, sk_jwt_err why,
+                                         const sk_claims **old)
+{
+    sk_claims *c = NULL;
+    *old = NULL;
+    if (!t->access)
+        return sk_gate_refuse(r, t, "no access token came with it");
+    if (why != SK_JWT_E_EXPIRED) {
+        if (!sk_is_unverifiable(r, why))
+            return sk_gate_refuse(r, t, apr_pstrcat(r->pool, "the access token is not valid (",
+                                                    sk_jwt_err_str(why), ")", NULL));
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh token %s not used now: the "
+                      "access token cannot be checked (%s)", sk_short_hash(r->pool, t->refresh),
+                      sk_jwt_err_str(why));
+        return SK_GATE_LATER;
+    }
+    /* Valid but expired: the validator returns its claims (a cache hit when
+     * it was seen valid); an expired token is never cached. */
+    sk_jwt_err e = sk_validate(sk_server_config(r)->rt->access, t->access, strlen(t->access),
+                               (int64_t)apr_time_sec(apr_time_now()), &c);
+    if (c)
+        apr_pool_cleanup_register(r->pool, c, sk_claims_release, apr_pool_cleanup_null);
+    if (e != SK_JWT_E_EXPIRED || !c || !c->sub)
+        return sk_gate_refuse(r, t, "the access token is not a valid expired one");
+    if (sk_is_signed_out(r, c))         /* back-channel logout since it was issued */
+        return sk_gate_refuse(r, t, "its session was signed out");
+    switch (sk_refresh_limited(r, t->refresh, t->access)) {
+    case SK_LIMIT_SESSION:
+        sk_count(SK_C_REFRESH_LIMITED);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "refresh token %s not used: a refresh of "
+                      "this session or token failed lately", sk_short_hash(r->pool, t->refresh));
+        return SK_GATE_REFUSE;
+    case SK_LIMIT_SERVER:
+        sk_count(SK_C_REFRESH_LIMITED);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh token %s not used now: too "
+                      "many refreshes failed on this server lately",
+                      sk_short_hash(r->pool, t->refresh));
+        return SK_GATE_LATER;
+    default:
+        *old = c;
+        return SK_GATE_REFRESH;
+    }
+}
+
+static int sk_refresh_unavailable(request_rec *r)
+{
+    return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
+                         "Your session could not be renewed because the sign-in "
+                         "service did not answer. Please try again shortly.");
 }
 
 /* Browser navigation or not: ScalekitLoginIf overrides the built-in rule. */
@@ -534,17 +634,30 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     }
     if (!t.refresh || r->main)
         return OK;
+    /* A store's sealed record proves the session; cookies must (sk_refresh_gate). */
+    const sk_claims *old = NULL;
+    if (!sk_server_config(r)->store) {
+        sk_gate g = sk_refresh_gate(r, &t, why, &old);
+        if (g == SK_GATE_LATER)
+            return sk_refresh_unavailable(r);
+        if (g == SK_GATE_REFUSE) {
+            sk_tokens_clear(r, &t);
+            return OK;
+        }
+    }
     sk_count(SK_C_REFRESH);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "access token %s not valid: refreshing with "
                   "refresh token %s", t.access ? sk_short_hash(r->pool, t.access) : "(none)",
                   sk_short_hash(r->pool, t.refresh));
-    int ok = sk_try_refresh(r, &t, out);
+    const char *spent = t.refresh, *session = t.access;
+    int called = 0;
+    int ok = sk_try_refresh(r, &t, old, out, &called);
     if (ok <= 0)
         sk_count(SK_C_REFRESH_FAIL);
+    if (!ok && old)
+        sk_refresh_failed(r, spent, session, called);
     if (ok < 0)
-        return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in service unavailable",
-                             "Your session could not be renewed because the sign-in "
-                             "service did not answer. Please try again shortly.");
+        return sk_refresh_unavailable(r);
     if (!ok) {
         sk_tokens_clear(r, &t);
         *out = NULL;

@@ -21,7 +21,8 @@
 static const char *const sk_counter_names[SK_C__COUNT] = {
     "authn_requests", "sessions_valid", "sessions_missing", "bearer_requests",
     "refreshes", "refresh_failures", "refresh_reused", "logins_started", "callbacks_ok",
-    "callbacks_refused", "logouts", "forbidden", "store_copies_used",
+    "callbacks_refused", "logouts", "forbidden", "store_copies_used", "refresh_refused",
+    "refresh_limited",
 };
 
 /* Every counter lives in SK_SHARDS copies, each thread adding to one picked
