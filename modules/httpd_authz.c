@@ -146,7 +146,8 @@ static authz_status sk_az_check(request_rec *r, const char *line, const void *pa
     if (sk_az_matches(r, rule, rs))
         return AUTHZ_GRANTED;
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s refused: needs %s %s",
-                  r->user, sk_az_names[rule->kind], ap_escape_logitem(r->pool, line));
+                  sk_env_safe(r->pool, r->user), sk_az_names[rule->kind],
+                  ap_escape_logitem(r->pool, line));
     apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, line);
     sk_count(SK_C_FORBIDDEN);
     return AUTHZ_DENIED;

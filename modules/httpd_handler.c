@@ -243,8 +243,9 @@ static int sk_callback(request_rec *r)
         return rv;
     sk_count(SK_C_CALLBACK_OK);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s, returning to %s",
-                  rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
-                  ts.access_token), ap_escape_logitem(r->pool, st.return_to));
+                  rs->access->sub ? sk_env_safe(r->pool, rs->access->sub) : "-",
+                  sk_short_hash(r->pool, ts.access_token),
+                  ap_escape_logitem(r->pool, st.return_to));
     return sk_redirect(r, st.return_to);
 }
 
@@ -412,8 +413,9 @@ static int sk_backchannel_logout(request_rec *r)
     }
     int ended = sk_store_end_sessions(r, claims->sid, claims->sid ? NULL : claims->sub);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "back-channel logout: %d session(s) ended "
-                  "(sid %s, sub %s)", ended, claims->sid ? claims->sid : "-",
-                  claims->sub ? claims->sub : "-");
+                  "(sid %s, sub %s)", ended,
+                  claims->sid ? sk_env_safe(r->pool, claims->sid) : "-",
+                  claims->sub ? sk_env_safe(r->pool, claims->sub) : "-");
     sk_claims_unref(claims);
     return sk_bcl_answer(r, HTTP_OK, NULL, NULL);
 }
