@@ -283,7 +283,9 @@ const char *sk_cache_control_private(apr_pool_t *p, const char *value)
 {
     if (!value)
         return "private";
-    char *out = apr_palloc(p, strlen(value) + sizeof("private, "));
+    /* Each directive kept is no longer than it was, its separator ", " may
+     * replace a bare ','. */
+    char *out = apr_palloc(p, 2 * strlen(value) + 1);
     size_t used = 0;
     int no_store = 0;
     for (const char *s = value; *s;) {

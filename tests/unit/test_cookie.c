@@ -172,4 +172,7 @@ SK_TEST(cache_control_private)
                  "private, no-cache=\"a,public\"");
     SK_CHECK_STR(sk_cache_control_private(p, "publicity=1"), "private, publicity=1");
     SK_CHECK_STR(sk_cache_control_private(p, ""), "private");
+    /* Bare commas grow into ", " (a fuzzer found the first buffer too small). */
+    SK_CHECK_STR(sk_cache_control_private(p, "a,b,c,d,e,f,g,h,i,j,k,l,m"),
+                 "private, a, b, c, d, e, f, g, h, i, j, k, l, m");
 }
