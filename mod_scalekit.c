@@ -1006,6 +1006,15 @@ static apr_status_t sk_runtime_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* The module's cookies, which every request of the server loses before the
+ * application (ScalekitStripCookies). */
+static void sk_build_strip(apr_pool_t *p, sk_runtime *rt, const sk_server_conf *c)
+{
+    const char *own[] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
+                          c->cookie_session };
+    sk_cookie_names_init(p, &rt->own_cookies, own, 4, c->cookie_state);
+}
+
 static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf *c)
 {
     sk_runtime *rt = apr_pcalloc(p, sizeof(*rt));
@@ -1043,6 +1052,7 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
         || sk_revoke_init(p, rt) != APR_SUCCESS)
         return "mod_scalekit: cannot set up its key store, validators, sealing key or "
                "management token cache";
+    sk_build_strip(p, rt, c);
     apr_pool_cleanup_register(p, rt, sk_runtime_cleanup, apr_pool_cleanup_null);
     c->rt = rt;
     return NULL;
@@ -1130,8 +1140,19 @@ static void sk_register_hooks(apr_pool_t *p)
     ap_hook_check_config(sk_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(sk_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(sk_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* header_parser: after the per-directory walk, before authentication
+     * (which adds the module's claim headers) and whatever the authorization;
+     * a subrequest skips it, and passes access_checker instead. */
+    ap_hook_header_parser(sk_scrub_claim_lookalikes, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_access_checker(sk_scrub_subrequest_lookalikes, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
+    /* fixups: after authentication read the cookies, before the handler, CGI
+     * environment or proxy; last, after mod_dir's and mod_rewrite's. */
+    ap_hook_fixups(sk_strip_cookies_fixup, NULL, NULL, APR_HOOK_REALLY_LAST);
+    ap_hook_insert_filter(sk_insert_private_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_output_filter(SK_PRIVATE_FILTER, sk_private_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
     ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sk_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     sk_register_authz(p);

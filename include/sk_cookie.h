@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <apr_pools.h>
+#include <apr_tables.h>
 
 /* Called for each "name=value" pair; return non-zero to stop. */
 typedef int (*sk_cookie_fn)(void *ctx, const char *name, size_t nlen,
@@ -22,5 +23,55 @@ int sk_cookie_get_many(apr_pool_t *p, const char *header, const char *const *nam
 
 /* The value of the first cookie called name, copied into p; NULL if absent. */
 const char *sk_cookie_get(apr_pool_t *p, const char *header, const char *name);
+
+/* ---- what the application must not see (the module strips it on every
+ * request, before the handler) ---- */
+
+/* The module's own cookies: whole names (tokens, session id) and the name
+ * prefix of the state cookies. Built once at start-up. */
+#define SK_COOKIE_OWN_MAX 4
+typedef struct sk_cookie_names {
+    const char *exact[SK_COOKIE_OWN_MAX];
+    size_t exact_len[SK_COOKIE_OWN_MAX];
+    int n_exact;
+    const char *prefix;             /* a name longer than this starting with it is ours */
+    size_t prefix_len;
+    const char *hint;               /* what every name of ours begins with ("" if nothing) */
+} sk_cookie_names;
+
+/* exact: n names (NULL and empty ones are skipped, at most SK_COOKIE_OWN_MAX);
+ * prefix: the state cookies' prefix (NULL or empty: none). */
+void sk_cookie_names_init(apr_pool_t *p, sk_cookie_names *own, const char *const *exact,
+                          int n, const char *prefix);
+
+/* 1 when the cookie name [name, name + len) is one of ours. */
+int sk_cookie_is_own(const sk_cookie_names *own, const char *name, size_t len);
+
+/* 0 when header cannot hold a cookie of ours: the quick test that spares
+ * most requests the walk (a substring search for own->hint). */
+int sk_cookie_may_hold_own(const sk_cookie_names *own, const char *header);
+
+/* The bytes sk_cookie_strip_own may write for header (NUL included). */
+size_t sk_cookie_strip_size(const char *header);
+
+/* Writes into out (sk_cookie_strip_size(header) bytes) the header without
+ * our cookies: the other pairs as they came (quotes kept), "; "-joined.
+ * Returns how many pairs were dropped; out is written only when that is
+ * more than 0 (it is then "" when nothing is left). */
+int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *out);
+
+/* The Cache-Control of a response that sets one of our cookies, from what
+ * it says already (value: its Cache-Control fields joined by ", ", or NULL):
+ * "public" and any "private" go, "private" comes first unless "no-store" is
+ * there; every other directive is kept as it came. */
+const char *sk_cache_control_private(apr_pool_t *p, const char *value);
+
+/* 1 when header name starts with prefix: any case, '-' and '_' alike (how
+ * CGI and many backends read header names). */
+int sk_header_has_prefix(const char *name, const char *prefix);
+
+/* Removes from headers every field whose name starts (as sk_header_has_prefix
+ * says) with one of the n prefixes; returns how many were removed. */
+int sk_headers_scrub(apr_table_t *headers, const char *const *prefixes, int n);
 
 #endif

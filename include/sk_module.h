@@ -6,6 +6,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "util_filter.h"
 #include "ap_socache.h"
 #include "ap_expr.h"
 #include "apr_global_mutex.h"
@@ -16,6 +17,7 @@
 #include "sk_http.h"
 #include "sk_state.h"
 #include "sk_oauth.h"
+#include "sk_cookie.h"
 
 extern module AP_MODULE_DECLARE_DATA scalekit_module;
 #ifndef SK_MODULE_MAIN          /* mod_scalekit.c declares it with the module */
@@ -56,6 +58,7 @@ typedef struct sk_runtime {
     const char *jwks_cache_key; /* where the last good JWKS is shared (httpd_shared.c) */
     server_rec *s;              /* for log lines from the key fetcher */
     sk_m2m_cache m2m;
+    sk_cookie_names own_cookies;  /* stripped from every request (ScalekitStripCookies) */
 } sk_runtime;
 
 /* A session store: an httpd shared object cache (see httpd_store.c). */
@@ -184,9 +187,6 @@ int sk_start_login(request_rec *r, const char *return_to, const sk_login_params 
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
-/* 1 when header name starts with prefix: any case, '-' and '_' alike (how
- * CGI and many backends read header names). */
-int sk_header_has_prefix(const char *name, const char *prefix);
 /* Memory kept by the parent process across generations (graceful restarts),
  * under a tag: what an earlier generation kept, or NULL; keep it. */
 void *sk_process_find(server_rec *s, const char *tag);
@@ -197,10 +197,33 @@ void *sk_process_shm(server_rec *s, const char *tag, apr_size_t size);
 const char *sk_login_path(request_rec *r);
 const char *sk_state_cookie_name(request_rec *r, const char *state);
 
+/* The Cookie header as the client sent it, for the module's own reads: the
+ * fixups hook takes the module's cookies out of headers_in before the
+ * application runs (on this request, or on the one it is a subrequest or an
+ * internal redirect of), keeping the original in this note. */
+#define SK_NOTE_COOKIE "scalekit-cookie"
+const char *sk_cookie_header(request_rec *r);
+/* A response that sets a cookie of the module is marked so (a request note,
+ * seen through internal redirects) and gets Cache-Control: private. */
+#define SK_NOTE_PRIVATE "scalekit-private"
+#define SK_PRIVATE_FILTER "SCALEKIT_PRIVATE"
+const char *sk_request_note(request_rec *r, const char *name);
+apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+void sk_insert_private_filter(request_rec *r);
+
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
 /* Whether a request may be sent to sign in: ScalekitLoginIf, else a browser navigation. */
 int sk_wants_login(request_rec *r, const sk_dir_conf *d);
+/* header_parser (access_checker for subrequests): the claim headers'
+ * look-alikes out of every request of a location with ScalekitClaimHeaders. */
+#define SK_NOTE_SCRUBBED "scalekit-scrubbed"
+int sk_scrub_claim_lookalikes(request_rec *r);
+int sk_scrub_subrequest_lookalikes(request_rec *r);
+/* fixups: the module's cookies out of every request, before the handler. */
+int sk_strip_cookies_fixup(request_rec *r);
+/* A claim value made safe for the environment, headers and logs. */
+const char *sk_env_safe(apr_pool_t *p, const char *v);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why);
@@ -295,8 +318,6 @@ void sk_register_authz(apr_pool_t *p);
 /* Seconds the mark of a finished organization switch lasts: the browser is
  * sent straight back, so a few seconds would do; a slow network gets more. */
 #define SK_SWITCH_MARK_TTL 120
-/* The mark's cookie value once ScalekitStripCookies took it from the request. */
-#define SK_NOTE_SWITCH_MARK "scalekit-switch-mark"
 
 /* httpd_status.c: server-wide counters */
 #define SK_STATUS_HANDLER "scalekit-status"

@@ -1,6 +1,9 @@
-/* cookie.c: a small, bounded Cookie header reader (the fuzzers reach it). */
+/* cookie.c: a small, bounded Cookie header reader, and what keeps the
+ * module's cookies and claim-header look-alikes from the application (the
+ * fuzzers reach all of it). */
 #include <string.h>
 #include <apr_strings.h>
+#include <apr_lib.h>
 #include "sk_cookie.h"
 
 static int sk_space(char c)
@@ -106,4 +109,202 @@ int sk_cookie_get_many(apr_pool_t *p, const char *header, const char *const *nam
     if (header)
         sk_cookie_each(header, sk_cookie_many_match, &m);
     return m.seen;
+}
+
+/* ---------------------------------------------- what the application sees */
+
+void sk_cookie_names_init(apr_pool_t *p, sk_cookie_names *own, const char *const *exact,
+                          int n, const char *prefix)
+{
+    const char *first = NULL;
+    size_t common = 0;
+    memset(own, 0, sizeof(*own));
+    for (int i = 0; i < n && own->n_exact < SK_COOKIE_OWN_MAX; i++) {
+        if (!exact[i] || !*exact[i])
+            continue;
+        own->exact[own->n_exact] = exact[i];
+        own->exact_len[own->n_exact++] = strlen(exact[i]);
+    }
+    if (prefix && *prefix) {
+        own->prefix = prefix;
+        own->prefix_len = strlen(prefix);
+    }
+    /* The longest prefix all names share: one substring search then tells
+     * most requests (a Cookie header without it) there is nothing to strip. */
+    for (int i = 0; i <= own->n_exact; i++) {
+        const char *name = i < own->n_exact ? own->exact[i] : own->prefix;
+        if (!name)
+            continue;
+        if (!first) {
+            first = name;
+            common = strlen(name);
+            continue;
+        }
+        size_t k = 0;
+        while (k < common && first[k] == name[k])
+            k++;
+        common = k;
+    }
+    own->hint = first ? apr_pstrmemdup(p, first, common) : NULL;
+}
+
+int sk_cookie_is_own(const sk_cookie_names *own, const char *name, size_t len)
+{
+    for (int i = 0; i < own->n_exact; i++)
+        if (own->exact_len[i] == len && !memcmp(own->exact[i], name, len))
+            return 1;
+    return own->prefix && len > own->prefix_len && !memcmp(name, own->prefix, own->prefix_len);
+}
+
+int sk_cookie_may_hold_own(const sk_cookie_names *own, const char *header)
+{
+    if (!header || !own->hint)
+        return 0;
+    if (*own->hint)
+        return strstr(header, own->hint) != NULL;
+    for (int i = 0; i < own->n_exact; i++)
+        if (strstr(header, own->exact[i]))
+            return 1;
+    return own->prefix && strstr(header, own->prefix);
+}
+
+size_t sk_cookie_strip_size(const char *header)
+{
+    /* A kept pair is never longer than it was; "; " may replace a bare ";". */
+    return 2 * strlen(header) + 1;
+}
+
+typedef struct {
+    const sk_cookie_names *own;
+    char *out;                          /* the pairs kept, "; "-separated */
+    size_t used;
+    int dropped;
+} sk_cookie_filter;
+
+/* One pair of sk_cookie_each: dropped when ours, else copied as it came
+ * (with its quotes, which the walk took off: the header is our source). The
+ * walk takes quotes off only after the '=' and blanks, so a quote just before
+ * the value is one it removed. */
+static int sk_filter_cookie(void *ctx, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
+{
+    sk_cookie_filter *f = ctx;
+    if (sk_cookie_is_own(f->own, name, nlen)) {
+        f->dropped++;
+        return 0;
+    }
+    const char *end = value + vlen;
+    if (value[-1] == '"' && *end == '"') {
+        value--;
+        end++;
+    }
+    if (f->used) {
+        memcpy(f->out + f->used, "; ", 2);
+        f->used += 2;
+    }
+    memcpy(f->out + f->used, name, nlen);
+    f->out[f->used + nlen] = '=';
+    memcpy(f->out + f->used + nlen + 1, value, (size_t)(end - value));
+    f->used += nlen + 1 + (size_t)(end - value);
+    return 0;
+}
+
+int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *out)
+{
+    sk_cookie_filter f = { own, out, 0, 0 };
+    sk_cookie_each(header, sk_filter_cookie, &f);
+    if (f.dropped)
+        out[f.used] = '\0';
+    return f.dropped;
+}
+
+int sk_header_has_prefix(const char *name, const char *prefix)
+{
+    for (; *prefix; name++, prefix++) {
+        char a = apr_tolower(*name), b = apr_tolower(*prefix);
+        if (!a || (a == '_' ? '-' : a) != (b == '_' ? '-' : b))
+            return 0;
+    }
+    return 1;
+}
+
+static int sk_header_matches(const char *name, const char *const *prefixes, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (prefixes[i] && sk_header_has_prefix(name, prefixes[i]))
+            return 1;
+    return 0;
+}
+
+/* In place, without allocating: apr_table_unset removes every field of a
+ * name and keeps the order of the rest, so the scan goes on at the same
+ * index; the name it was given stays valid (only the entries move). */
+int sk_headers_scrub(apr_table_t *headers, const char *const *prefixes, int n)
+{
+    const apr_array_header_t *a = apr_table_elts(headers);
+    int removed = 0;
+    for (int i = 0; i < a->nelts;) {
+        const char *key = ((const apr_table_entry_t *)a->elts)[i].key;
+        if (key && sk_header_matches(key, prefixes, n)) {
+            int before = a->nelts;
+            apr_table_unset(headers, key);
+            removed += before - a->nelts;
+            continue;
+        }
+        i++;
+    }
+    return removed;
+}
+
+/* The end of the directive at s: the next ',' outside a quoted string. */
+static const char *sk_directive_end(const char *s)
+{
+    int quoted = 0;
+    for (; *s; s++) {
+        if (quoted && *s == '\\' && s[1])
+            s++;
+        else if (*s == '"')
+            quoted = !quoted;
+        else if (*s == ',' && !quoted)
+            break;
+    }
+    return s;
+}
+
+static int sk_directive_is(const char *s, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    if (len < n || strncasecmp(s, name, n))
+        return 0;
+    return len == n || s[n] == '=' || sk_space(s[n]);
+}
+
+const char *sk_cache_control_private(apr_pool_t *p, const char *value)
+{
+    if (!value)
+        return "private";
+    /* Each directive kept is no longer than it was, its separator ", " may
+     * replace a bare ','. */
+    char *out = apr_palloc(p, 2 * strlen(value) + 1);
+    size_t used = 0;
+    int no_store = 0;
+    for (const char *s = value; *s;) {
+        const char *e = sk_directive_end(s), *next = *e ? e + 1 : e;
+        sk_trim(&s, &e, 0);
+        size_t len = (size_t)(e - s);
+        if (len && !sk_directive_is(s, len, "public") && !sk_directive_is(s, len, "private")) {
+            no_store |= sk_directive_is(s, len, "no-store");
+            if (used) {
+                memcpy(out + used, ", ", 2);
+                used += 2;
+            }
+            memcpy(out + used, s, len);
+            used += len;
+        }
+        s = next;
+    }
+    out[used] = '\0';
+    if (no_store)
+        return out;
+    return used ? apr_pstrcat(p, "private, ", out, NULL) : "private";
 }

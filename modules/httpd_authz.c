@@ -170,7 +170,8 @@ static authz_status sk_az_check(request_rec *r, const char *line, const void *pa
     if (sk_az_matches(r, rule, rs))
         return AUTHZ_GRANTED;
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "user %s refused: needs %s %s",
-                  r->user, sk_az_names[rule->kind], ap_escape_logitem(r->pool, line));
+                  sk_env_safe(r->pool, r->user), sk_az_names[rule->kind],
+                  ap_escape_logitem(r->pool, line));
     apr_table_setn(r->notes, SK_NOTE_FORBIDDEN, line);
     if (rule->kind == SK_AZ_ORG && !rule->negated)
         sk_az_note_orgs(r, rule);
@@ -224,10 +225,7 @@ static int sk_switch_tried(request_rec *r, const sk_server_conf *c, const char *
 {
     const char *mark = NULL, *mark_return, *mark_orgs;
     int64_t when, now = (int64_t)apr_time_sec(apr_time_now());
-    for (const request_rec *q = r; q && !mark; q = q->main ? q->main : q->prev)
-        mark = apr_table_get(q->notes, SK_NOTE_SWITCH_MARK);   /* stripped from Cookie */
-    if (!mark)
-        mark = sk_request_cookie(r, c->rt->switch_cookie);
+    mark = sk_request_cookie(r, c->rt->switch_cookie);    /* the Cookie header as it came */
     if (!mark)
         return 0;
     sk_set_cookie(r, c->rt->switch_cookie, NULL, SK_COOKIE_CLEAR);

@@ -260,8 +260,9 @@ static int sk_callback(request_rec *r)
     if (st.switch_to)
         sk_mark_switch(r, &st);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed in: %s, session %s, returning to %s",
-                  rs->access->sub ? rs->access->sub : "-", sk_short_hash(r->pool,
-                  ts.access_token), ap_escape_logitem(r->pool, st.return_to));
+                  rs->access->sub ? sk_env_safe(r->pool, rs->access->sub) : "-",
+                  sk_short_hash(r->pool, ts.access_token),
+                  ap_escape_logitem(r->pool, st.return_to));
     return sk_redirect(r, st.return_to);
 }
 
@@ -459,7 +460,8 @@ static int sk_backchannel_logout(request_rec *r)
     ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_INFO : APLOG_ERR, rv, r,
                   "back-channel logout: %s of sid %s, sub %s signed out up to %" APR_INT64_T_FMT
                   "%s", claims->sid ? "the session" : "every session",
-                  claims->sid ? claims->sid : "-", claims->sub ? claims->sub : "-",
+                  claims->sid ? sk_env_safe(r->pool, claims->sid) : "-",
+                  claims->sub ? sk_env_safe(r->pool, claims->sub) : "-",
                   (apr_int64_t)claims->iat, rv == APR_SUCCESS ? "" : ": NOT KEPT (store failed)");
     sk_claims_unref(claims);
     if (rv != APR_SUCCESS)

@@ -57,7 +57,7 @@ static int sk_utf8_len(const unsigned char *s)
 /* A claim value made safe for the environment, headers and logs: control
  * bytes and bytes that are not valid UTF-8 become '?'. Most values are clean
  * and are used as they are. */
-static const char *sk_env_safe(apr_pool_t *p, const char *v)
+const char *sk_env_safe(apr_pool_t *p, const char *v)
 {
     const unsigned char *c = (const unsigned char *)v;
     while (*c && *c >= 0x20 && *c < 0x7f)
@@ -682,104 +682,79 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had)
     return sk_cookie_session(r, out, had);
 }
 
-/* Claims as request headers for a proxied application, after removing every
- * header of the client's that a backend could mistake for them. */
-static int sk_collect_lookalike(void *ctx, const char *key, const char *value)
+/* The claim headers' look-alikes out of a client's request, before the
+ * module adds its own (check_authn) and whatever authorization decides: a
+ * location that lets a request through without a user ("Require all
+ * granted", "Require ip" in a RequireAny) must not pass a client's
+ * X-Scalekit-Sub to the application either. An internal redirect (mod_rewrite,
+ * ErrorDocument) shares headers_in with the request it comes from, and a
+ * subrequest has a copy of its parent's: when one of those was scrubbed of
+ * the same prefix, every header of it left is the module's own. */
+static void sk_scrub_lookalikes(request_rec *r)
 {
-    void **args = ctx;
-    const char *prefix = args[0];
-    apr_array_header_t *found = args[1];
-    (void)value;
-    if (sk_header_has_prefix(key, prefix))
-        APR_ARRAY_PUSH(found, const char *) = key;
-    return 1;
+    if (!sk_server_config(r)->rt)
+        return;
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    if (!d->header_prefix)
+        return;
+    const char *done = sk_request_note(r, SK_NOTE_SCRUBBED);
+    if (done && !strcasecmp(done, d->header_prefix))
+        return;
+    /* And any Scalekit-* header a backend could mistake for ours (CGI shows
+     * Scalekit-Email as HTTP_SCALEKIT_EMAIL). */
+    const char *prefixes[2] = { d->header_prefix, "Scalekit-" };
+    sk_headers_scrub(r->headers_in, prefixes, 2);
+    apr_table_setn(r->notes, SK_NOTE_SCRUBBED, d->header_prefix);
 }
 
-static void sk_strip_lookalikes(request_rec *r, const char *prefix)
+int sk_scrub_claim_lookalikes(request_rec *r)
 {
-    apr_array_header_t *found = apr_array_make(r->pool, 2, sizeof(const char *));
-    void *args[2] = { (void *)prefix, found };
-    apr_table_do(sk_collect_lookalike, args, r->headers_in, NULL);
-    for (int i = 0; i < found->nelts; i++)
-        apr_table_unset(r->headers_in, APR_ARRAY_IDX(found, i, const char *));
+    sk_scrub_lookalikes(r);
+    return DECLINED;
 }
 
-/* The Cookie header without the module's cookies: the application gets the
- * user from the environment, never the tokens (a refresh token is a
- * long-lived credential; a CGI's environment and a PHP app's $_COOKIE end up
- * in error pages and logs). It also spares every CGI ~2 KB of environment. */
-static int sk_is_own_cookie(const sk_server_conf *c, const char *name, size_t n)
+int sk_scrub_subrequest_lookalikes(request_rec *r)
 {
-    const char *own[] = { c->cookie_access, c->cookie_id, c->cookie_refresh, c->cookie_session };
-    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (own[i] && strlen(own[i]) == n && !strncmp(own[i], name, n))
-            return 1;
-    size_t sp = strlen(c->cookie_state);
-    return sp && n > sp && !strncmp(name, c->cookie_state, sp);
+    if (r->main)
+        sk_scrub_lookalikes(r);
+    return DECLINED;
 }
 
-typedef struct {
-    const sk_server_conf *c;
-    char *out;                          /* the pairs kept, "; "-separated */
-    size_t used;
-    int dropped;
-    const char *mark;                   /* an organization switch's mark, in the header */
-    size_t mark_len;
-} sk_cookie_filter;
-
-/* One pair of sk_cookie_each: dropped when ours, else copied as it came
- * (with its quotes, which the walk took off: the header is our source). */
-static int sk_filter_cookie(void *ctx, const char *name, size_t nlen, const char *value,
-                            size_t vlen)
+/* The Cookie header without the module's cookies, on every request of a
+ * server that uses the module, protected or not, whoever authorized it: the
+ * application gets the user from the environment, never the tokens (a
+ * refresh token is a long-lived credential; a CGI's environment and a PHP
+ * app's $_COOKIE end up in error pages and logs). It also spares every CGI
+ * ~2 KB of environment. The original stays in a note for the module's own
+ * reads (its handler, a later subrequest or internal redirect to a protected
+ * location). A request that sends none of our cookies costs one substring
+ * search. */
+int sk_strip_cookies_fixup(request_rec *r)
 {
-    sk_cookie_filter *f = ctx;
-    if (sk_is_own_cookie(f->c, name, nlen)) {
-        f->dropped++;
-        /* Kept aside for the authorization failure that may read it. */
-        if (nlen == strlen(f->c->rt->switch_cookie)
-            && !strncmp(name, f->c->rt->switch_cookie, nlen)) {
-            f->mark = value;
-            f->mark_len = vlen;
-        }
-        return 0;
+    sk_runtime *rt = sk_server_config(r)->rt;
+    if (!rt)
+        return DECLINED;
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    if (!d->strip_cookies) {
+        /* Off here, though the request this one redirects from stripped them. */
+        const char *orig = sk_request_note(r, SK_NOTE_COOKIE);
+        if (orig)
+            apr_table_setn(r->headers_in, "Cookie", orig);
+        return DECLINED;
     }
-    const char *end = value + vlen;
-    if (value[-1] == '"' && *end == '"') {
-        value--;
-        end++;
-    }
-    if (f->used) {
-        memcpy(f->out + f->used, "; ", 2);
-        f->used += 2;
-    }
-    memcpy(f->out + f->used, name, nlen);
-    f->out[f->used + nlen] = '=';
-    memcpy(f->out + f->used + nlen + 1, value, (size_t)(end - value));
-    f->used += nlen + 1 + (size_t)(end - value);
-    return 0;
-}
-
-/* Through the module's own reader (modules/cookie.c). httpd has merged any
- * repeated Cookie lines into one already; kept pairs never outgrow it plus a
- * separator each. */
-static void sk_strip_own_cookies(request_rec *r)
-{
     const char *header = apr_table_get(r->headers_in, "Cookie");
-    if (!header)
-        return;
-    sk_cookie_filter f = { sk_server_config(r), apr_palloc(r->pool, 2 * strlen(header) + 1),
-                           0, 0, NULL, 0 };
-    sk_cookie_each(header, sk_filter_cookie, &f);
-    if (!f.dropped)
-        return;
-    if (f.mark)
-        apr_table_setn(r->notes, SK_NOTE_SWITCH_MARK, apr_pstrmemdup(r->pool, f.mark,
-                                                                     f.mark_len));
-    f.out[f.used] = '\0';
-    if (f.used)
-        apr_table_setn(r->headers_in, "Cookie", f.out);
+    if (!sk_cookie_may_hold_own(&rt->own_cookies, header))
+        return DECLINED;
+    char *kept = apr_palloc(r->pool, sk_cookie_strip_size(header));
+    if (!sk_cookie_strip_own(&rt->own_cookies, header, kept))
+        return DECLINED;
+    if (!sk_request_note(r, SK_NOTE_COOKIE))
+        apr_table_setn(r->notes, SK_NOTE_COOKIE, header);
+    if (*kept)
+        apr_table_setn(r->headers_in, "Cookie", kept);
     else
         apr_table_unset(r->headers_in, "Cookie");
+    return DECLINED;
 }
 
 int sk_check_authn(request_rec *r)
@@ -795,12 +770,6 @@ int sk_check_authn(request_rec *r)
                       " and friends)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (d->header_prefix) {
-        /* The prefix's look-alikes, and any Scalekit-* header a backend could
-         * mistake for ours (CGI shows Scalekit-Email as HTTP_SCALEKIT_EMAIL). */
-        sk_strip_lookalikes(r, d->header_prefix);
-        sk_strip_lookalikes(r, "Scalekit-");
-    }
     sk_request_session *rs = sk_request_session_get(r);
     int had = 0;
     /* A token without aud holds only where its client is listed: a subrequest
@@ -812,8 +781,6 @@ int sk_check_authn(request_rec *r)
         if (rv != OK)
             return rv;
     }
-    if (d->strip_cookies)
-        sk_strip_own_cookies(r);
     sk_count(SK_C_AUTHN);
     if (!rs) {
         sk_count(SK_C_MISSING);
@@ -821,7 +788,7 @@ int sk_check_authn(request_rec *r)
     }
     sk_count(SK_C_VALID);
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
-                  ? rs->access->sub : "-");
+                  ? sk_env_safe(r->pool, rs->access->sub) : "-");
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs, d))
         return HTTP_UNAUTHORIZED;

@@ -39,6 +39,75 @@ const char *sk_short_hash(apr_pool_t *p, const char *token)
     return apr_pstrdup(p, h);
 }
 
+const char *sk_request_note(request_rec *r, const char *name)
+{
+    for (; r; r = r->main ? r->main : r->prev) {
+        const char *v = apr_table_get(r->notes, name);
+        if (v)
+            return v;
+    }
+    return NULL;
+}
+
+const char *sk_cookie_header(request_rec *r)
+{
+    const char *orig = sk_request_note(r, SK_NOTE_COOKIE);
+    return orig ? orig : apr_table_get(r->headers_in, "Cookie");
+}
+
+/* A response that sets a cookie of the module, on an ordinary page (a
+ * refresh) as on the module's own, is this browser's: a shared cache must
+ * not keep it and hand the tokens, or their clearing, to the next client.
+ * "private", not "no-store": the browser's own cache may keep the page as
+ * the application allows (browsers never replay a cached Set-Cookie), and an
+ * application's "no-store" is kept. err_headers_out survives an error
+ * response and an internal redirect; the filter merges it with what the
+ * application says (sk_cache_control_private). */
+static void sk_response_private(request_rec *r)
+{
+    if (apr_table_get(r->notes, SK_NOTE_PRIVATE))
+        return;
+    apr_table_setn(r->notes, SK_NOTE_PRIVATE, "1");
+    if (!apr_table_get(r->err_headers_out, "Cache-Control"))
+        apr_table_setn(r->err_headers_out, "Cache-Control", "private");
+}
+
+/* Before the handler of a request (or an internal redirect of one) whose
+ * response sets our cookies. */
+void sk_insert_private_filter(request_rec *r)
+{
+    if (sk_server_config(r)->rt && sk_request_note(r, SK_NOTE_PRIVATE))
+        ap_add_output_filter(SK_PRIVATE_FILTER, NULL, r, r->connection);
+}
+
+typedef struct {
+    apr_pool_t *p;
+    const char *all;
+} sk_join;
+
+static int sk_join_values(void *ctx, const char *key, const char *value)
+{
+    sk_join *j = ctx;
+    (void)key;
+    j->all = j->all ? apr_pstrcat(j->p, j->all, ", ", value, NULL) : value;
+    return 1;
+}
+
+/* Once, before the headers go out (and before mod_cache's save filter):
+ * every Cache-Control of the response, the application's and ours, becomes
+ * one that keeps shared caches out. */
+apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    sk_join j = { r->pool, NULL };
+    apr_table_do(sk_join_values, &j, r->headers_out, "Cache-Control", NULL);
+    apr_table_do(sk_join_values, &j, r->err_headers_out, "Cache-Control", NULL);
+    apr_table_unset(r->headers_out, "Cache-Control");
+    apr_table_setn(r->err_headers_out, "Cache-Control", sk_cache_control_private(r->pool, j.all));
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
 /* Set-Cookie written here rather than with ap_cookie_write: that one logs the
  * whole value at debug level, and a token must never reach a log. */
 void sk_set_cookie(request_rec *r, const char *name, const char *value, int life)
@@ -57,6 +126,7 @@ void sk_set_cookie(request_rec *r, const char *name, const char *value, int life
                                 : life > 0 ? apr_psprintf(r->pool, "; Max-Age=%d", life)
                                 : "", NULL);
     apr_table_addn(r->err_headers_out, "Set-Cookie", v);
+    sk_response_private(r);
 }
 
 void sk_clear_session_cookies(request_rec *r)
@@ -67,24 +137,11 @@ void sk_clear_session_cookies(request_rec *r)
     sk_set_cookie(r, c->cookie_refresh, NULL, SK_COOKIE_CLEAR);
 }
 
-typedef struct {
-    apr_pool_t *p;
-    const char *name, *value;
-} sk_cookie_lookup;
-
-static int sk_cookie_header_find(void *ctx, const char *key, const char *header)
-{
-    sk_cookie_lookup *l = ctx;
-    (void)key;
-    l->value = sk_cookie_get(l->p, header, l->name);
-    return l->value == NULL;           /* keep looking while not found */
-}
-
 /* Several cookies in one walk (the hot path reads three). A request has one
  * Cookie header; should it have several, the first holds the answer. */
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n)
 {
-    sk_cookie_get_many(r->pool, apr_table_get(r->headers_in, "Cookie"), names, values, n);
+    sk_cookie_get_many(r->pool, sk_cookie_header(r), names, values, n);
 }
 
 /* Cache keys begin with hash bytes, never a fixed prefix: mod_socache_shmcb
@@ -102,16 +159,6 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
                             apr_time_now(), apr_atomic_inc32(&unhashed), kind);
     sk_b64url_encode(b64, md, sizeof(md));
     return apr_pstrcat(p, b64, ":", kind, NULL);
-}
-
-int sk_header_has_prefix(const char *name, const char *prefix)
-{
-    for (; *prefix; name++, prefix++) {
-        char a = apr_tolower(*name), b = apr_tolower(*prefix);
-        if (!a || (a == '_' ? '-' : a) != (b == '_' ? '-' : b))
-            return 0;
-    }
-    return 1;
 }
 
 void *sk_process_find(server_rec *s, const char *tag)
@@ -145,9 +192,8 @@ void *sk_process_shm(server_rec *s, const char *tag, apr_size_t size)
 
 const char *sk_request_cookie(request_rec *r, const char *name)
 {
-    sk_cookie_lookup l = { r->pool, name, NULL };
-    apr_table_do(sk_cookie_header_find, &l, r->headers_in, "Cookie", NULL);
-    return l.value && *l.value ? l.value : NULL;
+    const char *v = sk_cookie_get(r->pool, sk_cookie_header(r), name);
+    return v && *v ? v : NULL;
 }
 
 /* A plain HTML error page through httpd's own error response (so
@@ -227,19 +273,14 @@ static int sk_collect_state(void *ctx, const char *name, size_t nlen,
     return 0;
 }
 
-static int sk_collect_state_header(void *ctx, const char *key, const char *header)
-{
-    (void)key;
-    sk_cookie_each(header, sk_collect_state, ctx);
-    return 1;
-}
-
 static void sk_bound_pending(request_rec *r, sk_server_conf *c, size_t new_size)
 {
     sk_state_walk w = { r, c->cookie_state,
                         apr_array_make(r->pool, 8, sizeof(sk_state_cookie)) };
     size_t total = new_size;
-    apr_table_do(sk_collect_state_header, &w, r->headers_in, "Cookie", NULL);
+    const char *header = sk_cookie_header(r);
+    if (header)
+        sk_cookie_each(header, sk_collect_state, &w);
     const sk_state_cookie *sc = (const sk_state_cookie *)w.found->elts;
     for (int i = 0; i < w.found->nelts; i++)
         total += sc[i].size;

@@ -51,3 +51,128 @@ SK_TEST(cookie_get_many_first_wins)
     SK_CHECK_STR(v[2], "9");
     SK_CHECK_INT(sk_cookie_get_many(sk_test_pool(), NULL, names, v, 3), 0);
 }
+
+/* ---- what the application must not see ---- */
+
+static const char *const OWN[] = { "sk-access-token", "sk-id-token", "sk-refresh-token",
+                                   "sk-session" };
+
+static void own_names(sk_cookie_names *own)
+{
+    sk_cookie_names_init(sk_test_pool(), own, OWN, 4, "sk-state-");
+}
+
+static const char *strip(const sk_cookie_names *own, const char *h, int *dropped)
+{
+    char *out = apr_palloc(sk_test_pool(), sk_cookie_strip_size(h));
+    *dropped = sk_cookie_strip_own(own, h, out);
+    return *dropped ? out : h;
+}
+
+SK_TEST(cookie_names_hint)
+{
+    sk_cookie_names own;
+    own_names(&own);
+    SK_CHECK_STR(own.hint, "sk-");                 /* the prefix all five share */
+    SK_CHECK(!sk_cookie_may_hold_own(&own, "a=1; b=2"));
+    SK_CHECK(!sk_cookie_may_hold_own(&own, NULL));
+    SK_CHECK(sk_cookie_may_hold_own(&own, "a=sk-x"));   /* may: the walk decides */
+    const char *mixed[] = { "at", "idt", NULL, "" };
+    sk_cookie_names_init(sk_test_pool(), &own, mixed, 4, "st-");
+    SK_CHECK_INT(own.n_exact, 2);
+    SK_CHECK_STR(own.hint, "");                    /* nothing shared: each is searched */
+    SK_CHECK(!sk_cookie_may_hold_own(&own, "b=1; c=2"));
+    SK_CHECK(sk_cookie_may_hold_own(&own, "b=1; idt=2"));
+    SK_CHECK(sk_cookie_may_hold_own(&own, "b=1; st-x=2"));
+    sk_cookie_names_init(sk_test_pool(), &own, mixed, 0, NULL);
+    SK_CHECK(!sk_cookie_may_hold_own(&own, "at=1"));       /* no names: nothing is ours */
+}
+
+SK_TEST(cookie_is_own)
+{
+    sk_cookie_names own;
+    own_names(&own);
+    SK_CHECK(sk_cookie_is_own(&own, "sk-access-token", 15));
+    SK_CHECK(sk_cookie_is_own(&own, "sk-session", 10));
+    SK_CHECK(sk_cookie_is_own(&own, "sk-state-abc", 12));
+    SK_CHECK(!sk_cookie_is_own(&own, "sk-state-", 9));    /* the bare prefix is not a state */
+    SK_CHECK(!sk_cookie_is_own(&own, "sk-access-tokens", 16));
+    SK_CHECK(!sk_cookie_is_own(&own, "sk-access-toke", 14));
+    SK_CHECK(!sk_cookie_is_own(&own, "SK-ACCESS-TOKEN", 15));   /* names are case-sensitive */
+    SK_CHECK(!sk_cookie_is_own(&own, "xsk-session", 11));
+}
+
+SK_TEST(cookie_strip_own)
+{
+    sk_cookie_names own;
+    int n;
+    own_names(&own);
+    SK_CHECK_STR(strip(&own, "a=1; sk-access-token=x.y.z; b=\"q r\";sk-state-1234=s; c=",
+                       &n), "a=1; b=\"q r\"; c=");
+    SK_CHECK_INT(n, 2);
+    SK_CHECK_STR(strip(&own, "sk-refresh-token=r; sk-id-token=i", &n), "");
+    SK_CHECK_INT(n, 2);
+    SK_CHECK_STR(strip(&own, "a=1;b=2", &n), "a=1;b=2");        /* untouched, not rewritten */
+    SK_CHECK_INT(n, 0);
+    /* Duplicates, blanks and a quoted value of ours all go. */
+    SK_CHECK_STR(strip(&own, " sk-session = \"s\" ; x=1 ;sk-session=t;;=v; y", &n), "x=1");
+    SK_CHECK_INT(n, 2);
+    /* A cookie of another application whose name only starts like ours stays. */
+    SK_CHECK_STR(strip(&own, "sk-sessions=1; sk-access-token=2; sk-state-=3", &n),
+                 "sk-sessions=1; sk-state-=3");
+    SK_CHECK_INT(n, 1);
+    /* Near the size bound's worst case: the shortest pairs, joined by a bare
+     * ';', each written back with "; " (3 bytes become 4). */
+    char big[3 * 2000 + sizeof("sk-session=1")];
+    for (int i = 0; i < 2000; i++)
+        memcpy(big + 3 * i, "a=;", 3);
+    strcpy(big + 3 * 2000, "sk-session=1");
+    char *out = apr_palloc(sk_test_pool(), sk_cookie_strip_size(big));
+    SK_CHECK_INT(sk_cookie_strip_own(&own, big, out), 1);
+    SK_CHECK_INT(strlen(out), 4 * 2000 - 2);
+    SK_CHECK(strlen(out) < sk_cookie_strip_size(big));
+}
+
+SK_TEST(header_prefix_and_scrub)
+{
+    SK_CHECK(sk_header_has_prefix("X-Scalekit-Sub", "X-Scalekit-"));
+    SK_CHECK(sk_header_has_prefix("x_scalekit_sub", "X-Scalekit-"));
+    SK_CHECK(sk_header_has_prefix("X-SCALEKIT-", "x-scalekit-"));
+    SK_CHECK(!sk_header_has_prefix("X-Scalekit", "X-Scalekit-"));
+    SK_CHECK(!sk_header_has_prefix("X-Scalekitx", "X-Scalekit-"));
+    apr_table_t *t = apr_table_make(sk_test_pool(), 8);
+    apr_table_add(t, "Host", "h");
+    apr_table_add(t, "X-Scalekit-Sub", "mallory");
+    apr_table_add(t, "Cookie", "a=1");
+    apr_table_add(t, "x_scalekit_email", "m@evil");
+    apr_table_add(t, "Scalekit-Roles", "admin");
+    apr_table_add(t, "X-Scalekit-Sub", "again");
+    apr_table_add(t, "X-Other", "o");
+    const char *prefixes[] = { "X-Scalekit-", "Scalekit-" };
+    SK_CHECK_INT(sk_headers_scrub(t, prefixes, 2), 4);
+    SK_CHECK_INT(apr_table_elts(t)->nelts, 3);
+    SK_CHECK_STR(apr_table_get(t, "Host"), "h");
+    SK_CHECK_STR(apr_table_get(t, "Cookie"), "a=1");
+    SK_CHECK_STR(apr_table_get(t, "X-Other"), "o");
+    SK_CHECK_INT(sk_headers_scrub(t, prefixes, 2), 0);
+}
+
+SK_TEST(cache_control_private)
+{
+    apr_pool_t *p = sk_test_pool();
+    SK_CHECK_STR(sk_cache_control_private(p, NULL), "private");
+    SK_CHECK_STR(sk_cache_control_private(p, "private"), "private");
+    SK_CHECK_STR(sk_cache_control_private(p, "public, max-age=600"), "private, max-age=600");
+    SK_CHECK_STR(sk_cache_control_private(p, "s-maxage=60, PUBLIC"), "private, s-maxage=60");
+    SK_CHECK_STR(sk_cache_control_private(p, "no-store, private"), "no-store");
+    SK_CHECK_STR(sk_cache_control_private(p, "max-age=0, No-Store"), "max-age=0, No-Store");
+    SK_CHECK_STR(sk_cache_control_private(p, "private=\"Set-Cookie, X\", max-age=5"),
+                 "private, max-age=5");
+    SK_CHECK_STR(sk_cache_control_private(p, "no-cache=\"a,public\" , ,"),
+                 "private, no-cache=\"a,public\"");
+    SK_CHECK_STR(sk_cache_control_private(p, "publicity=1"), "private, publicity=1");
+    SK_CHECK_STR(sk_cache_control_private(p, ""), "private");
+    /* Bare commas grow into ", " (a fuzzer found the first buffer too small). */
+    SK_CHECK_STR(sk_cache_control_private(p, "a,b,c,d,e,f,g,h,i,j,k,l,m"),
+                 "private, a, b, c, d, e, f, g, h, i, j, k, l, m");
+}
