@@ -6,6 +6,9 @@ The printed claims are used as printed, with fresh times, the local IdP's issuer
 (idp.mint(shape=...)); a row that changes a claim says so. Sessions come from a real sign-in
 against the local IdP issuing tokens of the documented shapes (idp.set_shape(...)).
 """
+import time
+import base64
+import json
 import pytest
 import requests
 
@@ -246,9 +249,12 @@ def test_session_with_documented_id_and_access_tokens(idp, h, browser_session):
     assert seen["SCALEKIT_SCOPE"] == "openid profile email"
     assert "SCALEKIT_CLIENT_ID" not in seen
     sid = seen["SCALEKIT_SESSION_ID"]
-    for c in list(s.cookies):                                       # the access token is gone:
-        if c.name == "sk-access-token":                             # the module must refresh
-            s.cookies.clear(c.domain, c.path, c.name)
+    for c in list(s.cookies):                       # the same access token, expired (past the
+        if c.name == "sk-access-token":             # leeway): the module must refresh it
+            claims = json.loads(base64.urlsafe_b64decode(c.value.split(".")[1] + "=="))
+            now = int(time.time())
+            claims.update(exp=now - 120, iat=now - 420, nbf=now - 420)
+            c.value = idp.mint(claims)
     r = s.get(h.url + "/cgi-bin/whoami", allow_redirects=False)
     assert r.status_code == 200, h.error_log()[-1500:]
     assert r.json()["SCALEKIT_EMAIL"] == "john.doe@example.com" and r.json()["SCALEKIT_SESSION_ID"] == sid
