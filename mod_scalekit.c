@@ -748,6 +748,39 @@ static const char *sk_where(apr_pool_t *p, server_rec *s, const sk_server_conf *
                         : "the main server";
 }
 
+static int sk_has_prefix(const char *name, const char *prefix)
+{
+    return !strncasecmp(name, prefix, strlen(prefix));
+}
+
+/* __Host- and __Secure- cookie names: browsers drop such a cookie unless it is
+ * Secure (and, for __Host-, has Path=/ and no Domain). Settings that would
+ * make the browser drop the session are refused; auto becomes on, so the
+ * cookies are Secure on plain http too (behind a TLS-terminating proxy). */
+static const char *sk_cookie_prefix_problem(apr_pool_t *p, server_rec *s, sk_server_conf *c)
+{
+    const char *names[] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
+                            c->cookie_state, c->cookie_session };
+    const char *host = NULL, *secure = NULL;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!host && sk_has_prefix(names[i], "__Host-"))
+            host = names[i];
+        if (!secure && (sk_has_prefix(names[i], "__Host-") || sk_has_prefix(names[i], "__Secure-")))
+            secure = names[i];
+    }
+    if (host && c->cookie_domain)
+        return apr_psprintf(p, "mod_scalekit: ScalekitCookieNames: the cookie '%s' (a __Host- "
+                            "name) must not carry a Domain: remove ScalekitCookieDomain (%s)",
+                            host, sk_where(p, s, c));
+    if (secure && c->cookie_secure == 0)
+        return apr_psprintf(p, "mod_scalekit: ScalekitCookieNames: the cookie '%s' must be "
+                            "Secure: ScalekitCookieSecure off would make browsers drop it (%s)",
+                            secure, sk_where(p, s, c));
+    if (secure)
+        c->cookie_secure = 1;
+    return NULL;
+}
+
 /* Fill unset required settings from the environment, then check them all. */
 static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf *c)
 {
@@ -779,7 +812,7 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
         || u.path[0] != '/')
         return apr_psprintf(p, "mod_scalekit: the redirect URI (ScalekitRedirectURI or "
                             "$SCALEKIT_REDIRECT_URI): %s", why ? why : "no path");
-    return NULL;
+    return sk_cookie_prefix_problem(p, s, c);
 }
 
 /* Fetch the JWKS for the key store (called from request threads). */
