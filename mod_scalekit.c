@@ -184,11 +184,20 @@ static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
     return NULL;
 }
 
+/* A redirect URI given as a path ("/api/auth/callback"): the callback URL is
+ * then made from each sign-in's request (scheme, host, port). */
+static int sk_redirect_path_ok(const char *uri)
+{
+    return uri[0] == '/' && sk_local_path_ok(uri) && !strpbrk(uri, "?#%");
+}
+
 static const char *sk_set_redirect_uri(cmd_parms *cmd, void *d, const char *arg)
 {
     sk_server_conf *c = sk_cmd_conf(cmd);
     (void)d;
-    const char *err = sk_check_url(cmd, arg);
+    const char *err = arg[0] == '/' ? (sk_redirect_path_ok(arg) ? NULL
+        : "ScalekitRedirectURI: a path must be plain: no query, fragment, %-escapes or '//'")
+        : sk_check_url(cmd, arg);
     if (err)
         return err;
     if (strlen(arg) > 256)
@@ -656,7 +665,8 @@ static const command_rec sk_cmds[] = {
     AP_INIT_TAKE1("ScalekitClientSecret", sk_set_client_secret, NULL, RSRC_CONF,
                   "client secret, or file:/path to read it from (default $SCALEKIT_CLIENT_SECRET)"),
     AP_INIT_TAKE1("ScalekitRedirectURI", sk_set_redirect_uri, NULL, RSRC_CONF,
-                  "absolute callback URL registered at Scalekit (default $SCALEKIT_REDIRECT_URI)"),
+                  "callback URL registered at Scalekit, or its path to make it from each "
+                  "request's host (default $SCALEKIT_REDIRECT_URI)"),
     AP_INIT_RAW_ARGS("ScalekitScopes", sk_set_scope, NULL, RSRC_CONF,
                      "scopes to request (default: openid profile email offline_access)"),
     AP_INIT_TAKE1("ScalekitCAFile", sk_set_ca_file, NULL, RSRC_CONF,
@@ -807,7 +817,10 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
         return apr_psprintf(p, "mod_scalekit: the environment URL (ScalekitEnvironmentURL or "
                             "$SCALEKIT_ENVIRONMENT_URL): %s", why ? why : "no trailing slash");
     apr_uri_t u;
-    why = sk_url_problem(p, c->redirect_uri);
+    if (c->redirect_uri[0] == '/')
+        why = sk_redirect_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
+    else
+        why = sk_url_problem(p, c->redirect_uri);
     if (why || apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path
         || u.path[0] != '/')
         return apr_psprintf(p, "mod_scalekit: the redirect URI (ScalekitRedirectURI or "
@@ -857,7 +870,7 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->token_url = apr_pstrcat(p, c->env_url, "/oauth/token", NULL);
     apr_uri_t u;
     apr_uri_parse(p, c->redirect_uri, &u);
-    rt->redirect_path = u.path;
+    rt->redirect_path = c->redirect_uri[0] == '/' ? c->redirect_uri : u.path;
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
                                      c->leeway, 1, 0, 1, NULL };
     /* An ID token names only the client in aud, and is kept as the profile of

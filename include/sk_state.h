@@ -33,6 +33,7 @@ typedef struct sk_login_state {
     const char *state, *nonce, *verifier, *return_to;
     int64_t created;         /* seconds since the epoch */
     int silent;              /* 1: sent with prompt=none (retry without on login_required) */
+    const char *redirect_uri;   /* made from the request (a path ScalekitRedirectURI), or NULL */
 } sk_login_state;
 
 char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s);

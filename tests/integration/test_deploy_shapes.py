@@ -1,10 +1,12 @@
 """Production shapes: HTTPS with HTTP/2, a TLS-terminating proxy in front, one virtual host with
 several names, WebSocket applications. (Chromium over https: tests/integration/test_browser.py.)"""
 import subprocess
+import urllib.parse
 
 import pytest
+import requests
 
-from httpd import Httpd  # noqa: F401
+from httpd import DEFAULT_LOCATIONS, Httpd
 
 
 def set_cookies(r):
@@ -63,3 +65,93 @@ def test_host_prefixed_cookies_are_secure_on_plain_http(idp, httpd_factory, brow
     line = [c for c in set_cookies(r) if c.startswith("__Host-s-")][0]
     assert "secure" in attrs(line) and "path=/" in attrs(line), line
     assert not any(a.startswith("domain=") for a in attrs(line)), line
+
+
+# ---------------------------------------------------------------- one virtual host, several names
+
+MULTI_NAME_VHOST = """
+<VirtualHost 127.0.0.1:@PORT@>
+    ServerName localhost
+    ServerAlias 127.0.0.1
+    %s
+    %s
+</VirtualHost>
+"""
+
+
+def multi_name_conf(idp, client_id, secret, redirect="/api/auth/callback"):
+    return ("ScalekitEnvironmentURL %s\nScalekitClientID %s\nScalekitClientSecret %s\n"
+            "ScalekitRedirectURI %s\n" % (idp.url, client_id, secret, redirect))
+
+
+def authorize_params(location):
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+
+
+def sign_in(s, base, start="/dashboard/"):
+    """A browser's sign-in on base through the auto-login IdP: the final response."""
+    r = s.get(base + start, headers={"Accept": "text/html"}, allow_redirects=False)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    first = r
+    r = s.get(r.headers["Location"])
+    return first, r
+
+
+def test_redirect_uri_path_serves_every_name_of_the_host(idp, httpd_factory, browser_session):
+    """ScalekitRedirectURI /api/auth/callback on a server named localhost with ServerAlias
+    127.0.0.1: each name signs in with its own callback URL (both registered at the IdP, which
+    refuses any other), and the code exchange sends the same redirect_uri as the authorize request
+    (the IdP refuses a mismatch)."""
+    h = httpd_factory(idp=idp, scalekit_conf="", locations="", extra_conf=MULTI_NAME_VHOST % (
+        multi_name_conf(idp, "skc_multi", "multi-secret"), DEFAULT_LOCATIONS))
+    names = {"localhost": "http://localhost:%d" % h.port, "127.0.0.1": "http://127.0.0.1:%d" % h.port}
+    idp.add_client("skc_multi", "multi-secret",
+                   redirect_uris=[base + "/api/auth/callback" for base in names.values()])
+    for base in names.values():
+        s = browser_session()
+        first, r = sign_in(s, base)
+        assert authorize_params(first.headers["Location"])["redirect_uri"] == base + "/api/auth/callback"
+        assert r.status_code == 200 and r.url == base + "/dashboard/", (r.url, r.text[:300])
+        assert r.history[-1].url.startswith(base + "/api/auth/callback?")
+        token_calls = [e for e in idp.log() if e.get("path") == "/oauth/token"]
+        assert token_calls, idp.log()[-3:]
+    # Sign-out comes back to the name it was asked on.
+    r = s.get(names["127.0.0.1"] + "/api/auth/logout", allow_redirects=False)
+    assert r.status_code == 302
+    assert authorize_params(r.headers["Location"])["post_logout_redirect_uri"] == names["127.0.0.1"] + "/"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/api/auth/login?return_to=/dashboard/",
+                                  "/api/auth/logout"])
+def test_redirect_uri_path_refuses_a_host_not_served(idp, httpd_factory, path):
+    """A Host that is neither ServerName nor ServerAlias (name-based virtual hosting hands it to
+    the default server) gets a 400: it never goes into a callback URL, a Location or the page."""
+    h = httpd_factory(idp=idp, scalekit_conf=multi_name_conf(idp, idp.client_id, idp.client_secret))
+    r = requests.get("http://127.0.0.1:%d%s" % (h.port, path), allow_redirects=False,
+                     headers={"Host": "evil.example:%d" % h.port, "Accept": "text/html"})
+    assert r.status_code == 400, (r.status_code, r.headers)
+    assert "Location" not in r.headers and "evil" not in r.text.lower()
+    assert not [c for c in set_cookies(r) if c.startswith("sk-state-")]
+    assert "Host 'evil.example' is not a ServerName or ServerAlias" in h.error_log()
+    # The names it serves still work.
+    ok = requests.get(h.url + "/dashboard/", allow_redirects=False, headers={"Accept": "text/html"})
+    assert ok.status_code == 302 and "redirect_uri=http%3A%2F%2Flocalhost%3A" in ok.headers["Location"]
+
+
+def test_absolute_redirect_uri_ignores_the_host(idp, httpd_factory):
+    """An absolute ScalekitRedirectURI is sent as written, whatever Host the request names."""
+    h = httpd_factory(idp=idp)
+    r = requests.get("http://127.0.0.1:%d/dashboard/" % h.port, allow_redirects=False,
+                     headers={"Host": "evil.example", "Accept": "text/html"})
+    assert r.status_code == 302
+    assert authorize_params(r.headers["Location"])["redirect_uri"] == h.url + "/api/auth/callback"
+
+
+@pytest.mark.parametrize("value", ["/api/auth/callback?x=1", "//evil.example/cb", "/a/%2e%2e/cb"])
+def test_redirect_uri_path_must_be_plain(idp, module_path, value):
+    h = Httpd(module_path, idp=idp, scalekit_conf=multi_name_conf(idp, "c", "s", redirect=value))
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "ScalekitRedirectURI" in out, out

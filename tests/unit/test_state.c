@@ -10,7 +10,8 @@ SK_TEST(state_round_trip)
 {
     sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
     SK_REQUIRE(k);
-    sk_login_state in = { "s1", "n1", "v1", "/back?x=1", 1700000000, 1 }, out;
+    sk_login_state in = { "s1", "n1", "v1", "/back?x=1", 1700000000, 1,
+                          "https://b.example.com/cb" }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), 0);
@@ -20,6 +21,11 @@ SK_TEST(state_round_trip)
     SK_CHECK_STR(out.return_to, "/back?x=1");
     SK_CHECK_INT(out.created, 1700000000);
     SK_CHECK_INT(out.silent, 1);
+    SK_CHECK_STR(out.redirect_uri, "https://b.example.com/cb");
+    /* Without one (an absolute ScalekitRedirectURI) none comes back. */
+    in.redirect_uri = NULL;
+    SK_CHECK_INT(sk_login_state_open(pool(), k, sk_login_state_seal(pool(), k, &in), &out), 0);
+    SK_CHECK(out.redirect_uri == NULL);
 }
 
 SK_TEST(state_tampering_refused)
@@ -27,7 +33,7 @@ SK_TEST(state_tampering_refused)
     sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
     sk_sealer *other = sk_sealer_create(pool(), "secret2", "label");
     sk_sealer *other_label = sk_sealer_create(pool(), "secret", "label2");
-    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0 }, out;
+    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     size_t n = strlen(sealed);
