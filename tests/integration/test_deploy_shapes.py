@@ -155,3 +155,86 @@ def test_redirect_uri_path_must_be_plain(idp, module_path, value):
     finally:
         h.cleanup()
     assert rc != 0 and "ScalekitRedirectURI" in out, out
+
+
+# ---------------------------------------------------------------- behind a TLS-terminating proxy
+
+FRONT_CONF = """
+ProxyPreserveHost On
+RequestHeader set X-Forwarded-Proto https
+ProxyPass / http://127.0.0.1:%d/
+ProxyPassReverse / http://127.0.0.1:%d/
+"""
+
+
+def behind_proxy(httpd_factory, idp, back_conf):
+    """A plain-http Apache with the module behind a front Apache that terminates TLS (HTTP/2 to
+    the browser) and proxies with the Host kept. back_conf(front) -> (scalekit_conf, extra_conf)."""
+    back = httpd_factory(idp=idp)
+    front = httpd_factory(load_scalekit=False, tls=True, proxy=True,
+                          extra_conf=FRONT_CONF % (back.port, back.port))
+    sk, extra = back_conf(front)
+    back.graceful(settle=True, scalekit_conf=sk, extra_conf=extra)
+    return front, back
+
+
+def proxied_sign_in(s, front):
+    r = s.get(front.url + "/api/auth/login?return_to=/dashboard/", allow_redirects=False)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    callback = authorize_params(r.headers["Location"])["redirect_uri"]
+    state = [c for c in set_cookies(r) if c.startswith("sk-state-")]
+    r2 = s.get(r.headers["Location"])
+    return callback, state, r2
+
+
+def assert_signed_in_securely(front, s, callback, state, r):
+    assert callback == front.url + "/api/auth/callback", callback
+    assert state and all("secure" in attrs(c) for c in state), state
+    assert r.status_code == 200 and r.url == front.url + "/dashboard/", (r.url, r.text[:300])
+    cb = r.history[-1]
+    assert cb.url.startswith(front.url + "/api/auth/callback?")
+    assert cb.headers["Location"] in ("/dashboard/", front.url + "/dashboard/"), cb.headers
+    session = [c for c in set_cookies(cb) if not c.startswith("sk-state-")]
+    assert session and all("secure" in attrs(c) for c in session), session
+    out = s.get(front.url + "/api/auth/logout", allow_redirects=False)
+    assert out.status_code == 302
+    assert authorize_params(out.headers["Location"])["post_logout_redirect_uri"] == front.url + "/"
+
+
+def test_behind_tls_proxy_with_secure_on_and_absolute_redirect_uri(idp, httpd_factory, browser_session):
+    """The documented setting behind a TLS-terminating proxy: ScalekitCookieSecure on and an
+    absolute https ScalekitRedirectURI. Sign-in through the front ends on the front's https origin,
+    every cookie is Secure, and sign-out returns to the https origin (not the http one httpd sees)."""
+    def conf(front):
+        return (multi_name_conf(idp, idp.client_id, idp.client_secret,
+                                redirect=front.url + "/api/auth/callback")
+                + "ScalekitCookieSecure on\n", "")
+    front, back = behind_proxy(httpd_factory, idp, conf)
+    s = browser_session(ca=front.ca)
+    assert_signed_in_securely(front, s, *proxied_sign_in(s, front))
+
+
+def test_behind_tls_proxy_with_https_servername_and_path_redirect_uri(idp, httpd_factory,
+                                                                      browser_session):
+    """Apache's own way to tell a backend its public scheme: ServerName https://host. With a path
+    ScalekitRedirectURI the callback is https on the front's host and port, and cookies are Secure
+    with ScalekitCookieSecure at auto."""
+    def conf(front):
+        return (multi_name_conf(idp, idp.client_id, idp.client_secret),
+                "ServerName https://localhost:%d\n" % front.port)
+    front, back = behind_proxy(httpd_factory, idp, conf)
+    s = browser_session(ca=front.ca)
+    assert_signed_in_securely(front, s, *proxied_sign_in(s, front))
+
+
+def test_client_sent_forwarded_headers_are_not_believed(idp, httpd_factory):
+    """A client talking plain http to the server cannot make it believe https, nor another host,
+    with X-Forwarded-Proto / X-Forwarded-Host: no Secure cookie, an http callback on its own name."""
+    h = httpd_factory(idp=idp, scalekit_conf=multi_name_conf(idp, idp.client_id, idp.client_secret))
+    r = requests.get(h.url + "/api/auth/login?return_to=/", allow_redirects=False,
+                     headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example",
+                              "X-Forwarded-Port": "443", "Forwarded": "proto=https;host=evil.example"})
+    assert r.status_code == 302
+    assert authorize_params(r.headers["Location"])["redirect_uri"] == h.url + "/api/auth/callback"
+    state = [c for c in set_cookies(r) if c.startswith("sk-state-")][0]
+    assert "secure" not in attrs(state), state
