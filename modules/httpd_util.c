@@ -170,6 +170,10 @@ int sk_is_navigation(request_rec *r)
 {
     if (r->method_number != M_GET)    /* HEAD is M_GET too */
         return 0;
+    /* A WebSocket upgrade cannot follow a redirect (browsers fail it). */
+    const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
+    if (upgrade && ap_find_token(r->pool, upgrade, "websocket"))
+        return 0;
     const char *xrw = apr_table_get(r->headers_in, "X-Requested-With");
     if (xrw && *xrw)
         return 0;

@@ -1,6 +1,8 @@
 """Production shapes: HTTPS with HTTP/2, a TLS-terminating proxy in front, one virtual host with
 several names, WebSocket applications. (Chromium over https: tests/integration/test_browser.py.)"""
+import json
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -238,3 +240,74 @@ def test_client_sent_forwarded_headers_are_not_believed(idp, httpd_factory):
     assert authorize_params(r.headers["Location"])["redirect_uri"] == h.url + "/api/auth/callback"
     state = [c for c in set_cookies(r) if c.startswith("sk-state-")][0]
     assert "secure" not in attrs(state), state
+
+
+# ---------------------------------------------------------------- WebSockets behind the module
+
+WS_LOCATION = """
+<Location /ws/>
+    AuthType Scalekit
+    Require valid-user
+    ScalekitClaimHeaders X-Scalekit-
+    ProxyPass %s
+</Location>
+"""
+
+
+@pytest.fixture
+def ws_backend():
+    from wsecho import WsEcho
+    with WsEcho() as ws:
+        yield ws
+
+
+# mod_proxy_wstunnel's ws:// worker, and mod_proxy_http's own upgrade (2.4.47+), over https
+WS_SHAPES = {"wstunnel": ("ws://127.0.0.1:%d/ws/", False), "upgrade-https": (
+    "http://127.0.0.1:%d/ws/ upgrade=websocket", True)}
+
+
+@pytest.mark.parametrize("shape", sorted(WS_SHAPES))
+def test_websocket_upgrade_carries_the_session(idp, httpd_factory, browser_session, ws_backend,
+                                               shape):
+    """A WebSocket application behind AuthType Scalekit: the upgrade request is authenticated by
+    the session cookie, the backend sees the claim headers (and none of the module's cookies), and
+    messages flow both ways. Without a session the upgrade gets 401, never a redirect to sign in
+    (a WebSocket cannot follow one), and the backend is never asked."""
+    from wsecho import ws_connect
+    target, tls = WS_SHAPES[shape]
+    h = httpd_factory(idp=idp, proxy=True, tls=tls, extra_modules=["proxy_wstunnel"],
+                      extra_conf=WS_LOCATION % (target % ws_backend.port))
+    host = "localhost:%d" % h.port
+    ca = h.ca if tls else None
+
+    status, headers, conn = ws_connect(h.port, "/ws/chat", host, tls_ca=ca)
+    assert status == 401 and conn is None, (status, headers)
+    assert ws_backend.requests == []
+
+    idp.set_user(email="grace@example.com")
+    s = browser_session(ca=h.ca)
+    r = s.get(h.url + "/api/auth/login?return_to=/dashboard/")
+    assert r.status_code == 200 and r.url == h.url + "/dashboard/"
+    cookie = "; ".join("%s=%s" % (c.name, c.value) for c in s.cookies if c.name.startswith("sk-"))
+    status, headers, conn = ws_connect(h.port, "/ws/chat", host, tls_ca=ca,
+                                       headers={"Cookie": cookie + "; app=1",
+                                                "X-Scalekit-Email": "forged@example.com"})
+    assert status == 101, (status, headers)
+    try:
+        seen = json.loads(conn.recv_text())
+        assert seen["path"] == "/ws/chat"
+        assert seen["headers"]["x-scalekit-sub"] == "usr_demo001", seen
+        assert seen["headers"]["x-scalekit-email"] == "grace@example.com", seen
+        assert "sk-access-token" not in seen["headers"].get("cookie", ""), seen
+        assert "app=1" in seen["headers"].get("cookie", ""), seen
+        for text in ("hello", "x" * 70000):
+            conn.send_text(text)
+            assert conn.recv_text() == text
+    finally:
+        conn.close()
+        conn.sock.close()
+    # httpd logs the upgrade once the tunnel has closed.
+    deadline = time.monotonic() + 10
+    while not any(row["status"] == 101 for row in h.access_log()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [row["user"] for row in h.access_log() if row["status"] == 101] == ["usr_demo001"]
