@@ -46,6 +46,23 @@ try {
   assert.ok(access && access.httpOnly && access.sameSite === 'Lax', 'session cookie attributes');
   const seen = cookies.map(({ name, domain, path, secure, httpOnly, sameSite }) =>
     ({ name, domain, path, secure, httpOnly, sameSite }));
+  // WEBSOCKET=/path: the signed-in page opens a WebSocket there (wss on https), reads the
+  // backend's first message (JSON of the upgrade request it saw) and an echo of one it sends.
+  let websocket = null;
+  if (process.env.WEBSOCKET) {
+    websocket = await page.evaluate(path => new Promise((resolve, reject) => {
+      const url = new URL(path, location.href);
+      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      const ws = new WebSocket(url), got = [];
+      setTimeout(() => reject(new Error('no WebSocket answer in 10 s')), 10000);
+      ws.onerror = () => reject(new Error('WebSocket failed'));
+      ws.onmessage = e => {
+        got.push(e.data);
+        if (got.length === 1) ws.send('ping from chromium');
+        else { ws.close(); resolve({ first: JSON.parse(got[0]), echo: got[1] }); }
+      };
+    }), process.env.WEBSOCKET);
+  }
   if (process.env.SCREENSHOT) {
     await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
   }
@@ -56,7 +73,7 @@ try {
     const after = await page.context().cookies(site);
     assert.ok(!after.find(c => c.name === accessCookie && c.value), 'cookie cleared');
   }
-  console.log(JSON.stringify({ ok: true, url: page.url(), protocol, cookies: seen }));
+  console.log(JSON.stringify({ ok: true, url: page.url(), protocol, cookies: seen, websocket }));
 } finally {
   await browser.close();
 }

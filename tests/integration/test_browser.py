@@ -98,3 +98,24 @@ def test_host_prefixed_cookies_in_chromium_over_https(interactive_idp, httpd_fac
     host = [c for c in res["cookies"] if c["name"].startswith("__Host-")]
     assert {c["name"] for c in host} >= {"__Host-sk-access", "__Host-sk-id"}, res["cookies"]
     assert all(c["secure"] and c["path"] == "/" and c["domain"] == "localhost" for c in host)
+
+
+def test_websocket_from_a_signed_in_page_over_https(interactive_idp, httpd_factory):
+    """A signed-in page in Chromium opens a wss:// WebSocket to an application behind
+    mod_proxy_wstunnel in a protected location: the browser's own upgrade carries the session
+    cookie, the backend sees the claim headers, and the echo comes back."""
+    from wsecho import WsEcho
+    with WsEcho() as ws:
+        h = httpd_factory(idp=interactive_idp, idp_https=True, tls=True, proxy=True,
+                          extra_modules=["proxy_wstunnel"], extra_conf=(
+                              "<Location /ws/>\n AuthType Scalekit\n Require valid-user\n"
+                              " ScalekitClaimHeaders X-Scalekit-\n ProxyPass ws://127.0.0.1:%d/ws/\n"
+                              "</Location>\n" % ws.port))
+        res = signin_result(run_signin({
+            "SITE": h.url, "START": "/dashboard/", "NAME": "Grace Hopper", "EXPECT": "dashboard",
+            "SPKI": trusted_spki(h, interactive_idp), "WEBSOCKET": "/ws/live"}))
+    seen = res["websocket"]["first"]
+    assert seen["path"] == "/ws/live"
+    assert seen["headers"]["x-scalekit-email"] == "grace@example.com", seen
+    assert seen["headers"]["x-scalekit-name"] == "Grace Hopper", seen
+    assert res["websocket"]["echo"] == "ping from chromium"
