@@ -189,11 +189,20 @@ static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
     return NULL;
 }
 
+/* A redirect URI given as a path ("/api/auth/callback"): the callback URL is
+ * then made from each sign-in's request (scheme, host, port). */
+static int sk_redirect_path_ok(const char *uri)
+{
+    return uri[0] == '/' && sk_local_path_ok(uri) && !strpbrk(uri, "?#%");
+}
+
 static const char *sk_set_redirect_uri(cmd_parms *cmd, void *d, const char *arg)
 {
     sk_server_conf *c = sk_cmd_conf(cmd);
     (void)d;
-    const char *err = sk_check_url(cmd, arg);
+    const char *err = arg[0] == '/' ? (sk_redirect_path_ok(arg) ? NULL
+        : "ScalekitRedirectURI: a path must be plain: no query, fragment, %-escapes or '//'")
+        : sk_check_url(cmd, arg);
     if (err)
         return err;
     if (strlen(arg) > 256)
@@ -838,7 +847,8 @@ static const command_rec sk_cmds[] = {
     AP_INIT_TAKE1("ScalekitClientSecret", sk_set_client_secret, NULL, RSRC_CONF,
                   "client secret, or file:/path to read it from (default $SCALEKIT_CLIENT_SECRET)"),
     AP_INIT_TAKE1("ScalekitRedirectURI", sk_set_redirect_uri, NULL, RSRC_CONF,
-                  "absolute callback URL registered at Scalekit (default $SCALEKIT_REDIRECT_URI)"),
+                  "callback URL registered at Scalekit, or its path to make it from each "
+                  "request's host (default $SCALEKIT_REDIRECT_URI)"),
     AP_INIT_RAW_ARGS("ScalekitScopes", sk_set_scope, NULL, RSRC_CONF,
                      "scopes to request (default: openid profile email offline_access)"),
     AP_INIT_TAKE1("ScalekitCAFile", sk_set_ca_file, NULL, RSRC_CONF,
@@ -943,6 +953,39 @@ static const char *sk_where(apr_pool_t *p, server_rec *s, const sk_server_conf *
                         : "the main server";
 }
 
+static int sk_has_prefix(const char *name, const char *prefix)
+{
+    return !strncasecmp(name, prefix, strlen(prefix));
+}
+
+/* __Host- and __Secure- cookie names: browsers drop such a cookie unless it is
+ * Secure (and, for __Host-, has Path=/ and no Domain). Settings that would
+ * make the browser drop the session are refused; auto becomes on, so the
+ * cookies are Secure on plain http too (behind a TLS-terminating proxy). */
+static const char *sk_cookie_prefix_problem(apr_pool_t *p, server_rec *s, sk_server_conf *c)
+{
+    const char *names[] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
+                            c->cookie_state, c->cookie_session };
+    const char *host = NULL, *secure = NULL;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!host && sk_has_prefix(names[i], "__Host-"))
+            host = names[i];
+        if (!secure && (sk_has_prefix(names[i], "__Host-") || sk_has_prefix(names[i], "__Secure-")))
+            secure = names[i];
+    }
+    if (host && c->cookie_domain)
+        return apr_psprintf(p, "mod_scalekit: ScalekitCookieNames: the cookie '%s' (a __Host- "
+                            "name) must not carry a Domain: remove ScalekitCookieDomain (%s)",
+                            host, sk_where(p, s, c));
+    if (secure && c->cookie_secure == 0)
+        return apr_psprintf(p, "mod_scalekit: ScalekitCookieNames: the cookie '%s' must be "
+                            "Secure: ScalekitCookieSecure off would make browsers drop it (%s)",
+                            secure, sk_where(p, s, c));
+    if (secure)
+        c->cookie_secure = 1;
+    return NULL;
+}
+
 /* Fill unset required settings from the environment, then check them all. */
 static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf *c)
 {
@@ -969,12 +1012,15 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
         return apr_psprintf(p, "mod_scalekit: the environment URL (ScalekitEnvironmentURL or "
                             "$SCALEKIT_ENVIRONMENT_URL): %s", why ? why : "no trailing slash");
     apr_uri_t u;
-    why = sk_url_problem(p, c->redirect_uri);
+    if (c->redirect_uri[0] == '/')
+        why = sk_redirect_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
+    else
+        why = sk_url_problem(p, c->redirect_uri);
     if (why || apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path
         || u.path[0] != '/')
         return apr_psprintf(p, "mod_scalekit: the redirect URI (ScalekitRedirectURI or "
                             "$SCALEKIT_REDIRECT_URI): %s", why ? why : "no path");
-    return NULL;
+    return sk_cookie_prefix_problem(p, s, c);
 }
 
 /* Fetch the JWKS for the key store (called from request threads). */
@@ -1029,7 +1075,7 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->token_url = apr_pstrcat(p, c->env_url, "/oauth/token", NULL);
     apr_uri_t u;
     apr_uri_parse(p, c->redirect_uri, &u);
-    rt->redirect_path = u.path;
+    rt->redirect_path = c->redirect_uri[0] == '/' ? c->redirect_uri : u.path;
     rt->switch_cookie = apr_pstrcat(p, c->cookie_state, "org", NULL);
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
                                      c->leeway, 1, 0, 1, NULL, 0 };

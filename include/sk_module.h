@@ -195,6 +195,10 @@ apr_status_t sk_process_keep(server_rec *s, const char *tag, void *data);
  * NULL (logged) when there is none. */
 void *sk_process_shm(server_rec *s, const char *tag, apr_size_t size);
 const char *sk_login_path(request_rec *r);
+/* The callback URL for a sign-in starting on r: an absolute ScalekitRedirectURI
+ * as written; a path made absolute on r's scheme, host and port, or NULL
+ * (logged) when r's host is not a ServerName or ServerAlias of its server. */
+const char *sk_callback_url(request_rec *r);
 const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* The Cookie header as the client sent it, for the module's own reads: the

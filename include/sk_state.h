@@ -35,6 +35,7 @@ typedef struct sk_login_state {
     int silent;              /* 1: sent with prompt=none (retry without on login_required) */
     const char *params;      /* the sign-in parameters sent (a query string), or NULL */
     const char *switch_to;   /* an organization switch: the organizations asked for, or NULL */
+    const char *redirect_uri;   /* made from the request (a path ScalekitRedirectURI), or NULL */
 } sk_login_state;
 
 char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s);

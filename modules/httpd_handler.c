@@ -152,7 +152,8 @@ static int sk_exchange(request_rec *r, const char *code, const sk_login_state *s
     sk_http_resp resp;
     const char *why;
     const char *body = sk_oauth_code_body(r->pool, c->client_id, c->client_secret, code,
-                                          c->redirect_uri, st->verifier);
+                                          st->redirect_uri ? st->redirect_uri
+                                                           : c->redirect_uri, st->verifier);
     if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: token endpoint %s unreachable:"
                       " %s", c->rt->token_url, resp.err);
@@ -266,12 +267,19 @@ static int sk_callback(request_rec *r)
     return sk_redirect(r, st.return_to);
 }
 
-/* The post-logout URL: configured, or the site root, made absolute. */
+/* The post-logout URL: configured, or the site root, made absolute on the
+ * origin of an absolute ScalekitRedirectURI (the public one, also behind a
+ * TLS-terminating proxy), else on the request's; NULL for a host not served. */
 static const char *sk_post_logout(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
     const char *target = c->post_logout_uri ? c->post_logout_uri : "/";
-    return *target == '/' ? ap_construct_url(r->pool, target, r) : target;
+    apr_uri_t u;
+    if (*target != '/')
+        return target;
+    if (c->redirect_uri[0] != '/' && apr_uri_parse(r->pool, c->redirect_uri, &u) == APR_SUCCESS)
+        return apr_pstrcat(r->pool, u.scheme, "://", u.hostinfo, target, NULL);
+    return sk_callback_url(r) ? ap_construct_url(r->pool, target, r) : NULL;
 }
 
 /* The session being signed out, as far as its tokens verify: the access
@@ -310,6 +318,10 @@ static int sk_logout(request_rec *r)
     sk_server_conf *c = sk_server_config(r);
     sk_tokens t;
     const char *sid, *hint;
+    const char *after = sk_post_logout(r);
+    if (!after)
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Unknown host",
+                             "This site is not served under the name the request gave.");
     if (sk_tokens_load(r, &t) != OK)
         memset(&t, 0, sizeof(t));            /* store down: still clear the browser side */
     sk_logout_session(r, &t, &sid, &hint);
@@ -320,8 +332,7 @@ static int sk_logout(request_rec *r)
     sk_count(SK_C_LOGOUT);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "signed out: ID token %s",
                   sk_short_hash(r->pool, hint));
-    return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, hint, sk_post_logout(r),
-                                              NULL));
+    return sk_redirect(r, sk_oauth_logout_url(r->pool, c->env_url, hint, after, NULL));
 }
 
 /* GET …/session: the signed-in user's claims as JSON for front-end code, or 401. */

@@ -216,6 +216,10 @@ int sk_is_navigation(request_rec *r)
 {
     if (r->method_number != M_GET)    /* HEAD is M_GET too */
         return 0;
+    /* A WebSocket upgrade cannot follow a redirect (browsers fail it). */
+    const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
+    if (upgrade && ap_find_token(r->pool, upgrade, "websocket"))
+        return 0;
     const char *xrw = apr_table_get(r->headers_in, "X-Requested-With");
     if (xrw && *xrw)
         return 0;
@@ -240,6 +244,37 @@ const char *sk_login_path(request_rec *r)
     const char *slash = strrchr(path, '/');
     return apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, path, (apr_size_t)(slash - path)),
                        "/login", NULL);
+}
+
+/* Name-based virtual hosting hands a request for an unknown name to the
+ * default server: only the names it was given may go into a URL we send. */
+static int sk_host_is_served(request_rec *r)
+{
+    const server_rec *s = r->server;
+    const char *host = r->hostname;
+    if (!host || (s->server_hostname && !strcasecmp(host, s->server_hostname)))
+        return 1;                     /* no Host (HTTP/1.0): ap_construct_url uses ServerName */
+    for (int i = 0; s->names && i < s->names->nelts; i++)
+        if (!strcasecmp(host, APR_ARRAY_IDX(s->names, i, const char *)))
+            return 1;
+    for (int i = 0; s->wild_names && i < s->wild_names->nelts; i++)
+        if (!ap_strcasecmp_match(host, APR_ARRAY_IDX(s->wild_names, i, const char *)))
+            return 1;
+    return 0;
+}
+
+const char *sk_callback_url(request_rec *r)
+{
+    sk_server_conf *c = sk_server_config(r);
+    if (c->redirect_uri[0] != '/')
+        return c->redirect_uri;
+    if (!sk_host_is_served(r)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refused: Host '%s' is not a ServerName "
+                      "or ServerAlias of this server, so no callback URL is made for it",
+                      ap_escape_logitem(r->pool, r->hostname));
+        return NULL;
+    }
+    return ap_construct_url(r->pool, c->redirect_uri, r);
 }
 
 /* Pending sign-ins' state cookies, together, stay under this many bytes: a
@@ -311,11 +346,17 @@ int sk_start_login(request_rec *r, const char *return_to, const sk_login_params 
 {
     sk_server_conf *c = sk_server_config(r);
     apr_pool_t *p = r->pool;
+    const char *callback = sk_callback_url(r);
+    if (!callback)
+        return sk_error_page(r, HTTP_BAD_REQUEST, "Unknown host",
+                             "This site is not served under the name the request gave.");
     /* The parameters ride in the state too: a silent sign-in's retry with a
      * prompt asks for the same organization, connection or hint. */
     sk_login_state st = { sk_random_b64url(p, 32), sk_random_b64url(p, 32),
                           sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
-                          silent, params ? sk_login_params_query(p, params) : NULL, switch_to };
+                          silent, params ? sk_login_params_query(p, params) : NULL, switch_to,
+                          /* the callback's token request sends the very one sent here */
+                          callback == c->redirect_uri ? NULL : callback };
     if (!st.state || !st.nonce || !st.verifier)
         return sk_login_fail(r, "no random bytes for the state, nonce or PKCE verifier");
     const char *challenge = sk_pkce_challenge(p, st.verifier);
@@ -329,7 +370,7 @@ int sk_start_login(request_rec *r, const char *return_to, const sk_login_params 
         sk_login_params_apply(params, &q);
     q.env_url = c->env_url;
     q.client_id = c->client_id;
-    q.redirect_uri = c->redirect_uri;
+    q.redirect_uri = callback;
     q.scope = c->scope;
     q.state = st.state;
     q.nonce = st.nonce;

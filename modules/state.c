@@ -112,6 +112,8 @@ char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_stat
         cJSON_AddStringToObject(j, "p", s->params);
     if (s->switch_to)
         cJSON_AddStringToObject(j, "z", s->switch_to);
+    if (s->redirect_uri)
+        cJSON_AddStringToObject(j, "u", s->redirect_uri);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!text)
@@ -142,6 +144,7 @@ int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     out->nonce = sk_state_str(p, j, "n");
     out->verifier = sk_state_str(p, j, "v");
     out->return_to = sk_state_str(p, j, "r");
+    out->redirect_uri = sk_state_str(p, j, "u");
     /* In range before the cast: a double past int64_t is undefined behaviour. */
     out->created = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
                    ? (int64_t)t->valuedouble : 0;

@@ -169,3 +169,28 @@ def test_authtype_without_settings_is_a_logged_500(httpd_factory):
     h = httpd_factory(scalekit_conf="", locations="<Location /dashboard>\n AuthType Scalekit\n Require valid-user\n</Location>\n")
     assert requests.get(h.url + "/dashboard/").status_code == 500
     assert "not configured for this server" in h.error_log()
+
+
+HOST_NAMES = "__Host-a __Host-i __Host-r __Host-s- __Host-sess"
+
+
+@pytest.mark.parametrize("extra,complaint", [
+    ("ScalekitCookieDomain example.com", "must not carry a Domain"),
+    ("ScalekitCookieSecure off", "must be Secure"),
+])
+def test_host_prefixed_cookie_names_refuse_what_browsers_drop(idp, module_path, extra, complaint):
+    """A __Host- cookie with a Domain, or without Secure, is dropped by every browser: nobody could
+    sign in. `apache2 -t` says so, naming the cookie, whatever order the directives come in."""
+    for text in (config(idp, ScalekitCookieNames=HOST_NAMES) + extra + "\n",
+                 extra + "\n" + config(idp, ScalekitCookieNames=HOST_NAMES)):
+        rc, out = check(idp, module_path, text)
+        assert rc != 0, out
+        assert "ScalekitCookieNames" in out and "__Host-a" in out and complaint in out, out
+    rc, out = check(idp, module_path, config(idp, ScalekitCookieNames=HOST_NAMES))
+    assert rc == 0 and "Syntax OK" in out, out
+
+
+def test_secure_prefixed_cookie_names_refuse_secure_off(idp, module_path):
+    rc, out = check(idp, module_path, config(idp, ScalekitCookieNames="__Secure-a b c d-",
+                                             ScalekitCookieSecure="off"))
+    assert rc != 0 and "'__Secure-a' must be Secure" in out, out

@@ -6,6 +6,10 @@
     h.error_log(); h.access_log()            # text; dicts: status, method, uri, user, us, bytes
     h.stop()                                 # always, also on failure (the fixtures do it)
 
+tls=True serves https (mod_ssl, and HTTP/2 through mod_http2 unless h2=False) on a certificate for
+localhost and 127.0.0.1 from a throw-away CA made as the local IdP makes its own (h.ca, the CA's PEM;
+h.url is then https://localhost:PORT). mod_http2 stays inactive under prefork (HTTP/1.1 only).
+
 Text given as scalekit_conf, locations or extra_conf may use @ROOT@, @DOCROOT@, @PORT@, @URL@ and
 @PORT1@.. @PORTn@ (extra_ports=n: more Listen ports, for tests with several virtual hosts).
 
@@ -83,6 +87,37 @@ class HttpdError(RuntimeError):
     pass
 
 
+_tls = {}
+
+
+def tls_material():
+    """(ca.pem, server.pem, server.key) for localhost and 127.0.0.1, made once per process by the
+    local IdP's own code (tests/idp/skidp.py ensure_tls_files): a CA nobody else has."""
+    if "files" not in _tls:
+        import atexit
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("skidp_tls", REPO / "tests" / "idp" / "skidp.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        d = tempfile.mkdtemp(prefix="skhttpd-tls-")
+        atexit.register(shutil.rmtree, d, True)
+        _tls["files"] = mod.ensure_tls_files(d)
+    return _tls["files"]
+
+
+def spki_hash(cert_pem):
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate: what Chromium's
+    --ignore-certificate-errors-spki-list takes to trust that one certificate."""
+    import base64
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    cert = x509.load_pem_x509_certificate(Path(cert_pem).read_bytes())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 def free_port():
     """A free 127.0.0.1 port (the kernel picks; a tiny race with other processes remains)."""
     with socket.socket() as s:
@@ -150,7 +185,9 @@ class Httpd:
     scalekit_conf the Scalekit* directives instead of those; locations: the <Location>s instead of
                   DEFAULT_LOCATIONS; extra_conf: more server-level config (all three take @PLACEHOLDERS@)
     mpm           event | worker | prefork (default $SK_TEST_MPM, else event); php=True forces prefork and
-                  loads mod_php; proxy=True mod_proxy_http
+                  loads mod_php; proxy=True mod_proxy_http; extra_modules: more module names (e.g.
+                  "proxy_wstunnel", "remoteip")
+    tls, h2       https on the harness's throw-away CA (see above); h2 defaults to tls
     loglevel      default "warn scalekit:debug"; env: extra environment for apache2 (SCALEKIT_* is cleared)
     public_host   the host name in url and the redirect URI (default localhost, see above)
     """
@@ -158,7 +195,7 @@ class Httpd:
     def __init__(self, module_path=None, *, idp=None, idp_https=False, load_scalekit=True,
                  scalekit_conf=None, locations=None, extra_conf="", mpm=None, php=False,
                  proxy=False, loglevel=None, extra_ports=0, env=None,
-                 public_host="localhost", timeout=10):
+                 public_host="localhost", timeout=10, tls=False, h2=None, extra_modules=()):
         self.module_path = Path(module_path) if module_path else default_module_path()
         self.idp, self.idp_https = idp, idp_https
         self.load_scalekit = load_scalekit
@@ -176,7 +213,11 @@ class Httpd:
         self.port = free_port()
         self.ports = [self.port] + [free_port() for _ in range(extra_ports)]
         self.public_host = public_host
-        self.url = "http://%s:%d" % (public_host, self.port)
+        self.tls, self.h2 = tls, tls if h2 is None else h2
+        self.extra_modules = tuple(extra_modules)
+        self.scheme = "https" if tls else "http"
+        self.url = "%s://%s:%d" % (self.scheme, public_host, self.port)
+        self.ca = self.cert = None
         self.conf = self.root / "httpd.conf"
         self.docroot = self.root / "htdocs"
         self.proc = None
@@ -197,6 +238,11 @@ class Httpd:
         for name, text in files.items():
             (self.root / name).write_text(text)
         os.chmod(self.root / "cgi-bin/whoami", 0o755)
+        if self.tls:
+            ca, cert, key = tls_material()
+            for src, name in ((ca, "tls-ca.pem"), (cert, "tls-cert.pem"), (key, "tls-key.pem")):
+                shutil.copy(src, self.root / name)
+            self.ca, self.cert = str(self.root / "tls-ca.pem"), str(self.root / "tls-cert.pem")
 
     def _subst(self, text):
         pairs = [("@ROOT@", str(self.root)), ("@DOCROOT@", str(self.docroot)),
@@ -228,6 +274,9 @@ class Httpd:
                 "cgi" if self.mpm == "prefork" else "cgid"]
         if self.proxy:
             mods += ["proxy", "proxy_http"]
+        if self.tls:
+            mods += ["ssl"] + (["http2"] if self.h2 else [])
+        mods += [m for m in self.extra_modules if m not in mods]
         load = ["LoadModule %s_module %s/mod_%s.so" % (m, MODDIR, m) for m in mods]
         if self.php:
             load.append("LoadModule php_module %s/libphp8.2.so" % MODDIR)
@@ -242,6 +291,13 @@ class Httpd:
         else:
             sk, locations = "", self.locations or ""
         listen = "".join("Listen 127.0.0.1:%d\n" % p for p in self.ports)
+        if self.tls:
+            # Server-wide: virtual hosts on the extra ports inherit it.
+            listen += ("SSLEngine on\nSSLCertificateFile %s/tls-cert.pem\n"
+                       "SSLCertificateKeyFile %s/tls-key.pem\n"
+                       "SSLSessionCache shmcb:%s/run/ssl_scache(512000)\n" % ((self.root,) * 3))
+            if self.h2:
+                listen += "Protocols h2 http/1.1\n"
         conf = f"""# generated by tests/lib/httpd.py
 ServerRoot {self.root}
 {chr(10).join(load)}

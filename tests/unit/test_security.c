@@ -96,7 +96,7 @@ SK_TEST(security_state_cookie_is_opaque_and_bound_to_the_secret)
     sk_sealer *k2 = sk_sealer_create(pool(), "client-secret-2", "mod_scalekit state cookie v1");
     SK_REQUIRE(k && k2);
     sk_login_state in = { "STATE-VALUE-1234", "NONCE-VALUE-5678", "VERIFIER-VALUE-90AB",
-                          "/secret/return/path", 1700000000, 0, NULL, NULL }, out;
+                          "/secret/return/path", 1700000000, 0, NULL, NULL, NULL }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     /* Nothing of the plain text shows, decoded or not (encrypted, not signed). */

@@ -11,7 +11,7 @@ SK_TEST(state_round_trip)
     sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
     SK_REQUIRE(k);
     sk_login_state in = { "s1", "n1", "v1", "/back?x=1", 1700000000, 1,
-                          "organization_id=org_1&prompt=login", "org_1" }, out;
+                          "organization_id=org_1&prompt=login", "org_1", "https://b.example.com/cb" }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), 0);
@@ -23,9 +23,10 @@ SK_TEST(state_round_trip)
     SK_CHECK_INT(out.silent, 1);
     SK_CHECK_STR(out.params, "organization_id=org_1&prompt=login");
     SK_CHECK_STR(out.switch_to, "org_1");
-    sk_login_state plain = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL };
+    SK_CHECK_STR(out.redirect_uri, "https://b.example.com/cb");
+    sk_login_state plain = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL, NULL };
     SK_CHECK_INT(sk_login_state_open(pool(), k, sk_login_state_seal(pool(), k, &plain), &out), 0);
-    SK_CHECK(out.params == NULL && out.switch_to == NULL);
+    SK_CHECK(out.params == NULL && out.switch_to == NULL && out.redirect_uri == NULL);
 }
 
 SK_TEST(state_switch_mark)
@@ -40,7 +41,7 @@ SK_TEST(state_switch_mark)
     SK_CHECK_STR(o, "org_b org_c");
     SK_CHECK_INT(t, 1700000000);
     /* A login state does not open as a mark, nor a mark as a login state. */
-    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL }, out;
+    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL, NULL }, out;
     SK_CHECK(sk_switch_mark_open(pool(), k, sk_login_state_seal(pool(), k, &in), &r, &o, &t)
              != 0);
     SK_CHECK(sk_login_state_open(pool(), k, mark, &out) != 0);
@@ -51,7 +52,7 @@ SK_TEST(state_tampering_refused)
     sk_sealer *k = sk_sealer_create(pool(), "secret", "label");
     sk_sealer *other = sk_sealer_create(pool(), "secret2", "label");
     sk_sealer *other_label = sk_sealer_create(pool(), "secret", "label2");
-    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL }, out;
+    sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL, NULL }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     size_t n = strlen(sealed);
