@@ -1190,7 +1190,8 @@ static void sk_register_hooks(apr_pool_t *p)
      * (which adds the module's claim headers) and whatever the authorization;
      * a subrequest skips it, and passes access_checker instead. */
     ap_hook_header_parser(sk_scrub_claim_lookalikes, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_access_checker(sk_scrub_subrequest_lookalikes, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_check_access(sk_scrub_subrequest_lookalikes, NULL, NULL, APR_HOOK_FIRST,
+                        AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
     /* fixups: after authentication read the cookies, before the handler, CGI
