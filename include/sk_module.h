@@ -55,13 +55,34 @@ typedef struct sk_runtime {
     sk_m2m_cache m2m;
 } sk_runtime;
 
-/* A session store: an httpd shared object cache (see httpd_store.c). */
-typedef struct sk_store {
-    ap_socache_provider_t *provider;
+/* A session store: an httpd shared object cache (httpd_store.c) or Redis of
+ * the module's own (httpd_redis.c), behind three operations. They take no
+ * lock of their own: callers hold the global mutex when not_mp_safe. */
+typedef struct sk_store sk_store;
+typedef struct sk_store_ops {
+    /* APR_SUCCESS with *len bytes in buf (*len: its room on the way in),
+     * APR_NOTFOUND, or another status when the store failed. */
+    apr_status_t (*get)(const sk_store *st, server_rec *s, const char *key,
+                        unsigned char *buf, unsigned int *len, apr_pool_t *p);
+    apr_status_t (*put)(const sk_store *st, server_rec *s, const char *key,
+                        const char *value, apr_time_t keep, apr_pool_t *p);
+    apr_status_t (*remove)(const sk_store *st, server_rec *s, const char *key,
+                           apr_pool_t *p);
+    /* put only where key holds nothing (else APR_EEXIST), at once for every
+     * server of the store; NULL when the store cannot. */
+    apr_status_t (*add)(const sk_store *st, server_rec *s, const char *key,
+                        const char *value, apr_time_t keep, apr_pool_t *p);
+} sk_store_ops;
+
+struct sk_store {
+    const sk_store_ops *ops;
+    ap_socache_provider_t *provider;    /* a shared object cache's */
     ap_socache_instance_t *instance;
+    struct sk_redis *redis;             /* redis://: its connections */
     int not_mp_safe;                /* shmcb: operations under the global mutex */
     int copies;                     /* shmcb: processes keep copies (httpd_store_copy.c) */
-} sk_store;
+};
+extern const sk_store_ops sk_socache_ops;
 
 /* A session's tokens, wherever they are kept. */
 typedef struct sk_tokens {
@@ -78,6 +99,9 @@ typedef struct sk_server_conf {
     const char *scope, *ca_file, *post_logout_uri, *remote_user_claim;
     const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state, *cookie_session;
     const char *store_provider, *store_args;   /* ScalekitSessionStore; NULL: cookies */
+    const struct sk_redis_url *store_redis;    /* redis://: its address (store_provider
+                                                * is then its display form) */
+    const char *store_password;                /* ScalekitSessionStorePassword */
     int session_max_age, store_failure_login, revoke_on_logout;
     const char *cookie_domain, *cookie_samesite;
     int cookie_secure;                    /* -1 auto (Secure on https), 0, 1 */
@@ -93,7 +117,8 @@ typedef struct sk_server_conf {
         cookie_secure_set:1, audiences_set:1, redirect_origins_set:1, algs_set:1,
         leeway_set:1, timeout_set:1, jwks_ttl_set:1, jwks_min_refetch_set:1,
         state_ttl_set:1, state_max_set:1, cache_entries_set:1, store_provider_set:1,
-        session_max_age_set:1, store_failure_login_set:1, revoke_on_logout_set:1;
+        session_max_age_set:1, store_failure_login_set:1, revoke_on_logout_set:1,
+        store_password_set:1;
 
     const char *where;          /* file:line of the first Scalekit directive */
     sk_store *store;            /* built at post_config from store_provider */
@@ -207,6 +232,12 @@ int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
  * since this request read it; 0 with cookies or when the store did not say. */
 int sk_tokens_ended(request_rec *r, const sk_tokens *t);
 int sk_store_end_sessions(request_rec *r, const char *sid, const char *sub);
+
+/* httpd_redis.c: a redis:// session store */
+const char *sk_redis_check(apr_pool_t *p, const sk_server_conf *c);
+apr_status_t sk_redis_post_config(apr_pool_t *pconf, server_rec *s, const sk_server_conf *c,
+                                  sk_store *st);
+extern const sk_store_ops sk_redis_ops;
 
 /* httpd_store_copy.c */
 int sk_store_copy_init(server_rec *s);
