@@ -955,6 +955,7 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
 static void sk_child_init(apr_pool_t *p, server_rec *s)
 {
     sk_shared_child_init(p, s);
+    sk_redis_child_init(p, s);
 }
 
 /* ----------------------------------------------------------------- hooks */

@@ -238,6 +238,9 @@ const char *sk_redis_check(apr_pool_t *p, const sk_server_conf *c);
 apr_status_t sk_redis_post_config(apr_pool_t *pconf, server_rec *s, const sk_server_conf *c,
                                   sk_store *st);
 extern const sk_store_ops sk_redis_ops;
+/* 1 while Redis' invalidations arrive: this process's copies may be used. */
+int sk_redis_copies_live(const sk_store *st);
+void sk_redis_child_init(apr_pool_t *pchild, server_rec *s);
 
 /* httpd_store_copy.c */
 int sk_store_copy_init(server_rec *s);
@@ -250,6 +253,8 @@ void sk_store_copy_put(const sk_store *store, const char *sid, apr_uint32_t epoc
                        const sk_tokens *t);
 /* After writing or removing the record of key. */
 void sk_store_copy_bump(const char *key);
+/* When writes may have been missed: no copy read before counts. */
+void sk_store_copy_bump_all(void);
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);
 
 /* httpd_revoke.c */

@@ -16,12 +16,16 @@
  * The password is never logged: log lines name the store by its URL without
  * it (sk_redis_url.display). */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <hiredis/hiredis.h>
 #include "httpd.h"
+#include "http_config.h"
 #include "http_log.h"
+#include "apr_atomic.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
 
 #include "sk_module.h"
 #include "sk_redis_url.h"
@@ -30,6 +34,8 @@
 #define SK_BACKOFF_MIN    apr_time_from_msec(100)
 #define SK_BACKOFF_MAX    apr_time_from_sec(1)
 #define SK_REDIS_PREFIX   "scalekit:"              /* beside other users of one Redis */
+#define SK_WATCH_RETRY_MAX apr_time_from_sec(30)   /* the invalidation connection's back-off */
+#define SK_WATCH_POLL_MS  250                      /* how soon a stopping child is heard */
 
 typedef struct sk_redis {
     const sk_redis_url *url;
@@ -42,6 +48,11 @@ typedef struct sk_redis {
     apr_time_t backoff;             /* 0 while Redis answers */
     int probing;                    /* a request is trying to connect while it does not */
     apr_status_t down_rv;           /* why the last connection failed */
+    /* Copies (httpd_store_copy.c), kept true by Redis' invalidations: */
+    volatile apr_uint32_t live;     /* 1 while they arrive: copies may be used */
+    volatile apr_uint32_t stopping; /* the child is exiting */
+    apr_thread_t *watcher;
+    server_rec *s;
 } sk_redis;
 
 /* ------------------------------------------------------------ set-up */
@@ -80,6 +91,8 @@ apr_status_t sk_redis_post_config(apr_pool_t *pconf, server_rec *s, const sk_ser
     }
     st->ops = &sk_redis_ops;
     st->redis = rd;
+    rd->s = s;
+    st->copies = sk_store_copy_init(s);
     return APR_SUCCESS;
 }
 
@@ -321,3 +334,165 @@ static apr_status_t sk_redis_remove(const sk_store *st, server_rec *s, const cha
 
 const sk_store_ops sk_redis_ops = { sk_redis_get, sk_redis_put, sk_redis_remove,
                                     sk_redis_add };
+
+/* ----------------------------- copies, kept true by Redis' invalidations
+ *
+ * Each process keeps copies of the records it read (httpd_store_copy.c),
+ * used until an epoch of their key changes. Here every other server's
+ * writes change it too: a thread per process holds one more connection to
+ * Redis, with client-side caching in broadcast mode (CLIENT TRACKING on
+ * REDIRECT <itself> BCAST PREFIX scalekit:, Redis 6 or later, RESP2) and
+ * subscribed to __redis__:invalidate, and bumps the epoch of every key Redis
+ * says was written, removed or expired. Copies are used only while that
+ * connection is up; every epoch is bumped when it goes down and again when
+ * it is back, so no copy read before a missed message outlives it. A sign-
+ * out on another server reaches this one's copies once its message arrives
+ * (a fraction of a millisecond on a LAN, printed by the test). */
+
+int sk_redis_copies_live(const sk_store *st)
+{
+    return apr_atomic_read32(&st->redis->live) != 0;
+}
+
+/* One command of the invalidation connection's set-up: its reply, or NULL
+ * with *why. */
+static redisReply *sk_redis_setup(apr_pool_t *p, const sk_redis *rd, redisContext *ctx,
+                                  int argc, const char **argv, const char **why)
+{
+    redisReply *reply = redisCommandArgv(ctx, argc, argv, NULL);
+    if (reply && reply->type != REDIS_REPLY_ERROR)
+        return reply;
+    *why = apr_psprintf(p, "%s %s: %s", argv[0], argv[1], !reply ? ctx->errstr
+                        : sk_redis_said(rd, reply));
+    freeReplyObject(reply);
+    return NULL;
+}
+
+/* Turn ctx into the invalidation connection: NULL, or why it cannot be. */
+static const char *sk_redis_subscribe(apr_pool_t *p, const sk_redis *rd, redisContext *ctx)
+{
+    const char *id_cmd[2] = { "CLIENT", "ID" }, *why = NULL;
+    redisReply *reply = sk_redis_setup(p, rd, ctx, 2, id_cmd, &why);
+    if (!reply)
+        return why;
+    const char *id = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)reply->integer);
+    freeReplyObject(reply);
+    const char *track[8] = { "CLIENT", "TRACKING", "on", "REDIRECT", id, "BCAST", "PREFIX",
+                             SK_REDIS_PREFIX };
+    const char *subscribe[2] = { "SUBSCRIBE", "__redis__:invalidate" };
+    if ((reply = sk_redis_setup(p, rd, ctx, 8, track, &why)))
+        freeReplyObject(reply);
+    if (!why && (reply = sk_redis_setup(p, rd, ctx, 2, subscribe, &why)))
+        freeReplyObject(reply);
+    return why;
+}
+
+/* ["message", "__redis__:invalidate", [keys] or nil (FLUSHALL: every key)] */
+static void sk_redis_invalidated(const redisReply *m)
+{
+    if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || !m->element[0]->str
+        || strcmp(m->element[0]->str, "message"))
+        return;
+    const redisReply *keys = m->element[2];
+    if (keys->type != REDIS_REPLY_ARRAY) {
+        sk_store_copy_bump_all();
+        return;
+    }
+    size_t n = sizeof(SK_REDIS_PREFIX) - 1;
+    for (size_t i = 0; i < keys->elements; i++)
+        if (keys->element[i]->type == REDIS_REPLY_STRING && keys->element[i]->len > n
+            && !strncmp(keys->element[i]->str, SK_REDIS_PREFIX, n))
+            sk_store_copy_bump(keys->element[i]->str + n);
+}
+
+/* Read invalidations until the connection breaks (why) or the child stops. */
+static const char *sk_redis_listen(sk_redis *rd, redisContext *ctx)
+{
+    while (!apr_atomic_read32(&rd->stopping)) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
+            return ctx->errstr;
+        if (reply) {
+            sk_redis_invalidated(reply);
+            freeReplyObject(reply);
+            continue;
+        }
+        struct pollfd pfd = { ctx->fd, POLLIN, 0 };
+        int n = poll(&pfd, 1, SK_WATCH_POLL_MS);
+        if (n < 0 && errno != EINTR)
+            return strerror(errno);
+        if (n > 0 && redisBufferRead(ctx) != REDIS_OK)
+            return ctx->errstr;
+    }
+    return NULL;
+}
+
+static void sk_redis_pause(sk_redis *rd, apr_time_t wait)
+{
+    for (apr_time_t end = apr_time_now() + wait; !apr_atomic_read32(&rd->stopping)
+         && apr_time_now() < end;)
+        apr_sleep(apr_time_from_msec(SK_WATCH_POLL_MS));
+}
+
+static void *APR_THREAD_FUNC sk_redis_watch(apr_thread_t *thread, void *data)
+{
+    sk_redis *rd = data;
+    apr_pool_t *p;
+    apr_time_t wait = SK_BACKOFF_MIN;
+    apr_status_t rv;
+    apr_pool_create(&p, apr_thread_pool_get(thread));
+    while (!apr_atomic_read32(&rd->stopping)) {
+        apr_pool_clear(p);
+        redisContext *ctx = sk_redis_connect(p, rd->s, rd, &rv);
+        const char *why = ctx ? sk_redis_subscribe(p, rd, ctx) : NULL;
+        if (ctx && !why) {
+            sk_store_copy_bump_all();        /* nothing read before now is vouched for */
+            apr_atomic_set32(&rd->live, 1);
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rd->s, "session store %s: copies of "
+                         "records on (invalidations from Redis)", rd->url->display);
+            wait = SK_BACKOFF_MIN;
+            why = sk_redis_listen(rd, ctx);
+            apr_atomic_set32(&rd->live, 0);
+            sk_store_copy_bump_all();        /* messages may be missed from now on */
+        }
+        if (why && !apr_atomic_read32(&rd->stopping))
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rd->s, "session store %s: no "
+                         "invalidations from Redis (%s): every request reads Redis until "
+                         "they are back", rd->url->display, why);
+        if (ctx)
+            redisFree(ctx);
+        sk_redis_pause(rd, wait);
+        wait = wait * 2 > SK_WATCH_RETRY_MAX ? SK_WATCH_RETRY_MAX : wait * 2;
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_status_t sk_redis_stop(void *data)
+{
+    sk_redis *rd = data;
+    apr_status_t rv;
+    apr_atomic_set32(&rd->stopping, 1);
+    apr_thread_join(&rv, rd->watcher);
+    return APR_SUCCESS;
+}
+
+/* In each child: the invalidation thread of every redis:// store. */
+void sk_redis_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    for (; s; s = s->next) {
+        sk_server_conf *c = ap_get_module_config(s->module_config, &scalekit_module);
+        sk_redis *rd = c->store ? c->store->redis : NULL;
+        if (!rd || !c->store->copies || rd->watcher)
+            continue;
+        apr_status_t rv = apr_thread_create(&rd->watcher, NULL, sk_redis_watch, rd, pchild);
+        if (rv != APR_SUCCESS) {
+            rd->watcher = NULL;
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "session store %s: cannot start the "
+                         "invalidation thread: every request reads Redis", rd->url->display);
+            continue;
+        }
+        apr_pool_cleanup_register(pchild, rd, sk_redis_stop, apr_pool_cleanup_null);
+    }
+}

@@ -236,7 +236,8 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     const char *sid = sk_request_cookie(r, c->cookie_session);
     if (!sid || strlen(sid) > 128)
         return OK;
-    if (c->store->copies && sk_store_copy_get(r, c->store, sid, t)) {
+    if (c->store->copies && (!c->store->redis || sk_redis_copies_live(c->store))
+        && sk_store_copy_get(r, c->store, sid, t)) {
         sk_count(SK_C_STORE_COPY);
         return OK;
     }

@@ -248,3 +248,72 @@ def test_parallel_refresh_across_two_servers_makes_one_refresh(idp, httpd_factor
         statuses = list(pool.map(lambda i: get_status((a, b)[i % 2], jar), range(20)))
     assert statuses == [200] * 20
     assert len(endpoint_calls(idp, "/oauth/token", grant_type="refresh_token")) == 1
+
+
+def redis_gets(redis):
+    stats = redis.call("INFO", "commandstats").decode()
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_get:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_copies_follow_every_servers_writes(idp, httpd_factory, browser_session, redis_acl):
+    """Each process keeps copies of the records it read and Redis tells it of every change
+    (client-side caching): warm requests make no round trip, and a sign-out on A is refused on
+    B's next request, whose copies said otherwise a moment before."""
+    from test_scaleout import STATUS, copies_used, spread
+    url = redis_acl.url(ACL_USER, ACL_PASSWORD)
+    a = on_redis(idp, httpd_factory, url)
+    b = on_redis(idp, httpd_factory, url, STATUS)
+    deadline = time.monotonic() + 10     # every worker's invalidation thread is up (not mod_cgid's)
+    while time.monotonic() < deadline and len(redis_acl.call("CLIENT", "LIST", "TYPE", "pubsub")
+                                               .splitlines()) < len(a.children()) + len(b.children()) - 2:
+        time.sleep(0.05)
+    s = browser_session()
+    signin(a, s)
+    jar = session_jar(s)
+    assert spread(b.url, jar) == [200] * 24 and spread(b.url, jar) == [200] * 24
+    before, gets = copies_used(b), redis_gets(redis_acl)
+    assert spread(b.url, jar) == [200] * 24
+    warm_gets = redis_gets(redis_acl) - gets
+    assert copies_used(b) - before >= 20 and warm_gets <= 4, (copies_used(b) - before, warm_gets)
+    out = s.get(a.url + "/api/auth/logout", allow_redirects=False)   # sign out on A ...
+    answered = time.monotonic()
+    assert out.status_code == 302
+    first = get_status(b, jar)                                         # ... refused on B at once
+    refused = time.monotonic()
+    print("warm requests on B: %d GETs to Redis for 24; B refused the session %.1f ms after A's "
+          "sign-out answered" % (warm_gets, (refused - answered) * 1000))
+    assert first == 401
+    assert spread(b.url, jar) == [401] * 24
+
+
+def test_copies_are_not_used_while_invalidations_are_away(idp, httpd_factory, browser_session, redis_acl):
+    """While the invalidation connection cannot be had (here: the ACL user lost SUBSCRIBE), copies
+    are not used: a record removed meanwhile is seen gone at once. With SUBSCRIBE back, copies
+    are used again."""
+    from test_scaleout import STATUS, copies_used, spread
+    h = on_redis(idp, httpd_factory, redis_acl.url(ACL_USER, ACL_PASSWORD), STATUS)
+    s = browser_session()
+    signin(h, s)
+    jar = session_jar(s)
+    assert spread(h.url, jar) == [200] * 24 and spread(h.url, jar) == [200] * 24
+    redis_acl.call("ACL", "SETUSER", ACL_USER, "-subscribe")
+    redis_acl.call("CLIENT", "KILL", "TYPE", "pubsub")
+    before = copies_used(h)
+    assert spread(h.url, jar) == [200] * 24
+    assert copies_used(h) == before                    # every request read Redis
+    assert "no invalidations from Redis (SUBSCRIBE __redis__:invalidate: NOPERM" in h.error_log()
+    record = [k for k in redis_acl.call("KEYS", "scalekit:*:s")]
+    assert len(record) == 1
+    redis_acl.call("DEL", record[0])                   # as another server's sign-out would
+    assert spread(h.url, jar) == [401] * 24
+    signin(h, s)
+    jar = session_jar(s)
+    redis_acl.call("ACL", "SETUSER", ACL_USER, "+subscribe")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and copies_used(h) == before:
+        assert spread(h.url, jar, 8) == [200] * 8
+        time.sleep(0.2)
+    assert copies_used(h) > before, "copies not used again once invalidations were back"

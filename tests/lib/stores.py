@@ -61,8 +61,10 @@ class StoreServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# What the module needs of Redis, and nothing more: its own keys, and the commands it sends.
-SCALEKIT_ACL = ["~scalekit:*", "+get", "+set", "+del", "+ping", "+select"]
+# What the module needs of Redis, and nothing more: its own keys, the commands it sends, and
+# the invalidations of client-side caching.
+SCALEKIT_ACL = ["~scalekit:*", "+get", "+set", "+del", "+ping", "+select", "+client|id",
+                "+client|tracking", "+subscribe", "&__redis__:invalidate"]
 
 
 class RedisServer(StoreServer):
