@@ -465,8 +465,7 @@ static void *APR_THREAD_FUNC sk_redis_watch(apr_thread_t *thread, void *data)
         wait = wait * 2 > SK_WATCH_RETRY_MAX ? SK_WATCH_RETRY_MAX : wait * 2;
     }
     apr_pool_destroy(p);
-    apr_thread_exit(thread, APR_SUCCESS);
-    return NULL;
+    return NULL;                    /* not apr_thread_exit: its pthread_exit unwinds (ASan) */
 }
 
 static apr_status_t sk_redis_stop(void *data)
@@ -493,6 +492,7 @@ void sk_redis_child_init(apr_pool_t *pchild, server_rec *s)
                          "invalidation thread: every request reads Redis", rd->url->display);
             continue;
         }
-        apr_pool_cleanup_register(pchild, rd, sk_redis_stop, apr_pool_cleanup_null);
+        /* Before pchild's subpools go, the thread's among them. */
+        apr_pool_pre_cleanup_register(pchild, rd, sk_redis_stop);
     }
 }
