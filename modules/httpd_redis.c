@@ -36,6 +36,7 @@
 #define SK_REDIS_PREFIX   "scalekit:"              /* beside other users of one Redis */
 #define SK_WATCH_RETRY_MAX apr_time_from_sec(30)   /* the invalidation connection's back-off */
 #define SK_WATCH_POLL_MS  250                      /* how soon a stopping child is heard */
+#define SK_WATCH_PING     apr_time_from_sec(5)     /* a silent connection is asked after */
 
 typedef struct sk_redis {
     const sk_redis_url *url;
@@ -405,17 +406,35 @@ static void sk_redis_invalidated(const redisReply *m)
             sk_store_copy_bump(keys->element[i]->str + n);
 }
 
-/* Read invalidations until the connection breaks (why) or the child stops. */
+/* Read invalidations until the connection breaks (why) or the child stops.
+ * A connection silent for SK_WATCH_PING is sent a PING, and given up when
+ * nothing answers within the timeout: a Redis cut off without a word must
+ * not leave copies in use (TCP keepalive alone takes half a minute). */
 static const char *sk_redis_listen(sk_redis *rd, redisContext *ctx)
 {
+    apr_time_t heard = apr_time_now(), asked = 0;
     while (!apr_atomic_read32(&rd->stopping)) {
         void *reply = NULL;
         if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
             return ctx->errstr;
+        apr_time_t now = apr_time_now();
         if (reply) {
             sk_redis_invalidated(reply);
             freeReplyObject(reply);
+            heard = now;
+            asked = 0;
             continue;
+        }
+        if (asked && now - asked > apr_time_from_sec(rd->timeout.tv_sec))
+            return "no answer to PING";
+        if (!asked && now - heard > SK_WATCH_PING) {
+            int done = 0;
+            asked = now;
+            if (redisAppendCommand(ctx, "PING") != REDIS_OK)
+                return ctx->errstr;
+            while (!done)                    /* a few bytes: the socket takes them at once */
+                if (redisBufferWrite(ctx, &done) != REDIS_OK)
+                    return ctx->errstr;
         }
         struct pollfd pfd = { ctx->fd, POLLIN, 0 };
         int n = poll(&pfd, 1, SK_WATCH_POLL_MS);

@@ -318,3 +318,32 @@ def test_copies_are_not_used_while_invalidations_are_away(idp, httpd_factory, br
         assert spread(h.url, jar, 8) == [200] * 8
         time.sleep(0.2)
     assert copies_used(h) > before, "copies not used again once invalidations were back"
+
+
+def test_copies_stop_when_redis_falls_silent(idp, httpd_factory, browser_session, redis_acl):
+    """A Redis that stops answering without closing its connections (here: SIGSTOP, as a cut
+    network would) is noticed by the invalidation connection's PING (after 5 s of silence, given
+    ScalekitTimeout to answer): copies stop being used and requests get the store-failure answer,
+    rather than 200 from copies for up to 30 s. Service comes back with Redis."""
+    import signal
+    from test_scaleout import STATUS, spread
+    h = on_redis(idp, httpd_factory, redis_acl.url(ACL_USER, ACL_PASSWORD), "ScalekitTimeout 1\n" + STATUS)
+    s = browser_session()
+    signin(h, s)
+    jar = session_jar(s)
+    assert spread(h.url, jar) == [200] * 24 and spread(h.url, jar) == [200] * 24
+    redis_acl.proc.send_signal(signal.SIGSTOP)
+    try:
+        stopped, seen = time.monotonic(), []
+        while time.monotonic() < stopped + 15 and set(seen[-8:]) != {503}:
+            seen += spread(h.url, jar, 8)    # every process: those without a copy time out
+        noticed = time.monotonic() - stopped
+    finally:
+        redis_acl.proc.send_signal(signal.SIGCONT)
+    print("Redis silent: copies given up in every process after %.1f s" % noticed)
+    assert set(seen) <= {200, 503} and set(seen[-8:]) == {503} and noticed < 10, (noticed, seen[-8:])
+    assert "no invalidations from Redis (no answer to PING)" in h.error_log()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and get_status(h, jar) != 200:
+        time.sleep(0.2)
+    assert spread(h.url, jar) == [200] * 24
