@@ -23,6 +23,7 @@
 #define SK_MODULE_MAIN
 #include "sk_module.h"
 #include "sk_redirect.h"
+#include "sk_redis_url.h"
 
 #define SK_DEFAULT_SCOPE   "openid profile email offline_access"
 
@@ -87,6 +88,8 @@ static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     SK_MERGE(revoke_on_logout);
     SK_MERGE(store_provider);
     c->store_args = add->store_provider_set ? add->store_args : base->store_args;
+    c->store_redis = add->store_provider_set ? add->store_redis : base->store_redis;
+    SK_MERGE(store_password);
     c->where = add->where ? add->where : base->where;
     const sk_server_conf *names = add->cookie_names_set ? add : base;
     c->cookie_access = names->cookie_access;
@@ -223,8 +226,10 @@ static const char *sk_set_client_id(cmd_parms *cmd, void *d, const char *arg)
     return NULL;
 }
 
-/* Read a secret from "file:/path" (first line), or take it as written. */
-static const char *sk_read_secret(apr_pool_t *p, const char *arg, const char **out)
+/* Read a secret from "file:/path" (first line), or take it as written;
+ * directive names it in messages. */
+static const char *sk_read_secret(apr_pool_t *p, const char *directive, const char *arg,
+                                  const char **out)
 {
     if (strncmp(arg, "file:", 5)) {
         *out = arg;
@@ -246,10 +251,10 @@ static const char *sk_read_secret(apr_pool_t *p, const char *arg, const char **o
         apr_file_close(f);
     }
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "ScalekitClientSecret: cannot read '%s' (%pm)", arg + 5, &rv);
+        return apr_psprintf(p, "%s: cannot read '%s' (%pm)", directive, arg + 5, &rv);
     buf[strcspn(buf, "\r\n")] = '\0';
     if (!*buf)
-        return apr_psprintf(p, "ScalekitClientSecret: '%s' is empty", arg + 5);
+        return apr_psprintf(p, "%s: '%s' is empty", directive, arg + 5);
     *out = buf;
     return NULL;
 }
@@ -258,7 +263,7 @@ static const char *sk_set_client_secret(cmd_parms *cmd, void *d, const char *arg
 {
     sk_server_conf *c = sk_cmd_conf(cmd);
     (void)d;
-    const char *err = sk_read_secret(cmd->pool, arg, &c->client_secret);
+    const char *err = sk_read_secret(cmd->pool, "ScalekitClientSecret", arg, &c->client_secret);
     if (err)
         return err;
     c->client_secret_set = 1;
@@ -422,8 +427,17 @@ static const char *sk_set_store(cmd_parms *cmd, void *d, const char *arg)
 {
     sk_server_conf *c = sk_cmd_conf(cmd);
     (void)d;
+    c->store_redis = NULL;
     if (!strcasecmp(arg, "cookie")) {
         c->store_provider = NULL;
+        c->store_args = NULL;
+    } else if (sk_is_redis_url(arg)) {
+        sk_redis_url *u = apr_palloc(cmd->pool, sizeof(*u));
+        const char *why = sk_redis_url_parse(cmd->pool, arg, u);
+        if (why)        /* the argument is not echoed: it may hold a password */
+            return apr_pstrcat(cmd->pool, "ScalekitSessionStore redis://...: ", why, NULL);
+        c->store_redis = u;
+        c->store_provider = u->display;
         c->store_args = NULL;
     } else {
         const char *colon = strchr(arg, ':');
@@ -435,6 +449,28 @@ static const char *sk_set_store(cmd_parms *cmd, void *d, const char *arg)
                    "shmcb, redis:host:port or memcache:host:port";
     }
     c->store_provider_set = 1;
+    return NULL;
+}
+
+/* The Redis password: env:NAME, file:/path (first line) or the password. */
+static const char *sk_set_store_password(cmd_parms *cmd, void *d, const char *arg)
+{
+    sk_server_conf *c = sk_cmd_conf(cmd);
+    (void)d;
+    if (!strncmp(arg, "env:", 4)) {
+        c->store_password = getenv(arg + 4);
+        if (!arg[4] || !c->store_password || !*c->store_password)
+            return apr_psprintf(cmd->pool, "ScalekitSessionStorePassword: the environment "
+                                "variable '%s' is not set", arg + 4);
+    } else {
+        const char *err = sk_read_secret(cmd->pool, "ScalekitSessionStorePassword", arg,
+                                         &c->store_password);
+        if (err)
+            return err;
+        if (!*c->store_password)
+            return "ScalekitSessionStorePassword: expects env:NAME, file:/path or the password";
+    }
+    c->store_password_set = 1;
     return NULL;
 }
 
@@ -888,8 +924,10 @@ static const command_rec sk_cmds[] = {
     SK_INT("ScalekitSessionMaxAge", 7,
            "seconds a stored session is kept at most (default 30 days)"),
     AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
-                  "where tokens live: cookie (default) or a shared object cache, e.g. shmcb, "
-                  "redis:host:port, memcache:host:port"),
+                  "where tokens live: cookie (default), redis://[user@]host[:port][/db], or "
+                  "a shared object cache, e.g. shmcb, redis:host:port, memcache:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionStorePassword", sk_set_store_password, NULL, RSRC_CONF,
+                  "password of a redis:// session store: env:NAME, file:/path or the password"),
     AP_INIT_TAKE1("ScalekitSessionStoreFailure", sk_set_store_failure, NULL, RSRC_CONF,
                   "when the session store does not answer: 503 (default) or login"),
     AP_INIT_FLAG("ScalekitRevokeOnLogout", sk_set_revoke, NULL, RSRC_CONF,
@@ -1176,6 +1214,7 @@ static int sk_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
 static void sk_child_init(apr_pool_t *p, server_rec *s)
 {
     sk_shared_child_init(p, s);
+    sk_redis_child_init(p, s);
 }
 
 /* ----------------------------------------------------------------- hooks */

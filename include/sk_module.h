@@ -61,16 +61,37 @@ typedef struct sk_runtime {
     sk_cookie_names own_cookies;  /* stripped from every request (ScalekitStripCookies) */
 } sk_runtime;
 
-/* A session store: an httpd shared object cache (see httpd_store.c). */
-typedef struct sk_store {
-    ap_socache_provider_t *provider;
+/* A session store: an httpd shared object cache (httpd_store.c) or Redis of
+ * the module's own (httpd_redis.c), behind three operations. They take no
+ * lock of their own: callers hold the global mutex when not_mp_safe. */
+typedef struct sk_store sk_store;
+typedef struct sk_store_ops {
+    /* APR_SUCCESS with *len bytes in buf (*len: its room on the way in),
+     * APR_NOTFOUND, or another status when the store failed. */
+    apr_status_t (*get)(const sk_store *st, server_rec *s, const char *key,
+                        unsigned char *buf, unsigned int *len, apr_pool_t *p);
+    apr_status_t (*put)(const sk_store *st, server_rec *s, const char *key,
+                        const char *value, apr_time_t keep, apr_pool_t *p);
+    apr_status_t (*remove)(const sk_store *st, server_rec *s, const char *key,
+                           apr_pool_t *p);
+    /* put only where key holds nothing (else APR_EEXIST), at once for every
+     * server of the store; NULL when the store cannot. */
+    apr_status_t (*add)(const sk_store *st, server_rec *s, const char *key,
+                        const char *value, apr_time_t keep, apr_pool_t *p);
+} sk_store_ops;
+
+struct sk_store {
+    const sk_store_ops *ops;
+    ap_socache_provider_t *provider;    /* a shared object cache's */
     ap_socache_instance_t *instance;
+    struct sk_redis *redis;             /* redis://: its connections */
     int not_mp_safe;                /* shmcb: operations under the global mutex */
     int copies;                     /* shmcb: processes keep copies (httpd_store_copy.c) */
     int remote;                     /* written by other machines too (not shmcb) */
     int64_t polled;                 /* sign-out generation: last looked at (atomic) */
     uint64_t remote_gen, remote_bumps;  /* its value, and how often it changed (atomics) */
-} sk_store;
+};
+extern const sk_store_ops sk_socache_ops;
 
 /* A session's tokens, wherever they are kept. */
 typedef struct sk_tokens {
@@ -87,6 +108,9 @@ typedef struct sk_server_conf {
     const char *scope, *ca_file, *post_logout_uri, *remote_user_claim;
     const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state, *cookie_session;
     const char *store_provider, *store_args;   /* ScalekitSessionStore; NULL: cookies */
+    const struct sk_redis_url *store_redis;    /* redis://: its address (store_provider
+                                                * is then its display form) */
+    const char *store_password;                /* ScalekitSessionStorePassword */
     int session_max_age, store_failure_login, revoke_on_logout;
     const char *cookie_domain, *cookie_samesite;
     int cookie_secure;                    /* -1 auto (Secure on https), 0, 1 */
@@ -102,7 +126,8 @@ typedef struct sk_server_conf {
         cookie_secure_set:1, audiences_set:1, redirect_origins_set:1, algs_set:1,
         leeway_set:1, timeout_set:1, jwks_ttl_set:1, jwks_min_refetch_set:1,
         state_ttl_set:1, state_max_set:1, cache_entries_set:1, store_provider_set:1,
-        session_max_age_set:1, store_failure_login_set:1, revoke_on_logout_set:1;
+        session_max_age_set:1, store_failure_login_set:1, revoke_on_logout_set:1,
+        store_password_set:1;
 
     const char *where;          /* file:line of the first Scalekit directive */
     sk_store *store;            /* built at post_config from store_provider */
@@ -299,6 +324,15 @@ apr_status_t sk_signout_mark(request_rec *r, const char *sid, const char *sub, i
 /* 1 when access token a's session was signed out so (cheap on a warm token). */
 int sk_is_signed_out(request_rec *r, sk_claims *a);
 
+/* httpd_redis.c: a redis:// session store */
+const char *sk_redis_check(apr_pool_t *p, const sk_server_conf *c);
+apr_status_t sk_redis_post_config(apr_pool_t *pconf, server_rec *s, const sk_server_conf *c,
+                                  sk_store *st);
+extern const sk_store_ops sk_redis_ops;
+/* 1 while Redis' invalidations arrive: this process's copies may be used. */
+int sk_redis_copies_live(const sk_store *st);
+void sk_redis_child_init(apr_pool_t *pchild, server_rec *s);
+
 /* httpd_store_copy.c */
 int sk_store_copy_init(server_rec *s);
 /* 1 with t (key included) from this process's copy of session sid's record
@@ -310,6 +344,8 @@ void sk_store_copy_put(const sk_store *store, const char *sid, apr_uint32_t epoc
                        const sk_tokens *t);
 /* After writing or removing the record of key. */
 void sk_store_copy_bump(const char *key);
+/* When writes may have been missed: no copy read before counts. */
+void sk_store_copy_bump_all(void);
 int sk_store_jti_seen(request_rec *r, const char *jti, apr_time_t keep);
 
 /* httpd_revoke.c */

@@ -45,13 +45,16 @@
 
 /* Where refresh records go: the session store when there is one (so that
  * servers sharing sessions also share the pending mark and the answer), else
- * this machine's shmcb. Operations run under the global mutex. */
-static void sk_refresh_cache(request_rec *r, ap_socache_provider_t **provider,
-                             ap_socache_instance_t **instance)
+ * this machine's shmcb, as a store of its own (cache). Operations run under
+ * the global mutex. */
+static const sk_store *sk_refresh_cache(request_rec *r, sk_store *cache)
 {
     sk_server_conf *c = sk_server_config(r);
-    *provider = c->store ? c->store->provider : sk_shared_store.provider;
-    *instance = c->store ? c->store->instance : sk_shared_store.instance;
+    if (c->store)
+        return c->store;
+    *cache = (sk_store){ .ops = &sk_socache_ops, .provider = sk_shared_store.provider,
+                         .instance = sk_shared_store.instance };
+    return cache;
 }
 
 /* Records are sealed like session records and bound to their key: an answer
@@ -60,12 +63,10 @@ static void sk_refresh_cache(request_rec *r, ap_socache_provider_t **provider,
  * no record. buf holds SK_RESULT_MAX + 1 bytes: one buffer for every poll. */
 static char *sk_shared_get(request_rec *r, const char *key, unsigned char *buf)
 {
-    ap_socache_provider_t *pr;
-    ap_socache_instance_t *in;
+    sk_store cache;
+    const sk_store *st = sk_refresh_cache(r, &cache);
     unsigned int len = SK_RESULT_MAX;
-    sk_refresh_cache(r, &pr, &in);
-    if (pr->retrieve(in, r->server, (const unsigned char *)key, (unsigned int)strlen(key), buf,
-                     &len, r->pool) != APR_SUCCESS)
+    if (st->ops->get(st, r->server, key, buf, &len, r->pool) != APR_SUCCESS)
         return NULL;
     buf[len] = '\0';
     char *plain = sk_unseal_bound(r->pool, sk_server_config(r)->rt->record_sealer, key,
@@ -76,21 +77,36 @@ static char *sk_shared_get(request_rec *r, const char *key, unsigned char *buf)
     return plain && *plain ? plain : NULL;
 }
 
-static void sk_shared_put(request_rec *r, const char *key, const char *value,
-                          apr_time_t keep)
+/* Write a record; with add, only where there is none (APR_EEXIST then). */
+static apr_status_t sk_shared_write(request_rec *r, const char *key, const char *value,
+                                    apr_time_t keep, int add)
 {
-    ap_socache_provider_t *pr;
-    ap_socache_instance_t *in;
-    sk_refresh_cache(r, &pr, &in);
+    sk_store cache;
+    const sk_store *st = sk_refresh_cache(r, &cache);
     char *sealed = sk_seal_bound(r->pool, sk_server_config(r)->rt->record_sealer, key, value,
                                  strlen(value));
     apr_status_t rv = !sealed ? APR_EGENERAL : strlen(sealed) > SK_RESULT_MAX ? APR_ENOSPC
-        : pr->store(in, r->server, (const unsigned char *)key, (unsigned int)strlen(key),
-                    apr_time_now() + keep, (unsigned char *)sealed,
-                    (unsigned int)strlen(sealed), r->pool);
-    if (rv != APR_SUCCESS)
+        : add ? st->ops->add(st, r->server, key, sealed, keep, r->pool)
+        : st->ops->put(st, r->server, key, sealed, keep, r->pool);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv))
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "mod_scalekit: the shared cache "
                       "refused a refresh record");
+    return rv;
+}
+
+static void sk_shared_put(request_rec *r, const char *key, const char *value,
+                          apr_time_t keep)
+{
+    sk_shared_write(r, key, value, keep, 0);
+}
+
+/* A store that adds atomically (Redis: SET NX) leaves the pending mark in
+ * one step, for every server sharing it: 1 when this request left it. */
+static int sk_shared_claim(request_rec *r, const char *key, apr_time_t keep)
+{
+    sk_store cache;
+    const sk_store *st = sk_refresh_cache(r, &cache);
+    return st->ops->add && sk_shared_write(r, key, "P", keep, 1) == APR_SUCCESS;
 }
 
 /* Read a stored answer: "R" + JSON tokens, or "F" / "U" + reason. */
@@ -164,11 +180,16 @@ static const char *sk_await(request_rec *r, const char *key, unsigned char *buf,
 {
     sk_server_conf *c = sk_server_config(r);
     *late = 0;
+    apr_time_t keep = apr_time_from_sec(c->timeout + 3);
     for (;;) {
         apr_global_mutex_lock(sk_shared_store.mutex);
+        if (claim && sk_shared_claim(r, key, keep)) {
+            apr_global_mutex_unlock(sk_shared_store.mutex);
+            return NULL;
+        }
         const char *v = sk_shared_get(r, key, buf);
         if (!v && claim)
-            sk_shared_put(r, key, "P", apr_time_from_sec(c->timeout + 3));
+            sk_shared_put(r, key, "P", keep);
         apr_global_mutex_unlock(sk_shared_store.mutex);
         if (!v || v[0] != 'P')
             return v;
@@ -179,7 +200,9 @@ static const char *sk_await(request_rec *r, const char *key, unsigned char *buf,
 }
 
 /* A store shared by several machines makes the pending mark a read then a
- * write with no lock between them, so two servers can both call. The IdP
+ * write with no lock between them (but for Redis of our own, which adds it
+ * at once; the mark may still expire under a slow call), so two servers can
+ * both call. The IdP
  * refuses the second; its winner's answer is then on the way to the store.
  * Wait a little for it rather than end the session (and overwrite the
  * answer with the refusal, ending it for every waiting request too). */

@@ -40,7 +40,7 @@ void sk_signout_post_config(server_rec *s)
 {
     if (!sk_mark_epoch)
         sk_mark_epoch = sk_process_shm(s, "mod_scalekit sign-out epoch", sizeof(apr_uint32_t));
-    sk_shared_view = (sk_store){ .provider = sk_shared_store.provider,
+    sk_shared_view = (sk_store){ .ops = &sk_socache_ops, .provider = sk_shared_store.provider,
                                  .instance = sk_shared_store.instance, .not_mp_safe = 1 };
 }
 

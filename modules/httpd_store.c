@@ -3,9 +3,11 @@
  * By default in the browser's cookies (sk-access-token, sk-id-token,
  * sk-refresh-token). With ScalekitSessionStore PROVIDER[:ARGS] they live in an
  * httpd shared object cache (shmcb on one machine; redis or memcache across
- * machines) under a hash of an opaque 256-bit session id, the only thing the
- * browser holds. A back-channel logout ends sessions on every server at once
- * through "signed out at" marks in the same store (httpd_signout.c). */
+ * machines), with ScalekitSessionStore redis://... in Redis through the
+ * module's own client (httpd_redis.c: it authenticates), under a hash of an
+ * opaque 256-bit session id, the only thing the browser holds. A back-channel
+ * logout ends sessions on every server at once through "signed out at" marks
+ * in the same store (httpd_signout.c). */
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -25,6 +27,8 @@
 /* Called at check_config (so "apache2 -t" names a provider that is not loaded). */
 const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c)
 {
+    if (c->store_redis || c->store_password_set)
+        return sk_redis_check(p, c);
     if (!c->store_provider)
         return NULL;
     if (!ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, c->store_provider,
@@ -36,6 +40,32 @@ const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c)
     return NULL;
 }
 
+/* ------------------------------------- an httpd shared object cache */
+
+static apr_status_t sk_socache_get(const sk_store *st, server_rec *s, const char *key,
+                                   unsigned char *buf, unsigned int *len, apr_pool_t *p)
+{
+    return st->provider->retrieve(st->instance, s, (const unsigned char *)key,
+                                  (unsigned int)strlen(key), buf, len, p);
+}
+
+static apr_status_t sk_socache_put(const sk_store *st, server_rec *s, const char *key,
+                                   const char *value, apr_time_t keep, apr_pool_t *p)
+{
+    return st->provider->store(st->instance, s, (const unsigned char *)key,
+                               (unsigned int)strlen(key), apr_time_now() + keep,
+                               (unsigned char *)value, (unsigned int)strlen(value), p);
+}
+
+static apr_status_t sk_socache_remove(const sk_store *st, server_rec *s, const char *key,
+                                      apr_pool_t *p)
+{
+    return st->provider->remove(st->instance, s, (const unsigned char *)key,
+                                (unsigned int)strlen(key), p);
+}
+
+const sk_store_ops sk_socache_ops = { sk_socache_get, sk_socache_put, sk_socache_remove, NULL };
+
 apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                   sk_server_conf *c)
 {
@@ -43,6 +73,12 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
     if (!c->store_provider || c->store)
         return APR_SUCCESS;
     sk_store *st = apr_pcalloc(pconf, sizeof(*st));
+    if (c->store_redis) {
+        apr_status_t rv = sk_redis_post_config(pconf, s, c, st);
+        if (rv == APR_SUCCESS)
+            c->store = st;
+        return rv;
+    }
     const char *args = c->store_args;
     if (!args && !strcmp(c->store_provider, "shmcb"))      /* 512 KiB would hold ~150 */
         args = apr_psprintf(pconf, "%s(%d)", ap_runtime_dir_relative(pconf, apr_psprintf(pconf,
@@ -57,6 +93,7 @@ apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_r
                      "%s: %s", c->store_provider, err ? err : "cannot initialise");
         return rv;
     }
+    st->ops = &sk_socache_ops;
     st->not_mp_safe = (st->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
     /* Written by other machines too: sign-out marks are polled (httpd_signout.c). */
     st->remote = strcmp(c->store_provider, "shmcb") != 0;
@@ -86,9 +123,7 @@ apr_status_t sk_store_get_small(request_rec *r, const sk_store *st, const char *
     unsigned char *buf = apr_palloc(r->pool, max + 1);
     unsigned int len = max;
     sk_store_lock(st);
-    apr_status_t rv = st->provider->retrieve(st->instance, r->server,
-                                             (const unsigned char *)key,
-                                             (unsigned int)strlen(key), buf, &len, r->pool);
+    apr_status_t rv = st->ops->get(st, r->server, key, buf, &len, r->pool);
     sk_store_unlock(st);
     if (rv == APR_SUCCESS) {
         buf[len] = '\0';
@@ -107,10 +142,7 @@ apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
                                  const char *value, apr_time_t keep)
 {
     sk_store_lock(st);
-    apr_status_t rv = st->provider->store(st->instance, r->server, (const unsigned char *)key,
-                                          (unsigned int)strlen(key), apr_time_now() + keep,
-                                          (unsigned char *)value, (unsigned int)strlen(value),
-                                          r->pool);
+    apr_status_t rv = st->ops->put(st, r->server, key, value, keep, r->pool);
     sk_store_unlock(st);
     if (st->copies)                     /* after the write: see httpd_store_copy.c */
         sk_store_copy_bump(key);
@@ -122,8 +154,7 @@ apr_status_t sk_store_put(request_rec *r, const sk_store *st, const char *key,
 static void sk_store_remove(request_rec *r, const sk_store *st, const char *key)
 {
     sk_store_lock(st);
-    st->provider->remove(st->instance, r->server, (const unsigned char *)key,
-                         (unsigned int)strlen(key), r->pool);
+    st->ops->remove(st, r->server, key, r->pool);
     sk_store_unlock(st);
     if (st->copies)
         sk_store_copy_bump(key);
@@ -212,7 +243,8 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     const char *sid = sk_request_cookie(r, c->cookie_session);
     if (!sid || strlen(sid) > 128)
         return OK;
-    if (c->store->copies && sk_store_copy_get(r, c->store, sid, t)) {
+    if (c->store->copies && (!c->store->redis || sk_redis_copies_live(c->store))
+        && sk_store_copy_get(r, c->store, sid, t)) {
         sk_count(SK_C_STORE_COPY);
         return OK;
     }

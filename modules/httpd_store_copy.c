@@ -12,8 +12,10 @@
  * refresh or back-channel logout has written, no request that starts after
  * it uses an older copy, in any process.
  *
- * Only for shmcb: Redis and memcached are written by other machines too,
- * whose writes no epoch here sees. A copy is also dropped when the record
+ * For shmcb, and for Redis of the module's own, whose invalidations bump
+ * the epochs of what other machines write (httpd_redis.c); not for
+ * memcached or httpd's socache_redis, written by other machines too, whose
+ * writes no epoch here sees. A copy is also dropped when the record
  * expires and SK_COPY_RECHECK after it was read (shmcb may evict a record
  * early when full; that is not a sign-out, but no copy should outlive it
  * long). */
@@ -79,6 +81,12 @@ int sk_store_copy_init(server_rec *s)
 void sk_store_copy_bump(const char *key)
 {
     apr_atomic_inc32(sk_epoch_of(key));
+}
+
+void sk_store_copy_bump_all(void)
+{
+    for (int i = 0; i < SK_EPOCHS; i++)
+        apr_atomic_inc32(&sk_epochs[i]);
 }
 
 apr_uint32_t sk_store_copy_epoch(const char *key)

@@ -61,26 +61,58 @@ class StoreServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# What the module needs of Redis, and nothing more: its own keys, the commands it sends, and
+# the invalidations of client-side caching.
+SCALEKIT_ACL = ["~scalekit:*", "+get", "+set", "+del", "+ping", "+select", "+client|id",
+                "+client|tracking", "+subscribe", "&__redis__:invalidate"]
+
+
 class RedisServer(StoreServer):
+    """requirepass: the default user's password; acl_user, acl_password: an ACL user with the
+    rights of SCALEKIT_ACL (acl_rules to give others). call() is the default user (with
+    requirepass when there is one)."""
     provider = "redis"
 
+    def __init__(self, requirepass=None, acl_user=None, acl_password=None, acl_rules=None):
+        super().__init__()
+        self.requirepass, self.acl_user, self.acl_password = requirepass, acl_user, acl_password
+        self.acl_rules = acl_rules or SCALEKIT_ACL
+
     def command(self):
-        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"]
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"]
+        if self.requirepass:
+            cmd += ["--requirepass", self.requirepass]
+        if self.acl_user:
+            cmd += ["--user", self.acl_user, "on", ">" + self.acl_password] + self.acl_rules
+        return cmd
+
+    def url(self, user=None, password=None, db=None):
+        """A redis:// address of this server for ScalekitSessionStore."""
+        auth = "%s%s@" % (user or "", ":" + password if password else "") if user or password else ""
+        return "redis://%s127.0.0.1:%d%s" % (auth, self.port, "/%d" % db if db is not None else "")
 
     def call(self, *args):
-        """One Redis command over RESP; returns bytes, an int, a list or None."""
+        """One Redis command over RESP (as the administrator); returns bytes, an int, a list or None."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            sock.sendall(out)
-            return _resp(sock.makefile("rb"))
+            f = sock.makefile("rb")
+            if self.requirepass:
+                _send(sock, ("AUTH", self.requirepass))
+                _resp(f)
+            _send(sock, args)
+            return _resp(f)
 
     def items(self):
         """Every key and value in the store."""
         return {k: self.call("GET", k) for k in self.call("KEYS", "*")}
+
+
+def _send(sock, args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
 
 
 def _resp(f):
