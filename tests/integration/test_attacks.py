@@ -1,0 +1,143 @@
+"""Attacks on the module's hooks from a security review: each test is a regression for a defect
+found and fixed (it fails on the code before the fix), through a real httpd and the local IdP.
+
+The shared-memory plant writes httpd's shmcb segment through /proc/PID/mem (the tests run as
+root), as code running inside a child (an embedded interpreter, a compromised module) could."""
+import base64
+import hashlib
+import json
+import re
+import time
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+API = {"Accept": "application/json"}
+
+
+def loc(path, body):
+    return "<Location %s>\n%s</Location>\n" % (path, body)
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def whoami(h, cookies=None, headers=None, path="/cgi-bin/whoami"):
+    return requests.get(h.url + path, cookies=cookies or {}, headers=dict(API, **(headers or {})),
+                        allow_redirects=False, timeout=30)
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing httpd's shared memory
+# ------------------------------------------------------------------------------------------------
+
+def shared_mappings(pid):
+    """(start, end) of the process's shared writable mappings (shmcb segments among them)."""
+    out = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if fields[1].startswith("rw") and fields[1][3] == "s":
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                out.append((start, end))
+    return out
+
+
+def find_in_shared(pid, needle):
+    """Addresses of needle in the process's shared mappings."""
+    hits = []
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        for start, end in shared_mappings(pid):
+            mem.seek(start)
+            data = mem.read(end - start)
+            hits += [start + m.start() for m in re.finditer(re.escape(needle), data)]
+    return hits
+
+
+def read_mem(pid, addr, n):
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        mem.seek(addr)
+        return mem.read(n)
+
+
+def write_mem(pid, addr, data):
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+        mem.seek(addr)
+        mem.write(data)
+
+
+# ------------------------------------------------------------------------------------------------
+# The last good JWKS shared by the children: sealed, so a planted key set is no key set
+# ------------------------------------------------------------------------------------------------
+
+def attacker_key():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    nums = key.public_key().public_numbers()
+
+    def b64int(v):
+        return b64u(v.to_bytes((v.bit_length() + 7) // 8, "big"))
+    jwk = {"kty": "RSA", "kid": "planted", "use": "sig", "alg": "RS256",
+           "n": b64int(nums.n), "e": b64int(nums.e)}
+    return key, jwk
+
+
+def sign_rs256(key, claims, kid="planted"):
+    head = b64u(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    body = b64u(json.dumps(claims).encode())
+    sig = key.sign((head + "." + body).encode(), padding.PKCS1v15(), hashes.SHA256())
+    return head + "." + body + "." + b64u(sig)
+
+
+def jwks_record_key(idp):
+    """Where httpd_shared.c keeps the JWKS copy: before the fix under the URL alone, after it
+    under the URL and the client. Either way base64url(SHA-256(...)) + ":k"."""
+    return [(b64u(hashlib.sha256(v.encode()).digest()) + ":k").encode()
+            for v in (idp.url + "/keys", idp.url + "/keys " + idp.client_id)]
+
+
+def test_planted_jwks_in_shared_memory_is_not_trusted(idp, httpd_factory):
+    """Whoever can write the shmcb segment overwrites the shared JWKS copy with a key set of
+    their own (fetched "now"), then presents a token signed by their key under a new kid: the
+    process meeting the unknown kid takes a copy fetched within ScalekitJWKSRefreshInterval
+    instead of calling the IdP. The copy is sealed and bound to its key: the plant does not
+    open, is logged, and the key set comes from the IdP, where the kid is unknown: 401."""
+    h = httpd_factory(idp=idp, extra_conf="ScalekitJWKSRefreshInterval 1\n", locations=loc(
+        "/cgi-bin", "AuthType Scalekit\nScalekitBearer On\nRequire valid-user\n"))
+    good = idp.mint({}, base="access")
+    assert whoami(h, headers={"Authorization": "Bearer " + good}).status_code == 200
+    parent = h.proc.pid
+    hits = []
+    for _ in range(50):                               # the copy is shared right after the fetch
+        hits = [(k, a) for k in jwks_record_key(idp) for a in find_in_shared(parent, k)]
+        if hits:
+            break
+        time.sleep(0.1)
+    assert len(hits) == 1, hits
+    record_key, addr = hits[0]
+    value_at = addr + len(record_key)                 # shmcb keeps the value right after the key
+    jwks_len = len(requests.get(idp.url + "/keys").content)
+    head = read_mem(parent, value_at, 16)
+    if re.match(rb"\d{10}\n", head):                  # plain "<fetched>\n<document>"
+        room = 11 + jwks_len
+    else:                                             # sealed: base64url(iv | text | tag)
+        assert re.match(rb"[A-Za-z0-9_-]{16}", head), head
+        n = 12 + 11 + jwks_len + 16
+        room = n // 3 * 4 + (n % 3 + 1 if n % 3 else 0)
+    key, jwk = attacker_key()
+    time.sleep(1.2)                                   # an unknown kid may look for keys again
+    doc = json.dumps({"keys": [jwk]}).encode()
+    plant = b"%d\n" % int(time.time()) + doc
+    assert len(plant) <= room, (len(plant), room)
+    write_mem(parent, value_at, plant + b" " * (room - len(plant)))
+    now = int(time.time())
+    forged = sign_rs256(key, {"iss": idp.url, "aud": [idp.client_id], "sub": "usr_attacker",
+                              "iat": now, "nbf": now, "exp": now + 300, "client_id": idp.client_id})
+    r = whoami(h, headers={"Authorization": "Bearer " + forged})
+    assert r.status_code == 401, (r.status_code, r.text[:300])
+    assert "usr_attacker" not in r.text
+    assert "shared JWKS copy does not open" in h.error_log()
+    # The IdP's keys still serve: the good token is accepted as before.
+    assert whoami(h, headers={"Authorization": "Bearer " + good}).status_code == 200
