@@ -141,3 +141,71 @@ def test_planted_jwks_in_shared_memory_is_not_trusted(idp, httpd_factory):
     assert "shared JWKS copy does not open" in h.error_log()
     # The IdP's keys still serve: the good token is accepted as before.
     assert whoami(h, headers={"Authorization": "Bearer " + good}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# ScalekitPassAccessToken: the backend's Authorization is only ever the module's, and only where
+# the option is on
+# ------------------------------------------------------------------------------------------------
+
+ENVDUMP_CGI = r'''#!/usr/bin/python3
+import json, os
+print("Content-Type: application/json\n")
+print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(("HTTP_", "SCALEKIT_"))
+                  or k == "REMOTE_USER"}))
+'''
+PROTECT = " AuthType Scalekit\n Require valid-user\n"
+PASS = " ScalekitPassAccessToken On\n"
+
+
+def pass_token_server(idp, httpd_factory):
+    """Proxied to a backend (second port) whose CGI sees Authorization (CGIPassAuth On):
+    /granted and /anyip pass the token but let a request in without a user; /app passes it to a
+    backend whose 404 becomes an ErrorDocument served by /off, which does not pass it."""
+    backend = "http://127.0.0.1:@PORT1@/backend"
+    locations = (
+        loc("/api/auth", " SetHandler scalekit\n") +
+        "".join("ProxyPass /%s %s\n" % (p, backend) for p in ("granted", "anyip", "off")) +
+        "ProxyPass /app http://127.0.0.1:@PORT1@/missing\n" +
+        loc("/granted", " AuthType Scalekit\n Require all granted\n" + PASS) +
+        loc("/anyip", " AuthType Scalekit\n <RequireAny>\n  Require ip 127.0.0.1\n"
+            "  Require valid-user\n </RequireAny>\n" + PASS) +
+        loc("/app", PROTECT + PASS + " ProxyErrorOverride On\n ErrorDocument 404 /off/missing\n") +
+        loc("/off", " Require all granted\n") +
+        "<VirtualHost 127.0.0.1:@PORT1@>\n ScriptAlias /backend @ROOT@/cgi-bin/envdump\n"
+        " <Directory @ROOT@/cgi-bin>\n  CGIPassAuth On\n </Directory>\n</VirtualHost>\n")
+    h = httpd_factory(idp=idp, locations=locations, proxy=True, extra_ports=1)
+    cgi = h.root / "cgi-bin" / "envdump"
+    cgi.write_text(ENVDUMP_CGI)
+    cgi.chmod(0o755)
+    return h
+
+
+def test_client_authorization_never_reaches_a_pass_token_backend(idp, httpd_factory):
+    """Where authorization lets a request in without a user (Require all granted, Require ip in
+    a RequireAny), check_authn does not run: the client's own Authorization (a forged token,
+    another user's) must not reach a backend told that Authorization is the module's."""
+    h = pass_token_server(idp, httpd_factory)
+    forged = idp.mint({"sub": "usr_victim"}, base="access", sign="bad")
+    for path in ("/granted", "/anyip"):
+        r = requests.get(h.url + path, headers={"Authorization": "Bearer " + forged}, timeout=30)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+        assert "HTTP_AUTHORIZATION" not in r.json(), (path, r.json())
+    # A signed-in user's request there still carries the user's token? No check_authn ran, so
+    # no user and no token: the backend sees no Authorization at all.
+
+
+def test_token_passed_to_one_location_does_not_follow_an_error_document(idp, httpd_factory,
+                                                                        browser_session):
+    """/app passes the user's token; its 404 page is served by /off, which does not: the error
+    page's backend must not receive the user's access token (an internal redirect shares the
+    request's headers)."""
+    from test_signin import signin
+    h = pass_token_server(idp, httpd_factory)
+    s = browser_session()
+    signin(h, s, return_to="/off/x")
+    token = s.cookies.get("sk-access-token")
+    r = s.get(h.url + "/app", allow_redirects=False)
+    assert r.status_code in (200, 404), (r.status_code, r.text[:300])   # the page's status
+    assert "HTTP_ACCEPT" in r.text, r.text[:500]             # the backend served the page
+    assert token not in r.text and "HTTP_AUTHORIZATION" not in r.text, r.text[:500]
