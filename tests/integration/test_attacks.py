@@ -209,3 +209,19 @@ def test_token_passed_to_one_location_does_not_follow_an_error_document(idp, htt
     assert r.status_code in (200, 404), (r.status_code, r.text[:300])   # the page's status
     assert "HTTP_ACCEPT" in r.text, r.text[:500]             # the backend served the page
     assert token not in r.text and "HTTP_AUTHORIZATION" not in r.text, r.text[:500]
+
+
+# ------------------------------------------------------------------------------------------------
+# ScalekitEnvVars: no claim passes for the machine client's variable
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("claim", ["client_id", "client-id", "Client.ID"])
+def test_no_claim_may_become_scalekit_client_id(idp, module_path, claim):
+    """SCALEKIT_CLIENT_ID names a client listed in ScalekitMachineClients and nothing else; a
+    custom claim mapped onto it would hand every user token's client_id (the app's own client)
+    to the application as if it were a listed machine client. Refused at apache2 -t."""
+    from test_config import location_config_test
+    rc, out = location_config_test(idp, module_path, "ScalekitEnvVars sub " + claim)
+    assert rc != 0 and "would be SCALEKIT_CLIENT_ID" in out, out
+    rc, out = location_config_test(idp, module_path, "ScalekitEnvVars sub client_name")
+    assert rc == 0, out
