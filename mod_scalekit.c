@@ -666,6 +666,12 @@ static const char *sk_claim_env_name(apr_pool_t *p, const char *claim)
 static const char *sk_claim_clash(apr_pool_t *p, const sk_custom_claims *cc, int i)
 {
     const char *env = cc->claim[i].env;
+    /* The variable that names a listed machine client (ScalekitMachineClients):
+     * from a claim, every token's client_id would pass for one. */
+    if (!strcmp(env, "SCALEKIT_CLIENT_ID"))
+        return apr_psprintf(p, "ScalekitEnvVars: claim '%s' would be SCALEKIT_CLIENT_ID, "
+                            "which names only a client listed in ScalekitMachineClients",
+                            cc->claim[i].claim);
     for (int k = 0; k < SK_PUBLISHED_COUNT; k++)
         if (!strcmp(env, sk_published[k].env))
             return apr_psprintf(p, "ScalekitEnvVars: claim '%s' would be %s, the variable of "

@@ -249,6 +249,12 @@ int sk_wants_login(request_rec *r, const sk_dir_conf *d);
 #define SK_NOTE_SCRUBBED "scalekit-scrubbed"
 int sk_scrub_claim_lookalikes(request_rec *r);
 int sk_scrub_subrequest_lookalikes(request_rec *r);
+/* The client's own Authorization header (or "" for none), kept where
+ * ScalekitPassAccessToken replaced it with the session's access token: the
+ * fixups hook puts it back at a location without the option that an
+ * internal redirect or subrequest reaches, and removes an Authorization the
+ * module did not set at one with it. */
+#define SK_NOTE_AUTHZ "scalekit-authorization"
 /* fixups: the module's cookies out of every request, before the handler. */
 int sk_strip_cookies_fixup(request_rec *r);
 /* A claim value made safe for the environment, headers and logs. */

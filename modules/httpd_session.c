@@ -729,12 +729,35 @@ int sk_scrub_subrequest_lookalikes(request_rec *r)
  * reads (its handler, a later subrequest or internal redirect to a protected
  * location). A request that sends none of our cookies costs one substring
  * search. */
+/* The backend of a ScalekitPassAccessToken location trusts Authorization to
+ * be the module's: one the client sent where no session was checked
+ * ("Require all granted", "Require ip" in a RequireAny: check_authn never
+ * ran) goes. A location without the option, reached by an internal redirect
+ * (ErrorDocument, mod_rewrite) or a subrequest of one with it, shares or
+ * copies its headers: it gets the client's own back, not the user's token.
+ * On an initial request at such a location nothing can have been set. */
+static void sk_pass_token_fixup(request_rec *r, const sk_dir_conf *d)
+{
+    if (!d->pass_token && !r->prev && !r->main)
+        return;
+    const char *orig = sk_request_note(r, SK_NOTE_AUTHZ);
+    if (d->pass_token) {
+        if (!orig)
+            apr_table_unset(r->headers_in, "Authorization");
+    }
+    else if (orig && *orig)
+        apr_table_setn(r->headers_in, "Authorization", orig);
+    else if (orig)
+        apr_table_unset(r->headers_in, "Authorization");
+}
+
 int sk_strip_cookies_fixup(request_rec *r)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
     if (!rt)
         return DECLINED;
     const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    sk_pass_token_fixup(r, d);
     if (!d->strip_cookies) {
         /* Off here, though the request this one redirects from stripped them. */
         const char *orig = sk_request_note(r, SK_NOTE_COOKIE);
@@ -792,8 +815,13 @@ int sk_check_authn(request_rec *r)
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs, d))
         return HTTP_UNAUTHORIZED;
-    if (d->pass_token)                      /* this request's token, refreshed or not */
+    if (d->pass_token) {                    /* this request's token, refreshed or not */
+        if (!sk_request_note(r, SK_NOTE_AUTHZ)) {
+            const char *orig = apr_table_get(r->headers_in, "Authorization");
+            apr_table_setn(r->notes, SK_NOTE_AUTHZ, orig ? orig : "");
+        }
         apr_table_setn(r->headers_in, "Authorization",
                        apr_pstrcat(r->pool, "Bearer ", rs->access_token, NULL));
+    }
     return OK;
 }

@@ -20,6 +20,7 @@
 #include "apr_strings.h"
 
 #include "sk_module.h"
+#include "sk_b64.h"
 
 sk_shared sk_shared_store;
 
@@ -156,44 +157,53 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s)
 
 /* ------------------------------------------------ the last good JWKS */
 
-/* Stored as "<fetched>\n<document>". */
+/* Sealed like refresh records (record_sealer), bound to its key: whoever can
+ * write the shmcb segment (code running inside a child, e.g. an embedded
+ * interpreter) must not plant signing keys every process would then trust.
+ * Plain text "<fetched>\n<document>" inside the seal. A copy that does not
+ * open is no copy: the process fetches from the IdP instead. */
+#define SK_JWKS_SEALED_MAX  SK_B64URL_ENCLEN(SK_JWKS_MAX + 64)
+
 static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
 {
     sk_runtime *rt = ctx;
     sk_shared *sh = &sk_shared_store;
     apr_pool_t *p;
-    unsigned int n = SK_JWKS_MAX;
-    unsigned char *buf = malloc(SK_JWKS_MAX + 1);
-    int rc = -1;
-    if (!sh->instance || !buf || apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        free(buf);
+    unsigned int n = SK_JWKS_SEALED_MAX;
+    if (!sh->instance || apr_pool_create(&p, NULL) != APR_SUCCESS)
         return -1;
-    }
+    unsigned char *buf = apr_palloc(p, SK_JWKS_SEALED_MAX + 1);
     const char *key = rt->jwks_cache_key;
+    size_t plen = 0;
+    char *plain = NULL, *nl = NULL, *end = NULL;
+    long long t = 0;
     apr_global_mutex_lock(sh->mutex);
     apr_status_t rv = sh->provider->retrieve(sh->instance, rt->s, (const unsigned char *)key,
                                              (unsigned int)strlen(key), buf, &n, p);
     apr_global_mutex_unlock(sh->mutex);
-    apr_pool_destroy(p);
     if (rv == APR_SUCCESS) {
         buf[n] = '\0';
-        char *nl = strchr((char *)buf, '\n'), *end = NULL;
-        long long t = strtoll((char *)buf, &end, 10);
-        if (nl && end == nl && t > 0) {
-            *len = n - (size_t)(nl + 1 - (char *)buf);
-            memmove(buf, nl + 1, *len + 1);
-            *body = (char *)buf;
-            *fetched = t;
-            buf = NULL;
-            rc = 0;
-        }
+        plain = sk_unseal_bound(p, rt->record_sealer, key, (const char *)buf,
+                                SK_JWKS_SEALED_MAX, &plen);
+        if (!plain)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->s, "mod_scalekit: the shared JWKS "
+                         "copy does not open under this server's key (altered, or planted): "
+                         "ignored");
     }
-    free(buf);
-    if (rc == 0)
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS: using the copy another process "
-                     "of this server fetched %" APR_INT64_T_FMT " s ago",
-                     (apr_int64_t)apr_time_sec(apr_time_now()) - *fetched);
-    return rc;
+    if (plain && (nl = memchr(plain, '\n', plen)))
+        t = strtoll(plain, &end, 10);
+    if (!nl || end != nl || t <= 0 || !(*body = malloc(plen + 1))) {
+        apr_pool_destroy(p);
+        return -1;
+    }
+    *len = plen - (size_t)(nl + 1 - plain);
+    memcpy(*body, nl + 1, *len + 1);
+    *fetched = t;
+    apr_pool_destroy(p);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS: using the copy another process "
+                 "of this server fetched %" APR_INT64_T_FMT " s ago",
+                 (apr_int64_t)apr_time_sec(apr_time_now()) - *fetched);
+    return 0;
 }
 
 static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetched)
@@ -209,12 +219,15 @@ static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetche
     char *value = apr_palloc(p, hlen + len);             /* body: not NUL-terminated */
     memcpy(value, head, hlen);
     memcpy(value + hlen, body, len);
-    apr_global_mutex_lock(sh->mutex);
-    apr_status_t rv = sh->provider->store(sh->instance, rt->s, (const unsigned char *)key,
-                                          (unsigned int)strlen(key), apr_time_now()
-                                          + SK_JWKS_KEEP, (unsigned char *)value,
-                                          (unsigned int)(hlen + len), p);
-    apr_global_mutex_unlock(sh->mutex);
+    char *sealed = sk_seal_bound(p, rt->record_sealer, key, value, hlen + len);
+    apr_status_t rv = APR_EGENERAL;
+    if (sealed) {
+        apr_global_mutex_lock(sh->mutex);
+        rv = sh->provider->store(sh->instance, rt->s, (const unsigned char *)key,
+                                 (unsigned int)strlen(key), apr_time_now() + SK_JWKS_KEEP,
+                                 (unsigned char *)sealed, (unsigned int)strlen(sealed), p);
+        apr_global_mutex_unlock(sh->mutex);
+    }
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rt->s, "mod_scalekit: could not share the "
                      "JWKS with other processes (shared cache full?)");
@@ -224,9 +237,13 @@ static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetche
     apr_pool_destroy(p);
 }
 
+/* Keyed by the client too: servers with other clients (other secrets, so
+ * other sealing keys) of the same environment keep copies of their own
+ * instead of overwriting each other's with records the other cannot open. */
 void sk_shared_keys(apr_pool_t *pconf, sk_runtime *rt)
 {
-    rt->jwks_cache_key = sk_hashed_key(pconf, "k", rt->jwks_url);
+    rt->jwks_cache_key = sk_hashed_key(pconf, "k", apr_pstrcat(pconf, rt->jwks_url, " ",
+                                       rt->access_policy.audiences[0], NULL));
     sk_keystore_shared cb = { sk_jwks_load, sk_jwks_save, rt };
     sk_keystore_set_shared(rt->keys, &cb);
 }
