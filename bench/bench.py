@@ -87,8 +87,10 @@ KeepAliveTimeout 5
 """
 
 # The same static file outside every protected location (scalekit-open): what the module's
-# every-request hooks cost a page it does not guard. The plain server has the alias too.
-OPEN_ALIAS = "Alias /open/ @DOCROOT@/bench/\n"
+# every-request hooks cost a page it does not guard. A <Location> of its own, as /bench has one
+# on both servers (httpd merges the config of each section a request matches). The plain server
+# has the alias too.
+OPEN_ALIAS = "Alias /open/ @DOCROOT@/bench/\n<Location /open>\n    Require all granted\n</Location>\n"
 
 SCALEKIT_LOCATIONS = """
 <Location /api/auth>

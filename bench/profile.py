@@ -10,7 +10,8 @@ driven by wrk (1 thread, 4 connections) for a bounded time, then SIGTERM; the pe
 function is its inclusive instruction count divided by the requests the access log shows.
 Workloads, on the same file (/bench/index.html, and the unprotected alias /pub/index.html):
 
-  noauth  the file through /pub/ of a server without the module: the limit
+  noauth  the file through /bench/ of a server without the module: the limit (the same
+          <Location>s as the module's server, Require all granted in place of its rules)
   noauth-cookie  the same with the warm cookies sent anyway: httpd's own cost of their bytes
   open    the file through /pub/ of the module's server: loaded, not protecting this location
           (what the every-request hooks cost a page the module does not guard)
@@ -45,7 +46,9 @@ import bench  # noqa: E402
 from httpd import Httpd, build_module  # noqa: E402
 from idp import IdP  # noqa: E402
 
-PUB_CONF = "Alias /pub/ @DOCROOT@/bench/\n"
+# /pub/: a location of its own without AuthType Scalekit, on every server alike, so that each
+# request of every workload matches one <Location> (httpd merges its config: ~1k instructions).
+PUB_CONF = "Alias /pub/ @DOCROOT@/bench/\n<Location /pub>\n    Require all granted\n</Location>\n"
 # The same file behind a role rule (the "role" workload): Require reads the token's roles array.
 ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
 <Location /role>
@@ -56,8 +59,7 @@ ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
 
 
 def workload_path(name):
-    return {"noauth": "/pub/", "noauth-cookie": "/pub/", "open": "/pub/", "open-cookie": "/pub/",
-            "role": "/role/"}.get(name, "/bench/") + "index.html"
+    return {"open": "/pub/", "open-cookie": "/pub/", "role": "/role/"}.get(name, "/bench/") + "index.html"
 
 
 # Workloads on a server without mod_scalekit (the limit); the others load it.
