@@ -86,6 +86,12 @@ MaxKeepAliveRequests 0
 KeepAliveTimeout 5
 """
 
+# The same static file outside every protected location (scalekit-open): what the module's
+# every-request hooks cost a page it does not guard. A <Location> of its own, as /bench has one
+# on both servers (httpd merges the config of each section a request matches). The plain server
+# has the alias too.
+OPEN_ALIAS = "Alias /open/ @DOCROOT@/bench/\n<Location /open>\n    Require all granted\n</Location>\n"
+
 SCALEKIT_LOCATIONS = """
 <Location /api/auth>
     SetHandler scalekit
@@ -105,7 +111,22 @@ ScriptAlias /cgi-envmin/ @ROOT@/cgi-bin/
     Require valid-user
     ScalekitEnvVars none
 </Location>
-"""
+""" + OPEN_ALIAS
+
+
+def mirror_locations(conf):
+    """The module's <Location> sections as a site without the module has them ("Require all
+    granted" for the module's rules, its own directives left out): the plain server carries
+    them too, so that httpd's walk of the sections (about 1.2k instructions a request for
+    these five) is in both sides of every ratio and a ratio prices the module alone."""
+    out = []
+    for line in conf.splitlines():
+        word = line.strip().split(" ")[0]
+        if word in ("AuthType", "SetHandler") or word.startswith("Scalekit"):
+            continue
+        out.append(line.replace("Require valid-user", "Require all granted")
+                   .replace("Require scalekit-role admin", "Require all granted"))
+    return "\n".join(out) + "\n"
 
 # The plain server's CGI again with ten variables set by SetEnv, as many as a signed-in request
 # adds (REMOTE_USER, AUTH_TYPE and the eight SCALEKIT_*; REMOTE_USER under another name so the CGI
@@ -183,6 +204,13 @@ CASES = {
     "scalekit-warm":    {"server": "scalekit", "sets": "warm", "static": "/bench/index.html",
                          "cgi": "/cgi-bin/bench", "auth": True,
                          "what": "mod_scalekit, one session (cookies of a real sign-in)"},
+    "scalekit-open":    {"server": "scalekit", "sets": None, "static": "/open/index.html",
+                         "cgi": None, "auth": False,
+                         "what": "mod_scalekit loaded, the file outside every protected location, "
+                                 "no cookies of the module: the every-request hooks alone"},
+    "scalekit-open-cookie": {"server": "scalekit", "sets": "warm", "static": "/open/index.html",
+                         "cgi": None, "auth": False,
+                         "what": "the same with the warm cookies sent (stripped before the handler)"},
     "scalekit-1000":    {"server": "scalekit", "sets": "users", "static": "/bench/index.html",
                          "cgi": "/cgi-bin/bench", "auth": True,
                          "what": "mod_scalekit, N distinct users in rotation (real sign-ins)"},
@@ -213,6 +241,7 @@ SIGNIN_CASES = {
 # two cases of one target; on a shared machine whose speed wanders by 10 % in a minute the
 # pairs give the tighter figure of the two (its spread is printed beside it).
 RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "static", 0.90),
+                 ("unprotected static >= 0.99x no-auth", "scalekit-open", "noauth", "static", 0.99),
                  ("1000 users static >= 0.70x no-auth", "scalekit-1000", "noauth", "static", 0.70),
                  ("warm static >= 2x openidc session", "scalekit-warm", "openidc-session", "static", 2.0),
                  ("warm static >= 2x openidc bearer JWT", "scalekit-warm", "openidc-jwt", "static", 2.0),
@@ -373,12 +402,25 @@ def bench_files(h):
 SSL_CONF = "LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so\n"
 
 
+def openidc_version(so):
+    """The version a mod_auth_openidc .so names itself with ("mod_auth_openidc-2.4.12.3" is
+    compiled into every build), or None when the file does not look like one."""
+    import re
+    try:
+        data = Path(so).read_bytes()
+    except OSError:
+        return None
+    m = re.search(rb"mod_auth_openidc-(\d+(?:\.\d+)+[\w.+~-]*)", data)
+    return m.group(1).decode() if m else None
+
+
 def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None, ssl_module=True):
     base = (SSL_CONF if ssl_module else "") + MPM_CONF
     servers = {}
     common = dict(loglevel="warn", mpm="event")
     if "plain" in wanted:
-        servers["plain"] = Httpd(load_scalekit=False, extra_conf=base + PLAIN_LOCATIONS, **common)
+        servers["plain"] = Httpd(load_scalekit=False, extra_conf=base + PLAIN_LOCATIONS +
+                                 mirror_locations(SCALEKIT_LOCATIONS), **common)
     if "scalekit" in wanted:
         servers["scalekit"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
                                     extra_conf=base, **common)
@@ -710,6 +752,8 @@ def print_table(rows, signins, memory, settings):
                    settings["conns_static"], settings["conns_cgi"],
                    "loaded" if settings.get("ssl_module") else "not loaded", settings["cores"],
                    settings["loadavg_start"]))
+    if settings.get("openidc"):
+        out.append("compared with %s" % settings["openidc"])
     out.append("")
     cpu_base = {r["target"]: r["summary"].get("cpu_us_per_req") for r in rows
                 if r["case"] == "noauth" and r["summary"]}
@@ -881,6 +925,7 @@ def parse_cases(spec, memory_only):
 
 
 def main(argv=None):
+    global OIDC_SO
     ap = argparse.ArgumentParser(description="mod_scalekit benchmark (issue 5)",
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="cases: %s; signin-scalekit, signin-openidc (or 'signin'); "
@@ -913,7 +958,15 @@ def main(argv=None):
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     ap.add_argument("--no-ssl-module", action="store_true",
                     help="do not load mod_ssl in every server (see SSL_CONF)")
+    ap.add_argument("--openidc-module", default=None, metavar="PATH",
+                    help="the mod_auth_openidc .so to compare with (default %s, Debian's)" % OIDC_SO)
     a = ap.parse_args(argv)
+    if a.openidc_module:
+        OIDC_SO = Path(a.openidc_module).resolve()
+        if not OIDC_SO.is_file():
+            ap.error("--openidc-module: %s is not a file" % a.openidc_module)
+        if not openidc_version(OIDC_SO):
+            ap.error("--openidc-module: %s does not name itself mod_auth_openidc" % a.openidc_module)
 
     runs = a.runs or (1 if a.quick else 5)
     duration = a.duration or (3.0 if a.quick else 6.0)
@@ -946,6 +999,8 @@ def main(argv=None):
         wanted.add("scalekit")
     if "openidc" in wanted and not OIDC_SO.exists():
         raise SystemExit("%s is missing: run scripts/deps bench" % OIDC_SO)
+    if "openidc" in wanted:
+        log("mod_auth_openidc: %s, version %s" % (OIDC_SO, openidc_version(OIDC_SO) or "unknown"))
     need_users = a.memory or any(CASES[r["case"]]["sets"] == "users" for r in rows)
     need_warm = any(CASES[r["case"]]["sets"] in ("warm", "jwt") for r in rows)
     if need_users or need_warm:
@@ -964,6 +1019,8 @@ def main(argv=None):
         "conns_cgi": a.cgi_connections, "users": a.users, "signin_clients": a.signin_clients,
         "cores": os.cpu_count(), "loadavg_start": "%.2f %.2f %.2f" % os.getloadavg(),
         "quick": a.quick, "ssl_module": not a.no_ssl_module,
+        "openidc": ("mod_auth_openidc %s (%s)" % (openidc_version(OIDC_SO) or "unknown", OIDC_SO)
+                    if "openidc" in wanted else None),
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / ("skbench-%d" % os.getpid())
@@ -1282,7 +1339,9 @@ def versions(module_path):
     return {
         "apache2": cmd("/usr/sbin/apache2", "-v").splitlines()[0] if cmd("/usr/sbin/apache2", "-v") else "",
         "wrk": (cmd("dpkg-query", "-W", "-f=${Version}", "wrk")),
-        "mod_auth_openidc": cmd("dpkg-query", "-W", "-f=${Version}", "libapache2-mod-auth-openidc"),
+        "mod_auth_openidc": openidc_version(OIDC_SO),
+        "mod_auth_openidc_so": str(OIDC_SO),
+        "mod_auth_openidc_debian": cmd("dpkg-query", "-W", "-f=${Version}", "libapache2-mod-auth-openidc"),
         "mod_scalekit_commit": cmd("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
         "mod_scalekit_dirty": bool(cmd("git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no")),
         "module": str(module_path) if module_path else None,

@@ -10,8 +10,12 @@ driven by wrk (1 thread, 4 connections) for a bounded time, then SIGTERM; the pe
 function is its inclusive instruction count divided by the requests the access log shows.
 Workloads, on the same file (/bench/index.html, and the unprotected alias /pub/index.html):
 
-  noauth  the file through /pub/: no authentication (the module loaded but not asked)
+  noauth  the file through /bench/ of a server without the module: the limit (the same
+          <Location>s as the module's server, Require all granted in place of its rules)
   noauth-cookie  the same with the warm cookies sent anyway: httpd's own cost of their bytes
+  open    the file through /pub/ of the module's server: loaded, not protecting this location
+          (what the every-request hooks cost a page the module does not guard)
+  open-cookie  the same with the warm cookies sent (the fixup strips them before the handler)
   role    the warm cookies on /role/, the same file behind "Require scalekit-role admin"
   warm    one session's cookies from a real sign-in
   users   N users' cookies in rotation (real sign-ins, as bench/bench.py makes them)
@@ -42,7 +46,9 @@ import bench  # noqa: E402
 from httpd import Httpd, build_module  # noqa: E402
 from idp import IdP  # noqa: E402
 
-PUB_CONF = "Alias /pub/ @DOCROOT@/bench/\n"
+# /pub/: a location of its own without AuthType Scalekit, on every server alike, so that each
+# request of every workload matches one <Location> (httpd merges its config: ~1k instructions).
+PUB_CONF = "Alias /pub/ @DOCROOT@/bench/\n<Location /pub>\n    Require all granted\n</Location>\n"
 # The same file behind a role rule (the "role" workload): Require reads the token's roles array.
 ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
 <Location /role>
@@ -53,19 +59,29 @@ ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
 
 
 def workload_path(name):
-    return {"noauth": "/pub/", "noauth-cookie": "/pub/", "role": "/role/"}.get(name, "/bench/") + "index.html"
+    return {"open": "/pub/", "open-cookie": "/pub/", "role": "/role/"}.get(name, "/bench/") + "index.html"
+
+
+# Workloads on a server without mod_scalekit (the limit); the others load it.
+PLAIN = ("noauth", "noauth-cookie")
+WORKLOADS = "noauth,noauth-cookie,open,open-cookie,warm,role,users"
 
 # Functions of the request path whose per-request cost the callgrind report prints (inclusive).
 CG_FUNCS = [
     "ap_process_request", "ap_process_request_internal", "ap_run_check_user_id",
     "sk_check_authn", "sk_request_cookie", "sk_cookie_get", "sk_cookie_each",
-    "sk_validate_into_request", "sk_validate", "siphash24", "lookup", "sk_claims_ref",
+    "sk_validate_into_request", "sk_validate", "siphash13", "lookup", "sk_claims_ref",
     "sk_claims_unref", "sk_session_release", "sk_publish", "sk_env_safe", "sk_setenv",
     "sk_claim_string", "sk_short_hash", "apr_table_setn", "apr_table_unset",
     "apr_pool_cleanup_register", "pthread_rwlock_rdlock", "pthread_rwlock_unlock",
     "ap_run_handler", "ap_run_log_transaction", "ap_run_fixups", "ap_run_auth_checker",
-    "ap_add_common_vars", "ap_add_cgi_vars",
+    "ap_add_common_vars", "ap_add_cgi_vars", "ap_run_header_parser", "ap_run_insert_filter",
+    "sk_scrub_claim_lookalikes", "sk_strip_cookies_fixup", "sk_insert_private_filter",
+    "sk_private_filter",
 ]
+# What each workload is compared with: the same request bytes on the server without the module.
+SAME_BYTES = {"open": "noauth", "open-cookie": "noauth-cookie", "warm": "noauth-cookie",
+              "role": "noauth-cookie", "users": "noauth-cookie"}
 
 
 class ValgrindHttpd(Httpd):
@@ -105,7 +121,8 @@ def make_sessions(module_path, idp, users, work):
         jar = bench.scalekit_signin(h)
         warm = work / "warm.sets"
         warm.write_text(bench.cookie_line_from_jar(jar) + "\n")
-        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm, "role": warm}
+        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm, "open": None,
+                "open-cookie": warm, "role": warm}
         if users:
             sets["users"] = bench.make_user_sets(h, idp, users, work / "users.sets")
         return sets
@@ -121,8 +138,14 @@ def callgrind(a, module_path, idp, sets, work):
     for name in a.workloads:
         if name not in sets:
             continue
-        h = ValgrindHttpd(module_path, idp=idp, locations=bench.SCALEKIT_LOCATIONS, loglevel="warn",
-                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF + ROLE_CONF,
+        plain = name in PLAIN
+        h = ValgrindHttpd(module_path, idp=None if plain else idp, load_scalekit=not plain,
+                          locations="" if plain else bench.SCALEKIT_LOCATIONS, loglevel="warn",
+                          extra_conf="ThreadsPerChild 8\nThreadLimit 8\n" + PUB_CONF +
+                          # the server without the module has the same <Location>s (see
+                          # bench.mirror_locations): the difference is the module's alone
+                          (bench.mirror_locations(bench.SCALEKIT_LOCATIONS + ROLE_CONF)
+                           if plain else ROLE_CONF),
                           cg_out=outdir / ("callgrind.%s.%%p.out" % name), timeout=180)
         bench.bench_files(h)
         path = workload_path(name)
@@ -138,7 +161,8 @@ def callgrind(a, module_path, idp, sets, work):
             st, body = bench.probe(h, path, bench.first_headers(sets[name]))
             if st != 200:
                 raise SystemExit("probe %s: %s %r" % (name, st, body))
-            log("callgrind %-7s driving %s for up to %d s" % (name, path, a.seconds))
+            log("callgrind %-13s driving %s for up to %d s (%s)" % (
+                name, path, a.seconds, "no module" if plain else "mod_scalekit loaded"))
             off = bench.access_log_size(h)
             res = bench.wrk(h, path, sets[name], a.seconds, 1, 4)
             statuses, users, anon = bench.read_log_slice(h, off, res["requests"])
@@ -208,6 +232,16 @@ def report_callgrind(results):
         if any(f in per[n] for n in names):
             print("%-34s" % f + "".join("%14s" % ("{:,.0f}".format(per[n][f]) if f in per[n] else "-") for n in names))
     base = per.get("noauth", {}).get("ap_run_process_connection")
+    print()
+    for n in names:
+        total = per[n].get("ap_run_process_connection")
+        cold = sum(per[n].get(f, 0) for f in COLD)
+        ref = SAME_BYTES.get(n)
+        ref_total = per.get(ref, {}).get("ap_run_process_connection")
+        if total and ref_total:
+            print("%-13s %s instr/request steady (first validations out), %s vs %s "
+                  "(the same request bytes, no module)" % (
+                      n, "{:,.0f}".format(total - cold), "{:+,.0f}".format(total - cold - ref_total), ref))
     print()
     for n in names:
         total = per[n].get("ap_run_process_connection")
@@ -302,13 +336,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="profile mod_scalekit's request path")
     ap.add_argument("tool", choices=["callgrind", "perf"])
     ap.add_argument("--workloads", default=None,
-                    help="comma list of noauth,noauth-cookie,warm,role,users (callgrind default: all; perf default: warm)")
+                    help="comma list of %s (callgrind default: all; perf default: warm)" % WORKLOADS)
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=None, help="load time per workload (callgrind 30, perf 10)")
     ap.add_argument("--freq", type=int, default=499, help="perf sampling frequency")
     ap.add_argument("--keep", action="store_true", help="keep the data files and ServerRoots")
     a = ap.parse_args(argv)
-    a.workloads = (a.workloads or ("noauth,noauth-cookie,warm,role,users" if a.tool == "callgrind" else "warm")).split(",")
+    a.workloads = (a.workloads or (WORKLOADS if a.tool == "callgrind" else "warm")).split(",")
+    unknown = set(a.workloads) - set(WORKLOADS.split(","))
+    if unknown:
+        ap.error("--workloads: unknown %s" % ",".join(sorted(unknown)))
     a.seconds = a.seconds or (30 if a.tool == "callgrind" else 10)
     if a.seconds > 300:
         ap.error("--seconds: at most 300")

@@ -60,6 +60,12 @@ size_t sk_cookie_strip_size(const char *header);
  * more than 0 (it is then "" when nothing is left). */
 int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *out);
 
+/* sk_cookie_get_many and sk_cookie_strip_own in one walk of header (which
+ * must not be NULL): values[i] as sk_cookie_get_many gives them, out as
+ * sk_cookie_strip_own writes it; returns how many pairs were dropped. */
+int sk_cookie_take_own(const sk_cookie_names *own, const char *header, char *out,
+                       apr_pool_t *p, const char *const *names, const char **values, int n);
+
 /* The Cache-Control of a response that sets one of our cookies, from what
  * it says already (value: its Cache-Control fields joined by ", ", or NULL):
  * "public" and any "private" go, "private" comes first unless "no-store" is

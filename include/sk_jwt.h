@@ -84,6 +84,8 @@ typedef struct sk_claims {
     int64_t exp, iat, nbf;             /* 0 when absent */
     uint64_t checked;                  /* the caller's, atomic: a stamp of a check it made
                                           of this token beyond validation (httpd_signout.c) */
+    int plain;                         /* the caller's, atomic: 0 not looked at, 1 every
+                                          string field above is printable ASCII, 2 not */
     int has_aud;                       /* 1: the token has an aud claim */
     int refs;                          /* private: use the functions below */
     cJSON *tree;                       /* private: the payload's tree (sk_claims_tree) */

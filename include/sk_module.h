@@ -257,6 +257,9 @@ int sk_scrub_subrequest_lookalikes(request_rec *r);
 #define SK_NOTE_AUTHZ "scalekit-authorization"
 /* fixups: the module's cookies out of every request, before the handler. */
 int sk_strip_cookies_fixup(request_rec *r);
+/* The client's Cookie header was header; the application gets kept (the
+ * header without the module's cookies; "" removes it). */
+void sk_cookies_stripped(request_rec *r, const char *header, const char *kept);
 /* A claim value made safe for the environment, headers and logs. */
 const char *sk_env_safe(apr_pool_t *p, const char *v);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);

@@ -218,6 +218,36 @@ int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *ou
     return f.dropped;
 }
 
+typedef struct {
+    sk_cookie_filter filter;
+    sk_cookie_many many;
+} sk_cookie_take;
+
+/* One pair of sk_cookie_take_own: its value kept when it is asked for, the
+ * pair itself filtered. The walk goes on to the end (the strip needs it). */
+static int sk_take_cookie(void *ctx, const char *name, size_t nlen, const char *value,
+                          size_t vlen)
+{
+    sk_cookie_take *t = ctx;
+    if (t->many.seen < t->many.n)
+        sk_cookie_many_match(&t->many, name, nlen, value, vlen);
+    return sk_filter_cookie(&t->filter, name, nlen, value, vlen);
+}
+
+int sk_cookie_take_own(const sk_cookie_names *own, const char *header, char *out,
+                       apr_pool_t *p, const char *const *names, const char **values, int n)
+{
+    sk_cookie_take t = { { own, out, 0, 0 },
+                         { p, names, values, n > SK_COOKIE_MANY_MAX ? SK_COOKIE_MANY_MAX : n,
+                           0, { 0 } } };
+    for (int i = 0; i < n; i++)
+        values[i] = NULL;
+    sk_cookie_each(header, sk_take_cookie, &t);
+    if (t.filter.dropped)
+        out[t.filter.used] = '\0';
+    return t.filter.dropped;
+}
+
 int sk_header_has_prefix(const char *name, const char *prefix)
 {
     for (; *prefix; name++, prefix++) {

@@ -240,7 +240,8 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
         t->refresh = values[2];
         return OK;
     }
-    const char *sid = sk_request_cookie(r, c->cookie_session);
+    const char *sid;
+    sk_request_cookies(r, &c->cookie_session, &sid, 1);
     if (!sid || strlen(sid) > 128)
         return OK;
     if (c->store->copies && (!c->store->redis || sk_redis_copies_live(c->store))

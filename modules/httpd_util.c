@@ -138,10 +138,27 @@ void sk_clear_session_cookies(request_rec *r)
 }
 
 /* Several cookies in one walk (the hot path reads three). A request has one
- * Cookie header; should it have several, the first holds the answer. */
+ * Cookie header; should it have several, the first holds the answer. When
+ * the header is still the client's and this location strips the module's
+ * cookies, the same walk strips them (sk_strip_cookies_fixup then finds none
+ * left): a protected request walks its ~2 KB of cookies once, not twice. */
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n)
 {
-    sk_cookie_get_many(r->pool, sk_cookie_header(r), names, values, n);
+    const char *orig = sk_request_note(r, SK_NOTE_COOKIE);
+    if (orig) {
+        sk_cookie_get_many(r->pool, orig, names, values, n);
+        return;
+    }
+    const char *header = apr_table_get(r->headers_in, "Cookie");
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
+    sk_runtime *rt = sk_server_config(r)->rt;
+    if (!rt || !d->strip_cookies || !sk_cookie_may_hold_own(&rt->own_cookies, header)) {
+        sk_cookie_get_many(r->pool, header, names, values, n);
+        return;
+    }
+    char *kept = apr_palloc(r->pool, sk_cookie_strip_size(header));
+    if (sk_cookie_take_own(&rt->own_cookies, header, kept, r->pool, names, values, n))
+        sk_cookies_stripped(r, header, kept);
 }
 
 /* Cache keys begin with hash bytes, never a fixed prefix: mod_socache_shmcb

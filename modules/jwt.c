@@ -687,6 +687,7 @@ sk_claims *sk_claims_new(cJSON *o, const char *text, size_t text_len)
     c->has_aud = member(o, "aud") != NULL;
     c->refs = 1;
     c->checked = 0;
+    c->plain = 0;
     c->tree = NULL;
 out:
     cJSON_Delete(o);

@@ -127,6 +127,25 @@ def test_module_reads_its_cookies_after_stripping(idp, httpd_factory, browser_se
             assert "mallory" not in str(env) and "superadmin" not in str(env), (path, env)
 
 
+def test_protected_request_is_stripped_before_other_fixups(idp, httpd_factory, browser_session):
+    """A protected request loses the module's cookies where the module reads them (authentication),
+    so no fixup of another module (here mod_headers copying the Cookie header) sees the tokens."""
+    copy = ("ScriptAlias /copy @ROOT@/cgi-bin/envdump\n<Location /copy>\n AuthType Scalekit\n"
+            " Require valid-user\n RequestHeader set X-Copied-Cookie \"expr=%{req:Cookie}\"\n</Location>\n")
+    h = with_envdump(httpd_factory(idp=idp, locations=HANDLER, extra_conf=copy))
+    s = browser_session()
+    signin(h, s)
+    jar = "; ".join("%s=%s" % (c.name, c.value) for c in s.cookies) + "; " + APP_COOKIE
+    status, _, body = raw_request(h, "/copy", [("Accept", "application/json"), ("Cookie", jar)])
+    assert status == 200, (status, body[:300])
+    env = {k: bytes.fromhex(v).decode("latin-1") for k, v in json.loads(body).items()}
+    assert env.get("REMOTE_USER") == "usr_demo001", env
+    copied = env.get("HTTP_X_COPIED_COOKIE", "")
+    assert APP_COOKIE in copied, env                        # the copy was made
+    assert "sk-" not in copied, copied
+    assert "sk-" not in env.get("HTTP_COOKIE", "") and APP_COOKIE in env.get("HTTP_COOKIE", ""), env
+
+
 HEADERS_CGI = """#!/usr/bin/python3
 import json, os
 print("Content-Type: application/json\\n")

@@ -133,6 +133,34 @@ SK_TEST(cookie_strip_own)
     SK_CHECK(strlen(out) < sk_cookie_strip_size(big));
 }
 
+/* Reading the token cookies and stripping them in one walk gives what the two
+ * walks give apart. */
+SK_TEST(cookie_take_own)
+{
+    sk_cookie_names own;
+    own_names(&own);
+    const char *names[3] = { "sk-access-token", "sk-id-token", "sk-refresh-token" };
+    const char *v[3], *w[3];
+    char *out = apr_palloc(sk_test_pool(), 128);
+    const char *h = "a=1; sk-access-token=x.y.z; sk-id-token=; b=\"q r\";"
+                    "sk-access-token=second; sk-state-12=s; c=";
+    SK_CHECK_INT(sk_cookie_take_own(&own, h, out, sk_test_pool(), names, v, 3), 4);
+    SK_CHECK_STR(out, "a=1; b=\"q r\"; c=");
+    sk_cookie_get_many(sk_test_pool(), h, names, w, 3);
+    SK_CHECK_STR(v[0], "x.y.z");                   /* the first of a name wins */
+    SK_CHECK_STR(v[0], w[0]);
+    SK_CHECK(v[1] == NULL && w[1] == NULL);        /* empty: absent */
+    SK_CHECK(v[2] == NULL && w[2] == NULL);
+    /* Nothing of ours: nothing written, nothing found. */
+    SK_CHECK_INT(sk_cookie_take_own(&own, "a=1;b=2", out, sk_test_pool(), names, v, 3), 0);
+    SK_CHECK(!v[0] && !v[1] && !v[2]);
+    /* Only ours: "" is left. */
+    SK_CHECK_INT(sk_cookie_take_own(&own, "sk-refresh-token=r", out, sk_test_pool(), names,
+                                    v, 3), 1);
+    SK_CHECK_STR(out, "");
+    SK_CHECK_STR(v[2], "r");
+}
+
 SK_TEST(header_prefix_and_scrub)
 {
     SK_CHECK(sk_header_has_prefix("X-Scalekit-Sub", "X-Scalekit-"));
