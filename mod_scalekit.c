@@ -1066,13 +1066,16 @@ static int sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err, size_t 
 {
     sk_runtime *rt = ctx;
     sk_http_resp resp;
+    sk_count(SK_C_JWKS_FETCH);          /* server-wide, unlike the key store's own figures */
     if (sk_http_request(&rt->http, rt->jwks_url, NULL, &resp) != 0) {
         apr_snprintf(err, errlen, "GET %s: %s", rt->jwks_url, resp.err);
+        sk_count(SK_C_JWKS_FETCH_FAIL);
         return -1;
     }
     if (resp.status != 200) {
         apr_snprintf(err, errlen, "GET %s: status %ld", rt->jwks_url, resp.status);
         sk_http_resp_free(&resp);
+        sk_count(SK_C_JWKS_FETCH_FAIL);
         return -1;
     }
     *body = resp.body;
