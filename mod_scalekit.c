@@ -52,7 +52,7 @@ static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
     c->jwks_min_refetch = 10;
     c->state_ttl = 600;
     c->state_max = 5;
-    c->cache_entries = 4096;
+    c->cache_entries = 16384;     /* 10,000 sessions in use, with room (bench scalekit-10000) */
     return c;
 }
 
@@ -920,7 +920,7 @@ static const command_rec sk_cmds[] = {
     SK_INT("ScalekitStateMaxPending", 5,
            "most sign-ins pending at once per browser (default 5)"),
     SK_INT("ScalekitCacheEntries", 6,
-           "validated tokens cached per process (default 4096; 0 disables)"),
+           "validated tokens cached per process (default 16384; 0 disables)"),
     SK_INT("ScalekitSessionMaxAge", 7,
            "seconds a stored session is kept at most (default 30 days)"),
     AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
