@@ -230,7 +230,8 @@ RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "st
                  ("1000 users static >= 0.70x no-auth", "scalekit-1000", "noauth", "static", 0.70),
                  ("warm static >= 2x openidc session", "scalekit-warm", "openidc-session", "static", 2.0),
                  ("warm static >= 2x openidc bearer JWT", "scalekit-warm", "openidc-jwt", "static", 2.0),
-                 ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95)]
+                 ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95),
+                 ("redis:// store static >= 0.90x no-auth", "scalekit-redis", "noauth", "static", 0.90)]
 PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
 SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis"}
 STORE_LOAD = {"shmcb": "", "redis": "", "socache-redis": "LoadModule socache_redis_module "
