@@ -206,7 +206,7 @@ CASES = {
                          "cgi": "/cgi-bin/bench", "auth": True, "cache_stats": True,
                          "what": "mod_scalekit, ScalekitSessionStore redis://... (the module's own "
                                  "client and copies, a loopback redis-server with requirepass)"},
-    "scalekit-10000":   {"server": "scalekit", "sets": "minted", "static": "/bench/index.html",
+    "scalekit-10000":   {"server": "many", "sets": "minted", "static": "/bench/index.html",
                          "cgi": None, "auth": True, "cache_stats": True,
                          "what": "mod_scalekit, N distinct sessions (--many-users, default 10,000) "
                                  "in rotation, tokens from the IdP's token code (no browser)"},
@@ -233,7 +233,8 @@ RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "st
                  ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95),
                  ("redis:// store static >= 0.90x no-auth", "scalekit-redis", "noauth", "static", 0.90)]
 PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
-SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis"}
+SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis",
+               "many"}
 STORE_LOAD = {"shmcb": "", "redis": "", "socache-redis": "LoadModule socache_redis_module "
               "/usr/lib/apache2/modules/mod_socache_redis.so\n"}
 STORES = ("shmcb", "socache-redis", "redis")
@@ -414,6 +415,9 @@ def make_servers(wanted, module_path, idp, oidc_secret, redis_servers=None, ssl_
     if "scalekit" in wanted:
         servers["scalekit"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
                                     extra_conf=base + STATUS_CONF + cache_conf, **common)
+    if "many" in wanted:            # the scalekit server again: its RSS is the many users' alone
+        servers["many"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
+                                extra_conf=base + STATUS_CONF + cache_conf, **common)
     if "nocache" in wanted:
         servers["nocache"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
                                    extra_conf=base + "ScalekitCacheEntries 0\n", **common)
@@ -799,10 +803,11 @@ def summarize_row(row):
     return s
 
 
-def fill_caches(h, row, threads, conns, limit=60.0):
+def fill_caches(h, row, threads, conns, rss0, limit=60.0):
     """Warm-up of the many-users case until its validation caches hold the sessions (a run with
     95 % hits, or the limit): what a site has after its first minutes. Each process validates
-    every token once before it hits, far longer than the other cases' warm-up."""
+    every token once before it hits, far longer than the other cases' warm-up. rss0: the
+    children's RSS before any warm-up, so the growth is what the caches took."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
         before = process_stats(h)
@@ -810,9 +815,12 @@ def fill_caches(h, row, threads, conns, limit=60.0):
         d = cache_delta(before, process_stats(h))
         if d["hit_rate"] is not None and d["hit_rate"] >= 0.95:
             break
-    log("  %s: caches filled in %.0f s more of warm-up (last hit rate %s, %d entries)" % (
-        row["case"], time.monotonic() - t0, "%.3f" % d["hit_rate"] if d["hit_rate"] else "-",
-        d["entries"]))
+    row["fill"] = {"seconds": time.monotonic() - t0, "rss_before_kb": rss0,
+                   "rss_after_kb": children_rss(h)[0], "entries": d["entries"]}
+    log("  %s: caches filled in %.0f s more of warm-up (last hit rate %s, %d entries), children "
+        "RSS %.1f -> %.1f MB" % (row["case"], row["fill"]["seconds"], "%.3f" % d["hit_rate"]
+                                 if d["hit_rate"] else "-", d["entries"], rss0 / 1024,
+                                 row["fill"]["rss_after_kb"] / 1024))
 
 
 def cache_report(rows):
@@ -828,6 +836,11 @@ def cache_report(rows):
                            s["cache_entries"], s["rss_before_kb"] / 1024, s["rss_after_kb"] / 1024,
                            "; session store: copies used for %.1f %% of session reads"
                            % (100 * s["copy_rate"]) if s.get("copy_rate") is not None else ""))
+            f = r.get("fill")
+            if f:
+                out.append("    the warm-up that filled its caches (%d entries): children RSS "
+                           "%.1f -> %.1f MB" % (f["entries"], f["rss_before_kb"] / 1024,
+                                                f["rss_after_kb"] / 1024))
     return [""] + out if out else []
 
 
@@ -1090,7 +1103,7 @@ def main(argv=None):
         wanted.add("scalekit")
 
     module_path = None
-    if wanted & {"scalekit", "nocache", "shmcb", "socache-redis", "redis"}:
+    if wanted & {"scalekit", "nocache", "shmcb", "socache-redis", "redis", "many"}:
         module_path, err = build_module()
         if err:
             raise SystemExit("mod_scalekit does not build:\n" + err)
@@ -1210,9 +1223,11 @@ def main(argv=None):
         if rows and warmup > 0:
             log("warm-up: %g s per case" % warmup)
             for r in rows:
+                many = CASES[r["case"]]["sets"] == "minted"
+                rss0 = children_rss(servers[r["server"]])[0] if many else None
                 wrk(servers[r["server"]], r["path"], r["sets_file"], warmup, a.threads, conns(r))
-                if CASES[r["case"]].get("cache_stats") and CASES[r["case"]]["sets"] == "minted":
-                    fill_caches(servers[r["server"]], r, a.threads, conns(r))
+                if many:
+                    fill_caches(servers[r["server"]], r, a.threads, conns(r), rss0)
         for i in range(runs):
             for r in rows:
                 res = measure(r, servers[r["server"]], r["sets_file"], duration, a.threads, conns(r),
