@@ -52,7 +52,7 @@ static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
     c->jwks_min_refetch = 10;
     c->state_ttl = 600;
     c->state_max = 5;
-    c->cache_entries = 4096;
+    c->cache_entries = 16384;     /* 10,000 sessions in use, with room (bench scalekit-10000) */
     return c;
 }
 
@@ -926,7 +926,7 @@ static const command_rec sk_cmds[] = {
     SK_INT("ScalekitStateMaxPending", 5,
            "most sign-ins pending at once per browser (default 5)"),
     SK_INT("ScalekitCacheEntries", 6,
-           "validated tokens cached per process (default 4096; 0 disables)"),
+           "validated tokens cached per process (default 16384; 0 disables)"),
     SK_INT("ScalekitSessionMaxAge", 7,
            "seconds a stored session is kept at most (default 30 days)"),
     AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
@@ -1072,13 +1072,16 @@ static int sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err, size_t 
 {
     sk_runtime *rt = ctx;
     sk_http_resp resp;
+    sk_count(SK_C_JWKS_FETCH);          /* server-wide, unlike the key store's own figures */
     if (sk_http_request(&rt->http, rt->jwks_url, NULL, &resp) != 0) {
         apr_snprintf(err, errlen, "GET %s: %s", rt->jwks_url, resp.err);
+        sk_count(SK_C_JWKS_FETCH_FAIL);
         return -1;
     }
     if (resp.status != 200) {
         apr_snprintf(err, errlen, "GET %s: status %ld", rt->jwks_url, resp.status);
         sk_http_resp_free(&resp);
+        sk_count(SK_C_JWKS_FETCH_FAIL);
         return -1;
     }
     *body = resp.body;

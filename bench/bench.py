@@ -14,8 +14,12 @@ fixed process/thread counts, the same small static file (/bench/index.html) and 
 
   plain     no authentication module at all (the limit; noauth-cookie sends it the warm cookies;
             /cgi-setenv/ is its CGI with ten SetEnv variables, as many as a signed-in request adds)
-  scalekit  mod_scalekit from this tree, default settings (ScalekitCacheEntries 4096)
+  scalekit  mod_scalekit from this tree, default settings (ScalekitCacheEntries 16384)
   nocache   the same with ScalekitCacheEntries 0: every request verifies RS256 (the true cold path)
+  shmcb, redis, socache-redis
+            the same with ScalekitSessionStore shmcb, redis://... (the module's own client, a
+            loopback redis-server with requirepass) and redis:HOST:PORT (mod_socache_redis, a
+            second redis-server without password: it sends none)
   openidc   Debian's mod_auth_openidc: /bench and /cgi-bin in session-cookie mode
             (AuthType openid-connect), /jwt/ and /jwt-cgi/ (the same file and CGI, by Alias) in
             bearer-JWT mode (AuthType oauth20, OIDCOAuthVerifyJwksUri on the IdP's https listener)
@@ -218,12 +222,22 @@ CASES = {
                          "cgi": None, "auth": True,
                          "what": "mod_scalekit, ScalekitCacheEntries 0: RS256 on every request"},
     "scalekit-shmcb":   {"server": "shmcb", "sets": "shmcb", "static": "/bench/index.html",
-                         "cgi": "/cgi-bin/bench", "auth": True,
+                         "cgi": "/cgi-bin/bench", "auth": True, "cache_stats": True,
                          "what": "mod_scalekit, ScalekitSessionStore shmcb: opaque session id, "
                                  "tokens in shared memory"},
+    "scalekit-socache-redis": {"server": "socache-redis", "sets": "socache-redis",
+                         "static": "/bench/index.html", "cgi": "/cgi-bin/bench", "auth": True,
+                         "cache_stats": True,
+                         "what": "mod_scalekit, ScalekitSessionStore redis:HOST:PORT (httpd's "
+                                 "mod_socache_redis, a loopback redis-server without password)"},
     "scalekit-redis":   {"server": "redis", "sets": "redis", "static": "/bench/index.html",
-                         "cgi": "/cgi-bin/bench", "auth": True,
-                         "what": "mod_scalekit, ScalekitSessionStore redis (loopback redis-server)"},
+                         "cgi": "/cgi-bin/bench", "auth": True, "cache_stats": True,
+                         "what": "mod_scalekit, ScalekitSessionStore redis://... (the module's own "
+                                 "client and copies, a loopback redis-server with requirepass)"},
+    "scalekit-10000":   {"server": "many", "sets": "minted", "static": "/bench/index.html",
+                         "cgi": None, "auth": True, "cache_stats": True,
+                         "what": "mod_scalekit, N distinct sessions (--many-users, default 10,000) "
+                                 "in rotation, tokens from the IdP's token code (no browser)"},
     "openidc-session":  {"server": "openidc", "sets": "oidc-session", "static": "/bench/index.html",
                          "cgi": "/cgi-bin/bench", "auth": True,
                          "what": "mod_auth_openidc, session cookie of a real sign-in (shm cache)"},
@@ -245,11 +259,17 @@ RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "st
                  ("1000 users static >= 0.70x no-auth", "scalekit-1000", "noauth", "static", 0.70),
                  ("warm static >= 2x openidc session", "scalekit-warm", "openidc-session", "static", 2.0),
                  ("warm static >= 2x openidc bearer JWT", "scalekit-warm", "openidc-jwt", "static", 2.0),
-                 ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95)]
+                 ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95),
+                 ("redis:// store static >= 0.90x no-auth", "scalekit-redis", "noauth", "static", 0.90)]
 PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
-SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "redis"}
-STORE_LOAD = {"shmcb": "", "redis": "LoadModule socache_redis_module "
+SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis",
+               "many"}
+STORE_LOAD = {"shmcb": "", "redis": "", "socache-redis": "LoadModule socache_redis_module "
               "/usr/lib/apache2/modules/mod_socache_redis.so\n"}
+STORES = ("shmcb", "socache-redis", "redis")
+# scalekit-status on every mod_scalekit server, out of every measured path: the validation
+# cache's figures of each process (the many-users case reports its hit rate).
+STATUS_CONF = "<Location /sk-status>\n    SetHandler scalekit-status\n</Location>\n"
 
 _children = []          # subprocesses we started (wrk, the sign-in driver), killed on the way out
 failures = []
@@ -414,8 +434,21 @@ def openidc_version(so):
     return m.group(1).decode() if m else None
 
 
-def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None, ssl_module=True):
+def store_conf(store, redis_servers):
+    """The ScalekitSessionStore lines of a store server: shmcb; httpd's mod_socache_redis (it
+    sends no AUTH: a Redis without password); the module's redis:// with the password."""
+    if store == "shmcb":
+        return "ScalekitSessionStore shmcb\n"
+    if store == "socache-redis":
+        return "ScalekitSessionStore %s\n" % redis_servers["socache-redis"].spec
+    r = redis_servers["redis"]
+    return "ScalekitSessionStore %s\nScalekitSessionStorePassword %s\n" % (r.url(), r.requirepass)
+
+
+def make_servers(wanted, module_path, idp, oidc_secret, redis_servers=None, ssl_module=True,
+                 cache_entries=None):
     base = (SSL_CONF if ssl_module else "") + MPM_CONF
+    cache_conf = "ScalekitCacheEntries %d\n" % cache_entries if cache_entries is not None else ""
     servers = {}
     common = dict(loglevel="warn", mpm="event")
     if "plain" in wanted:
@@ -423,16 +456,18 @@ def make_servers(wanted, module_path, idp, oidc_secret, redis_server=None, ssl_m
                                  mirror_locations(SCALEKIT_LOCATIONS), **common)
     if "scalekit" in wanted:
         servers["scalekit"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
-                                    extra_conf=base, **common)
+                                    extra_conf=base + STATUS_CONF + cache_conf, **common)
+    if "many" in wanted:            # the scalekit server again: its RSS is the many users' alone
+        servers["many"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
+                                extra_conf=base + STATUS_CONF + cache_conf, **common)
     if "nocache" in wanted:
         servers["nocache"] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
                                    extra_conf=base + "ScalekitCacheEntries 0\n", **common)
-    for store in ("shmcb", "redis"):
+    for store in STORES:
         if store in wanted:
-            spec = store if store == "shmcb" else redis_server.spec
             servers[store] = Httpd(module_path, idp=idp, locations=SCALEKIT_LOCATIONS,
-                                   extra_conf=base + STORE_LOAD[store] +
-                                   "ScalekitSessionStore %s\n" % spec, **common)
+                                   extra_conf=base + STORE_LOAD[store] + STATUS_CONF +
+                                   store_conf(store, redis_servers), **common)
     if "openidc" in wanted:
         conf = OIDC_CONF.format(so=OIDC_SO, idp=idp.url, idp_https=idp.https_url,
                                 client_id=OIDC_CLIENT_ID, secret=oidc_secret,
@@ -517,6 +552,65 @@ def make_user_sets(h, idp, n, path):
     return path
 
 
+def make_minted_sets(idp, n, path):
+    """n sessions of distinct users, their access and ID tokens made by the IdP's own token code
+    (the code grant's, through its control API: the same claims, key and lifetimes as a sign-in
+    gives) without n browser sign-ins, which would take minutes; cookie sets one per line."""
+    t0 = time.monotonic()
+    lines = []
+    for start in range(0, n, 5000):
+        for access, id_token in idp.mint_sessions(min(5000, n - start), start=start,
+                                                  prefix="usr_many"):
+            lines.append("Cookie: sk-access-token=%s; sk-id-token=%s" % (access, id_token))
+    path.write_text("\n".join(lines) + "\n")
+    log("  %d sessions of distinct users minted by the IdP in %.1f s" % (n, time.monotonic() - t0))
+    return path
+
+
+def process_stats(h, tries=20):
+    """scalekit-status's figures of every worker child ({pid: this_process}): its validation
+    cache is per process. Each connection reaches one child or the other, as the children's
+    listeners race to accept it: sixteen opened at once, then asked, reach both at once as a
+    rule; a few more tries otherwise."""
+    import http.client
+    want = set(children_rss(h)[1])
+    seen = {}
+    for _ in range(tries):
+        conns = [http.client.HTTPConnection("127.0.0.1", h.port, timeout=15) for _ in range(16)]
+        try:
+            for c in conns:
+                c.connect()
+            for c in conns:
+                c.request("GET", "/sk-status?json", headers={"Host": host_header(h)})
+                answer = json.loads(c.getresponse().read())
+                me = answer["this_process"]
+                seen[me["pid"]] = dict(me, all=answer["all_processes"])
+        finally:
+            for c in conns:
+                c.close()
+        if want <= set(seen):
+            break
+        time.sleep(0.05)
+    return seen
+
+
+def cache_delta(before, after):
+    """The validation cache over one run, summed over the processes seen both times."""
+    pids = set(before) & set(after)
+    d = {k: sum(after[p][k] - before[p][k] for p in pids) for k in ("validations", "cache_hits")}
+    d["entries"] = sum(after[p]["cache_entries"] for p in after)
+    d["processes"] = len(pids)
+    d["hit_rate"] = d["cache_hits"] / d["validations"] if d["validations"] else None
+    # The session store's copies (server-wide counters): used instead of a read of the store.
+    last = lambda x: max(x.values(), key=lambda m: m["all"]["authn_requests"])["all"]  # noqa: E731
+    a, b = last(before), last(after)
+    d["store_copies_used"] = b["store_copies_used"] - a["store_copies_used"]
+    d["store_reads"] = b["store_reads"] - a["store_reads"]
+    looked = d["store_copies_used"] + d["store_reads"]
+    d["copy_rate"] = d["store_copies_used"] / looked if looked else None
+    return d
+
+
 def token_shape(token):
     import base64
     head, payload, _ = token.split(".")
@@ -574,6 +668,7 @@ def wrk(h, path, sets_file, duration, threads, conns):
 
 def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
     """One wrk run of one row, checked against the access log; RSS before and after."""
+    stats0 = process_stats(h) if CASES.get(row.get("case"), {}).get("cache_stats") else None
     rss0, pids0 = children_rss(h)
     off = access_log_size(h)
     clock = TaskClock(h)
@@ -602,6 +697,8 @@ def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
         "rss_before_kb": rss0, "rss_after_kb": rss1,
         "children_same": pids0 == pids1,
     })
+    if stats0 is not None:              # after the log is read: these requests are not the run's
+        res["cache"] = cache_delta(stats0, process_stats(h))
     problems = []
     if res["non200"]:
         problems.append("%d non-200 responses in the access log %s" % (res["non200"], res["log_statuses"]))
@@ -738,7 +835,55 @@ def summarize_row(row):
         "children_same": all(r["children_same"] for r in runs),
         "failed": any(r["problems"] for r in runs),
     }
+    if any("cache" in r for r in runs):
+        s["cache_hit_rate"] = median([r["cache"]["hit_rate"] for r in runs
+                                      if r.get("cache") and r["cache"]["hit_rate"] is not None])
+        s["cache_entries"] = runs[-1]["cache"]["entries"]
+        s["cache_processes"] = runs[-1]["cache"]["processes"]
+        s["copy_rate"] = median([r["cache"]["copy_rate"] for r in runs
+                                 if r.get("cache") and r["cache"]["copy_rate"] is not None])
     return s
+
+
+def fill_caches(h, row, threads, conns, rss0, limit=60.0):
+    """Warm-up of the many-users case until its validation caches hold the sessions (a run with
+    95 % hits, or the limit): what a site has after its first minutes. Each process validates
+    every token once before it hits, far longer than the other cases' warm-up. rss0: the
+    children's RSS before any warm-up, so the growth is what the caches took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        before = process_stats(h)
+        wrk(h, row["path"], row["sets_file"], 2.0, threads, conns)
+        d = cache_delta(before, process_stats(h))
+        if d["hit_rate"] is not None and d["hit_rate"] >= 0.95:
+            break
+    row["fill"] = {"seconds": time.monotonic() - t0, "rss_before_kb": rss0,
+                   "rss_after_kb": children_rss(h)[0], "entries": d["entries"]}
+    log("  %s: caches filled in %.0f s more of warm-up (last hit rate %s, %d entries), children "
+        "RSS %.1f -> %.1f MB" % (row["case"], row["fill"]["seconds"], "%.3f" % d["hit_rate"]
+                                 if d["hit_rate"] else "-", d["entries"], rss0 / 1024,
+                                 row["fill"]["rss_after_kb"] / 1024))
+
+
+def cache_report(rows):
+    """The validation cache of the rows that report it (scalekit-status of every process)."""
+    out = []
+    for r in rows:
+        s = r.get("summary") or {}
+        if "cache_hit_rate" in s:
+            out.append("%s %s: validation cache hit rate %s (scalekit-status, %d processes), "
+                       "%d entries at the end; children RSS %.1f -> %.1f MB%s" % (
+                           r["case"], r["target"], "%.3f" % s["cache_hit_rate"]
+                           if s["cache_hit_rate"] is not None else "-", s["cache_processes"],
+                           s["cache_entries"], s["rss_before_kb"] / 1024, s["rss_after_kb"] / 1024,
+                           "; session store: copies used for %.1f %% of session reads"
+                           % (100 * s["copy_rate"]) if s.get("copy_rate") is not None else ""))
+            f = r.get("fill")
+            if f:
+                out.append("    the warm-up that filled its caches (%d entries): children RSS "
+                           "%.1f -> %.1f MB" % (f["entries"], f["rss_before_kb"] / 1024,
+                                                f["rss_after_kb"] / 1024))
+    return [""] + out if out else []
 
 
 def print_table(rows, signins, memory, settings):
@@ -757,7 +902,7 @@ def print_table(rows, signins, memory, settings):
     out.append("")
     cpu_base = {r["target"]: r["summary"].get("cpu_us_per_req") for r in rows
                 if r["case"] == "noauth" and r["summary"]}
-    hdr = "%-17s %-6s %8s %7s %7s %7s %8s %8s %7s %5s  %s" % (
+    hdr = "%-22s %-6s %8s %7s %7s %7s %8s %8s %7s %5s  %s" % (
         "case", "target", "req/s", "p50 ms", "p99 ms", "x noauth", "cpu us/r", "cpu x", "non-200",
         "sockE", "children RSS MB before -> after (growth)")
     if rows:
@@ -776,7 +921,7 @@ def print_table(rows, signins, memory, settings):
         rss = "%.1f -> %.1f (%+.2f)%s" % (s["rss_before_kb"] / 1024, s["rss_after_kb"] / 1024,
                                          s["rss_growth_kb"] / 1024,
                                          "" if s["children_same"] else " children replaced!")
-        out.append("%-17s %-6s %8s %7.2f %7.2f %8s %8s %8s %7d %5d  %s%s" % (
+        out.append("%-22s %-6s %8s %7.2f %7.2f %8s %8s %8s %7d %5d  %s%s" % (
             r["case"], r["target"], "{:,.0f}".format(s["rps"]), s["p50_ms"], s["p99_ms"],
             ("%.3f" % ratio) if ratio else "-",
             ("%.0f" % s["cpu_us_per_req"]) if s["cpu_us_per_req"] else "-",
@@ -940,6 +1085,10 @@ def main(argv=None):
     ap.add_argument("--connections", type=int, default=64, help="wrk connections, static file (default 64)")
     ap.add_argument("--cgi-connections", type=int, default=16, help="wrk connections, CGI (default 16)")
     ap.add_argument("--users", type=int, default=1000, help="distinct users in rotation (default 1000)")
+    ap.add_argument("--many-users", type=int, default=10000,
+                    help="distinct sessions of scalekit-10000, minted by the IdP (default 10000)")
+    ap.add_argument("--cache-entries", type=int, default=None,
+                    help="ScalekitCacheEntries of the scalekit server (default: the module's)")
     ap.add_argument("--signin-clients", type=int, default=8, help="parallel browsers for the sign-in case")
     ap.add_argument("--memory", action="store_true",
                     help="the long memory run: N authenticated requests, children's RSS growth "
@@ -974,6 +1123,8 @@ def main(argv=None):
     signin_duration = duration
     if runs < 1 or runs > 20 or duration <= 0 or duration > 120 or a.users < 1 or a.users > 20000:
         ap.error("bounded runs only: 1-20 runs, up to 120 s each, 1-20000 users")
+    if not 1 <= a.many_users <= 100000:
+        ap.error("--many-users: 1-100,000 sessions")
     if a.memory_requests > 20000000:
         ap.error("--memory-requests: at most 20,000,000")
     pairs = a.pairs if a.pairs is not None else (0 if a.quick else 6)
@@ -1007,7 +1158,7 @@ def main(argv=None):
         wanted.add("scalekit")
 
     module_path = None
-    if wanted & {"scalekit", "nocache", "shmcb", "redis"}:
+    if wanted & {"scalekit", "nocache", "shmcb", "socache-redis", "redis", "many"}:
         module_path, err = build_module()
         if err:
             raise SystemExit("mod_scalekit does not build:\n" + err)
@@ -1021,13 +1172,14 @@ def main(argv=None):
         "quick": a.quick, "ssl_module": not a.no_ssl_module,
         "openidc": ("mod_auth_openidc %s (%s)" % (openidc_version(OIDC_SO) or "unknown", OIDC_SO)
                     if "openidc" in wanted else None),
+        "many_users": a.many_users, "cache_entries": a.cache_entries,
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / ("skbench-%d" % os.getpid())
     work.mkdir(parents=True, exist_ok=True)
 
     idp = None
-    redis_server = None
+    redis_servers = {}
     servers = {}
 
     def on_signal(signum, frame):
@@ -1050,11 +1202,15 @@ def main(argv=None):
         oidc_secret = secrets.token_urlsafe(24)
         if "openidc" in wanted:
             idp.add_client(OIDC_CLIENT_ID, oidc_secret)
-        if "redis" in wanted:
-            from stores import RedisServer
-            redis_server = RedisServer().start()
-        servers = make_servers(wanted, module_path, idp, oidc_secret, redis_server,
-                               ssl_module=not a.no_ssl_module)
+        for store in ("socache-redis", "redis"):
+            if store in wanted:
+                from stores import RedisServer
+                # The module's own client authenticates: its Redis wants a password, as a
+                # production one does. mod_socache_redis cannot send one.
+                redis_servers[store] = RedisServer(
+                    requirepass=secrets.token_urlsafe(18) if store == "redis" else None).start()
+        servers = make_servers(wanted, module_path, idp, oidc_secret, redis_servers,
+                               ssl_module=not a.no_ssl_module, cache_entries=a.cache_entries)
         for name, h in servers.items():
             h.start()
             log("  %-9s %s  (ServerRoot %s)" % (name, h.url, h.root))
@@ -1075,7 +1231,7 @@ def main(argv=None):
                 "header": token_shape(jar["sk-access-token"][0])[0],
                 "access_len": len(jar["sk-access-token"][0]), "id_len": len(jar["sk-id-token"][0])}
             log("  one real sign-in through mod_scalekit: %d bytes of cookies" % len(warm.read_text()))
-        for store in ("shmcb", "redis"):
+        for store in STORES:
             if store in servers:
                 b, _ = signin.sign_in(servers[store].url + "/bench/index.html")
                 line = cookie_line(b, servers[store])
@@ -1090,6 +1246,8 @@ def main(argv=None):
                     "cookies" % (store, len(line)))
         if need_users:
             sets["users"] = make_user_sets(servers["scalekit"], idp, a.users, work / "users.sets")
+        if any(CASES[r["case"]]["sets"] == "minted" for r in rows):
+            sets["minted"] = make_minted_sets(idp, a.many_users, work / "minted.sets")
         if "openidc" in servers and any(CASES[r["case"]]["sets"] == "oidc-session" for r in rows):
             b, _ = signin.sign_in(servers["openidc"].url + "/bench/index.html")
             line = cookie_line(b, servers["openidc"])
@@ -1116,19 +1274,23 @@ def main(argv=None):
             return a.cgi_connections if r["target"] == "cgi" else a.connections
 
         def users_expected(r):
-            return a.users if CASES[r["case"]]["sets"] == "users" else None
+            return {"users": a.users, "minted": a.many_users}.get(CASES[r["case"]]["sets"])
 
         # ---- warm-up, then interleaved rounds ----
         if rows and warmup > 0:
             log("warm-up: %g s per case" % warmup)
             for r in rows:
+                many = CASES[r["case"]]["sets"] == "minted"
+                rss0 = children_rss(servers[r["server"]])[0] if many else None
                 wrk(servers[r["server"]], r["path"], r["sets_file"], warmup, a.threads, conns(r))
+                if many:
+                    fill_caches(servers[r["server"]], r, a.threads, conns(r), rss0)
         for i in range(runs):
             for r in rows:
                 res = measure(r, servers[r["server"]], r["sets_file"], duration, a.threads, conns(r),
                               users_expected(r))
                 r["runs"].append(res)
-                log("  round %d/%d %-17s %-6s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-200 %d  "
+                log("  round %d/%d %-22s %-6s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-200 %d  "
                     "cpu %s us/r (/proc %s)%s" % (
                         i + 1, runs, r["case"], r["target"], res["rps"], res["p50_us"] / 1000,
                         res["p99_us"] / 1000, res["non200"],
@@ -1208,6 +1370,7 @@ def main(argv=None):
                              "openidc": OIDC_CONF.strip(), "wrk_lua": str(WRK_LUA.relative_to(REPO)),
                              "static_bytes": len(STATIC_BODY), "cgi": CGI_SCRIPT}
         lines = print_table(rows, result["signins"], result["memory"], settings)
+        lines += cache_report(rows)
         ts = targets(rows, result["signins"], result["memory"], result["paired"], result["alternating"])
         if rows or result["signins"]:
             lines += print_targets(ts)
@@ -1251,8 +1414,8 @@ def main(argv=None):
                 h.cleanup()
         if idp is not None:
             idp.stop()
-        if redis_server is not None:
-            redis_server.cleanup()
+        for r in redis_servers.values():
+            r.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -239,7 +239,7 @@ static void sk_redis_drop_idle(sk_redis *rd)
 }
 
 /* One command: its reply (the caller frees it), or NULL with *rv. */
-static redisReply *sk_redis_run(const sk_store *st, server_rec *s, apr_pool_t *p, int argc,
+static redisReply *sk_redis_try(const sk_store *st, server_rec *s, apr_pool_t *p, int argc,
                                 const char **argv, const size_t *lens, apr_status_t *rv)
 {
     sk_redis *rd = st->redis;
@@ -270,6 +270,16 @@ static redisReply *sk_redis_run(const sk_store *st, server_rec *s, apr_pool_t *p
         sk_redis_drop_idle(rd);
     }
     return NULL;
+}
+
+/* The same, counted when it failed (scalekit-status store_errors). */
+static redisReply *sk_redis_run(const sk_store *st, server_rec *s, apr_pool_t *p, int argc,
+                                const char **argv, const size_t *lens, apr_status_t *rv)
+{
+    redisReply *reply = sk_redis_try(st, s, p, argc, argv, lens, rv);
+    if (!reply)
+        sk_count(SK_C_STORE_ERROR);
+    return reply;
 }
 
 /* ------------------------------------------------------- the store */

@@ -681,8 +681,7 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     const char *spent = t.refresh, *session = t.access;
     int called = 0;
     int ok = sk_try_refresh(r, &t, old, out, &called);
-    if (ok <= 0)
-        sk_count(SK_C_REFRESH_FAIL);
+    sk_count(ok > 0 ? SK_C_REFRESH_OK : SK_C_REFRESH_FAIL);
     if (!ok && old)
         sk_refresh_failed(r, spent, session, called);
     if (ok < 0)

@@ -22,7 +22,8 @@ static const char *const sk_counter_names[SK_C__COUNT] = {
     "authn_requests", "sessions_valid", "sessions_missing", "bearer_requests",
     "refreshes", "refresh_failures", "refresh_reused", "logins_started", "callbacks_ok",
     "callbacks_refused", "logouts", "forbidden", "store_copies_used", "refresh_refused",
-    "refresh_limited",
+    "refresh_limited", "refreshes_ok", "jwks_fetches", "jwks_fetch_failures", "store_reads",
+    "store_errors",
 };
 
 /* Every counter lives in SK_SHARDS copies, each thread adding to one picked
@@ -157,6 +158,119 @@ static void sk_status_json(request_rec *r, const sk_validator_stats *v,
     cJSON_Delete(out);
 }
 
+/* ------------------------------------------------ Prometheus text format
+ *
+ * The text exposition format 0.0.4, for a fleet's scraper: the server-wide
+ * counters as metric families named by Prometheus' conventions (what is
+ * counted in the name, a label for the outcome), the engine's figures of the
+ * process that answered under a pid label. */
+
+typedef struct {
+    sk_counter c;
+    const char *value;                  /* the label's value; NULL: no label */
+} sk_prom_sample;
+
+typedef struct {
+    const char *name, *help, *label;    /* label: its name, NULL when none */
+    sk_prom_sample samples[4];          /* until one with c == SK_C__COUNT */
+} sk_prom_family;
+
+#define SK_END { SK_C__COUNT, NULL }
+static const sk_prom_family sk_prom_families[] = {
+    { "scalekit_requests_total", "Requests to AuthType Scalekit locations, by session: valid, "
+      "or missing (none, ended, or its tokens refused).", "result",
+      { { SK_C_VALID, "valid" }, { SK_C_MISSING, "missing" }, SK_END } },
+    { "scalekit_bearer_requests_total", "Requests that carried an Authorization: Bearer token "
+      "(counted in scalekit_requests_total too).", NULL, { { SK_C_BEARER, NULL }, SK_END } },
+    { "scalekit_refreshes_total", "Expired sessions: refreshed (ok), refresh failed (failed), "
+      "or no refresh tried: its tokens not trusted (refused) or refreshes failed lately "
+      "(limited).", "result",
+      { { SK_C_REFRESH_OK, "ok" }, { SK_C_REFRESH_FAIL, "failed" },
+        { SK_C_REFRESH_REFUSED, "refused" }, { SK_C_REFRESH_LIMITED, "limited" } } },
+    { "scalekit_refreshes_reused_total", "Refreshes (ok or failed) that took a parallel "
+      "request's answer instead of calling the token endpoint.", NULL,
+      { { SK_C_REFRESH_REUSED, NULL }, SK_END } },
+    { "scalekit_logins_total", "Sign-ins started (redirects to the authorization endpoint).",
+      NULL, { { SK_C_LOGIN, NULL }, SK_END } },
+    { "scalekit_callbacks_total", "Sign-in callbacks: a session made (ok), or refused for a "
+      "missing, unknown or altered state (refused).", "result",
+      { { SK_C_CALLBACK_OK, "ok" }, { SK_C_CALLBACK_REFUSED, "refused" }, SK_END } },
+    { "scalekit_logouts_total", "Sign-outs through the handler.", NULL,
+      { { SK_C_LOGOUT, NULL }, SK_END } },
+    { "scalekit_forbidden_total", "Signed-in requests refused by a Require rule (403).", NULL,
+      { { SK_C_FORBIDDEN, NULL }, SK_END } },
+    { "scalekit_jwks_fetches_total", "Signing key set downloads from the identity provider, "
+      "all processes.", NULL, { { SK_C_JWKS_FETCH, NULL }, SK_END } },
+    { "scalekit_jwks_fetch_failures_total", "Signing key set downloads that failed "
+      "(unreachable, or not a 200).", NULL, { { SK_C_JWKS_FETCH_FAIL, NULL }, SK_END } },
+    { "scalekit_store_reads_total", "Session records read from ScalekitSessionStore.", NULL,
+      { { SK_C_STORE_READ, NULL }, SK_END } },
+    { "scalekit_store_copies_used_total", "Session records taken from a process's copy "
+      "instead of the store (hit ratio: copies_used / (copies_used + reads)).", NULL,
+      { { SK_C_STORE_COPY, NULL }, SK_END } },
+    { "scalekit_store_errors_total", "Session store operations that failed (not answered, "
+      "refused, timed out).", NULL, { { SK_C_STORE_ERROR, NULL }, SK_END } },
+};
+
+static void sk_prom_head(request_rec *r, const char *name, const char *help, const char *type)
+{
+    ap_rprintf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sk_prom_family_out(request_rec *r, const sk_prom_family *f)
+{
+    sk_prom_head(r, f->name, f->help, "counter");
+    for (int i = 0; i < 4 && f->samples[i].c != SK_C__COUNT; i++) {
+        if (f->label)
+            ap_rprintf(r, "%s{%s=\"%s\"} %u\n", f->name, f->label, f->samples[i].value,
+                       sk_read(f->samples[i].c));
+        else
+            ap_rprintf(r, "%s %u\n", f->name, sk_read(f->samples[i].c));
+    }
+}
+
+/* One figure of the answering process: pid labels it, for the process
+ * changes from one scrape to the next. */
+static void sk_prom_process(request_rec *r, const char *name, const char *help,
+                            const char *type, apr_uint64_t value)
+{
+    sk_prom_head(r, name, help, type);
+    ap_rprintf(r, "%s{pid=\"%" APR_PID_T_FMT "\"} %" APR_UINT64_T_FMT "\n", name, getpid(),
+               value);
+}
+
+static void sk_status_prometheus(request_rec *r, const sk_validator_stats *v,
+                                 const sk_keystore_stats *k)
+{
+    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+    for (size_t i = 0; i < sizeof(sk_prom_families) / sizeof(sk_prom_families[0]); i++)
+        sk_prom_family_out(r, &sk_prom_families[i]);
+    sk_prom_head(r, "scalekit_token_refusals_total", "Tokens refused, by reason.", "counter");
+    for (int i = 1; i < SK_JWT_E__COUNT; i++)
+        ap_rprintf(r, "scalekit_token_refusals_total{reason=\"%s\"} %u\n",
+                   sk_jwt_err_str((sk_jwt_err)i), sk_read(SK_C__COUNT + i));
+    sk_prom_process(r, "scalekit_process_validations_total", "Token validations of this "
+                    "process (the one that answered), cache hits included.", "counter",
+                    v->validations);
+    sk_prom_process(r, "scalekit_process_validation_cache_hits_total", "Validations of this "
+                    "process answered from its validation cache.", "counter", v->cache_hits);
+    sk_prom_process(r, "scalekit_process_validation_cache_entries", "Tokens in this process's "
+                    "validation caches (ScalekitCacheEntries bounds each).", "gauge",
+                    v->cache_entries);
+    sk_prom_process(r, "scalekit_process_signing_keys", "Signing keys this process holds.",
+                    "gauge", k->keys);
+}
+
+/* ?format=prometheus, or a scraper's Accept (Prometheus asks for OpenMetrics
+ * first, and takes 0.0.4 as its Content-Type says). */
+static int sk_wants_prometheus(const request_rec *r, const char *accept)
+{
+    if (r->args && !strcmp(r->args, "format=prometheus"))
+        return 1;
+    return accept && (ap_strstr_c(accept, "application/openmetrics-text")
+                      || (ap_strstr_c(accept, "text/plain") && ap_strstr_c(accept, "0.0.4")));
+}
+
 int sk_status_handler(request_rec *r)
 {
     if (!r->handler || strcmp(r->handler, SK_STATUS_HANDLER))
@@ -168,7 +282,9 @@ int sk_status_handler(request_rec *r)
     sk_engine_stats(ap_server_conf, &v, &k);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     const char *accept = apr_table_get(r->headers_in, "Accept");
-    if ((r->args && !strcmp(r->args, "json")) || (accept && ap_strstr_c(accept, "json")))
+    if (sk_wants_prometheus(r, accept))
+        sk_status_prometheus(r, &v, &k);
+    else if ((r->args && !strcmp(r->args, "json")) || (accept && ap_strstr_c(accept, "json")))
         sk_status_json(r, &v, &k);
     else
         sk_status_text(r, &v, &k);

@@ -42,26 +42,36 @@ const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c)
 
 /* ------------------------------------- an httpd shared object cache */
 
+/* A store operation's status, counted when the store failed (scalekit-status
+ * store_errors): not when a key is simply absent. */
+static apr_status_t sk_store_counted(apr_status_t rv)
+{
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_NOTFOUND(rv) && !APR_STATUS_IS_EEXIST(rv))
+        sk_count(SK_C_STORE_ERROR);
+    return rv;
+}
+
 static apr_status_t sk_socache_get(const sk_store *st, server_rec *s, const char *key,
                                    unsigned char *buf, unsigned int *len, apr_pool_t *p)
 {
-    return st->provider->retrieve(st->instance, s, (const unsigned char *)key,
-                                  (unsigned int)strlen(key), buf, len, p);
+    return sk_store_counted(st->provider->retrieve(st->instance, s, (const unsigned char *)key,
+                                                   (unsigned int)strlen(key), buf, len, p));
 }
 
 static apr_status_t sk_socache_put(const sk_store *st, server_rec *s, const char *key,
                                    const char *value, apr_time_t keep, apr_pool_t *p)
 {
-    return st->provider->store(st->instance, s, (const unsigned char *)key,
-                               (unsigned int)strlen(key), apr_time_now() + keep,
-                               (unsigned char *)value, (unsigned int)strlen(value), p);
+    return sk_store_counted(st->provider->store(st->instance, s, (const unsigned char *)key,
+                                                (unsigned int)strlen(key), apr_time_now() + keep,
+                                                (unsigned char *)value,
+                                                (unsigned int)strlen(value), p));
 }
 
 static apr_status_t sk_socache_remove(const sk_store *st, server_rec *s, const char *key,
                                       apr_pool_t *p)
 {
-    return st->provider->remove(st->instance, s, (const unsigned char *)key,
-                                (unsigned int)strlen(key), p);
+    return sk_store_counted(st->provider->remove(st->instance, s, (const unsigned char *)key,
+                                                 (unsigned int)strlen(key), p));
 }
 
 const sk_store_ops sk_socache_ops = { sk_socache_get, sk_socache_put, sk_socache_remove, NULL };
@@ -250,6 +260,7 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
         return OK;
     }
     t->key = sk_session_key(r->pool, sid);
+    sk_count(SK_C_STORE_READ);          /* beside store_copies_used: the copies' hit ratio */
     apr_uint32_t epoch = c->store->copies ? sk_store_copy_epoch(t->key) : 0;
     char *text = NULL;
     apr_status_t rv = sk_store_get(r, c->store, t->key, &text);

@@ -1548,6 +1548,32 @@ def base_claims(h, base):
                       state.keyring)
 
 
+SIGNIN_SCOPE = "openid profile email offline_access"     # mod_scalekit's default ScalekitScopes
+
+
+def ctl_mint_sessions(h, payload):
+    """Token pairs (access, ID) of `count` distinct users (sub PREFIX000000, ...), each from a
+    sign-in of its own, made by the same code as the code grant's answer (the test user's
+    claims, the current key, the lifetimes in force, the scope mod_scalekit asks for) without
+    the browser round trips: for benchmarks of many sessions. Their refresh tokens are not
+    handed out; the sign-ins are not remembered."""
+    count = int(payload.get("count") or 0)
+    start = int(payload.get("start") or 0)
+    prefix = str(payload.get("prefix") or "usr_mint")
+    if not 0 < count <= 5000 or start < 0:
+        raise ValueError("count: 1-5000 a call")
+    state = h.state
+    client = state.client(state.initial["client_id"])
+    pairs = []
+    for i in range(start, start + count):
+        session = Session({"sub": "%s%06d" % (prefix, i), "email": "%s%06d@bench.example"
+                           % (prefix, i), "name": "Bench User %d" % i,
+                           "xuid": "ext_%s%06d" % (prefix, i)})
+        answer = state.user_tokens(h.issuer, client, session, SIGNIN_SCOPE)
+        pairs.append([answer["access_token"], answer["id_token"]])
+    return {"sessions": pairs}
+
+
 def ctl_idp_initiated(h, payload):
     client_id = payload.get("client_id") or h.state.initial["client_id"]
     t = now()
@@ -1597,6 +1623,7 @@ CONTROLS = {
     "log": ("GET", ctl_log),
     "log/clear": ("POST", ctl_log_clear),
     "mint": ("POST", ctl_mint),
+    "mint_sessions": ("POST", ctl_mint_sessions),
     "idp_initiated": ("POST", ctl_idp_initiated),
     "stats": ("GET", ctl_stats),
     "sessions": ("GET", ctl_sessions),

@@ -507,6 +507,25 @@ def test_mint(server):
     assert jwt_parts(server.mint({"a": 1}, kid=old))[0]["kid"] == old
 
 
+def test_mint_sessions(server):
+    """Token pairs of distinct users, as the code grant makes them: verified by the IdP's keys,
+    one sid and sub per pair, the ID token bound to its access token (at_hash)."""
+    keys = jwks(server.url)
+    pairs = server.mint_sessions(3, start=7, prefix="usr_t")
+    subs, sids = set(), set()
+    for access, id_token in pairs:
+        a, i = verify_jwt(access, keys), verify_jwt(id_token, keys)
+        assert a["sub"] == i["sub"] and a["sid"] == i["sid"] and a["iss"] == server.url
+        assert "offline_access" in a["scope"] and i["email"] == a["sub"] + "@bench.example"
+        digest = hashlib.sha256(access.encode()).digest()
+        assert i["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+        subs.add(a["sub"])
+        sids.add(a["sid"])
+    assert subs == {"usr_t000007", "usr_t000008", "usr_t000009"} and len(sids) == 3
+    with pytest.raises(Exception):
+        server.mint_sessions(5001)
+
+
 def test_idp_initiated_token(server):
     token = server.idp_initiated(connection_id="conn_1", organization_id="org_1",
                                  login_hint="a@b.c", relay_state="r")

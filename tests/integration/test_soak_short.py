@@ -5,7 +5,7 @@ one), and when the children's memory or descriptors grow 5 % or more after the w
 
 Two settings differ from the 10-minute run (README, "Soak"): the warm-up is 25 s of the 45, and
 ScalekitCacheEntries is 200. The validated-token cache keeps every token it has seen until it holds
-ScalekitCacheEntries of them (4096 per validator by default, about 2 KiB each): with the default
+ScalekitCacheEntries of them (16384 per validator by default, about 2 KiB each): with the default
 it is still filling after 45 s and its growth would hide any other. Full by the end of the
 warm-up, it lets the short run see everything else grow."""
 import json
