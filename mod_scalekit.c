@@ -365,15 +365,11 @@ static const char *sk_set_algs(cmd_parms *cmd, sk_server_conf *c, const char *ar
     unsigned algs = 0;
     while (*args) {
         const char *a = ap_getword_conf(cmd->temp_pool, &args);
-        if (!strcmp(a, "RS256"))
-            algs |= SK_ALG_RS256;
-        else if (!strcmp(a, "PS256"))
-            algs |= SK_ALG_PS256;
-        else if (!strcmp(a, "ES256"))
-            algs |= SK_ALG_ES256;
-        else
+        unsigned bit = sk_alg_bit(a);
+        if (!bit)
             return apr_psprintf(cmd->pool, "ScalekitAllowedAlgorithms: '%s' is not one "
                                 "of RS256, PS256, ES256", a);
+        algs |= bit;
     }
     if (!algs)
         return "ScalekitAllowedAlgorithms: name at least one algorithm";

@@ -13,6 +13,10 @@
 #define SK_ALG_PS256 (1u << 1)
 #define SK_ALG_ES256 (1u << 2)
 
+/* The bit of an algorithm's name: only these exact spellings; "none",
+ * "None", HS*, ... are 0. */
+unsigned sk_alg_bit(const char *name);
+
 /* Why a token was refused; sk_jwt_err_str() names each in a log-friendly word. */
 typedef enum {
     SK_JWT_OK = 0,

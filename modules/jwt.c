@@ -230,8 +230,7 @@ static sk_jwt_err split(const char *t, size_t len, jws *j)
     return SK_JWT_OK;
 }
 
-/* Only these exact spellings; "none", "None", HS*, ... map to 0. */
-static unsigned alg_bit(const char *alg)
+unsigned sk_alg_bit(const char *alg)
 {
     if (!strcmp(alg, "RS256"))
         return SK_ALG_RS256;
@@ -258,7 +257,7 @@ static sk_jwt_err check_header(jws *j, const sk_policy *p)
     const cJSON *typ = member(j->hdr, "typ");
 
     /* The algorithm is settled before any key is looked at. */
-    if (!cJSON_IsString(alg) || !(j->alg = alg_bit(alg->valuestring) & allowed))
+    if (!cJSON_IsString(alg) || !(j->alg = sk_alg_bit(alg->valuestring) & allowed))
         return SK_JWT_E_ALG;
     if (member(j->hdr, "crit"))
         return SK_JWT_E_CRIT;

@@ -55,17 +55,6 @@ static unsigned char *jb64(const cJSON *o, const char *name, size_t *n)
     return s ? sk_b64url_decode_alloc(s, strlen(s), n) : NULL;
 }
 
-static unsigned alg_bits(const char *alg)
-{
-    if (!strcmp(alg, "RS256"))
-        return SK_ALG_RS256;
-    if (!strcmp(alg, "PS256"))
-        return SK_ALG_PS256;
-    if (!strcmp(alg, "ES256"))
-        return SK_ALG_ES256;
-    return 0;
-}
-
 static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM *params)
 {
     EVP_PKEY *pkey = NULL;
@@ -189,7 +178,7 @@ static int import_jwk(const cJSON *jwk, jwk_key *k)
     if (alg) {
         /* An alg we do not implement, or one that does not fit kty, makes the
          * key useless for every token: skip it. */
-        k->alg = cJSON_IsString(alg) ? alg_bits(alg->valuestring) : 0;
+        k->alg = cJSON_IsString(alg) ? sk_alg_bit(alg->valuestring) : 0;
         if (!k->alg || (rsa ? k->alg == SK_ALG_ES256 : k->alg != SK_ALG_ES256))
             return 0;
     }

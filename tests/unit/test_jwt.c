@@ -736,3 +736,13 @@ SK_TEST(jwt_token_hash_and_err_str)
     SK_CHECK_STR(sk_jwt_err_str(SK_JWT_E__COUNT), "unknown-error");
     SK_CHECK_STR(sk_jwt_err_str((sk_jwt_err)-1), "unknown-error");
 }
+
+SK_TEST(jwt_alg_bit_exact_names_only)
+{
+    SK_CHECK_INT(sk_alg_bit("RS256"), SK_ALG_RS256);
+    SK_CHECK_INT(sk_alg_bit("PS256"), SK_ALG_PS256);
+    SK_CHECK_INT(sk_alg_bit("ES256"), SK_ALG_ES256);
+    const char *bad[] = { "none", "None", "rs256", "HS256", "RS256 ", "", "RS384", "ES256K" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        SK_CHECK_INT(sk_alg_bit(bad[i]), 0);
+}
