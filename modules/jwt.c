@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
@@ -160,17 +161,14 @@ static int has_dup_names(const cJSON *o)
  * "a". Trailing bytes other than white space are refused too. */
 static cJSON *parse_object(const char *buf, size_t n)
 {
-    const char *end = NULL;
     cJSON *o;
 
     if (memchr(buf, '\0', n) || memmem(buf, n, "\\u0000", 6))
         return NULL;
-    o = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    o = sk_json_parse_exact(buf, n);
     if (!o)
         return NULL;
-    while (end < buf + n && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    if (end != buf + n || !cJSON_IsObject(o) || has_dup_names(o)) {
+    if (!cJSON_IsObject(o) || has_dup_names(o)) {
         cJSON_Delete(o);
         return NULL;
     }

@@ -12,6 +12,7 @@
 #include <openssl/param_build.h>
 
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
@@ -229,22 +230,13 @@ static void sort_and_dedup(sk_keyset *ks)
 
 static cJSON *parse_doc(const char *json, size_t len, char *err, size_t errlen)
 {
-    const char *end = NULL;
     cJSON *root;
 
     if (len > JWKS_MAX_BYTES) {
         set_err(err, errlen, "JWKS document over 1 MiB");
         return NULL;
     }
-    root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (root) {
-        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-            end++;
-        if (end != json + len) {
-            cJSON_Delete(root);
-            root = NULL;
-        }
-    }
+    root = sk_json_parse_exact(json, len);
     if (!root)
         set_err(err, errlen, "JWKS document is not JSON");
     return root;
