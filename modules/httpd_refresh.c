@@ -31,6 +31,7 @@
 
 #include "sk_module.h"
 #include "sk_oauth.h"
+#include "sk_json.h"
 
 #define SK_RESULT_MAX     (64 * 1024)     /* sealed: two 16 KB tokens fit */
 #define SK_KEEP_SUCCESS   apr_time_from_sec(60)
@@ -119,12 +120,9 @@ static void sk_result_read(request_rec *r, const char *v, sk_refresh_result *out
         return;
     }
     cJSON *j = cJSON_Parse(v + 1);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "a");
-    const cJSON *i = cJSON_GetObjectItemCaseSensitive(j, "i");
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "r");
-    out->access_token = cJSON_IsString(a) ? apr_pstrdup(r->pool, a->valuestring) : NULL;
-    out->id_token = cJSON_IsString(i) ? apr_pstrdup(r->pool, i->valuestring) : NULL;
-    out->refresh_token = cJSON_IsString(f) ? apr_pstrdup(r->pool, f->valuestring) : NULL;
+    out->access_token = sk_json_string(r->pool, j, "a");    /* written below, never empty */
+    out->id_token = sk_json_string(r->pool, j, "i");
+    out->refresh_token = sk_json_string(r->pool, j, "r");
     cJSON_Delete(j);
     if (!out->access_token)
         out->error = "stored refresh answer is unreadable";

@@ -1,4 +1,5 @@
 /* json.c: the JSON reading every component shares (see sk_json.h). */
+#include <apr_strings.h>
 #include "sk_json.h"
 
 cJSON *sk_json_parse_exact(const char *buf, size_t n)
@@ -14,4 +15,10 @@ cJSON *sk_json_parse_exact(const char *buf, size_t n)
         return NULL;
     }
     return o;
+}
+
+const char *sk_json_string(apr_pool_t *p, const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
 }

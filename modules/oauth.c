@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 #include "sk_oauth.h"
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 
 static int sk_unreserved(unsigned char c)
@@ -231,12 +232,6 @@ char *sk_oauth_client_credentials_body(apr_pool_t *p, const char *client_id,
     return sk_join(p, a);
 }
 
-static const char *sk_json_str(apr_pool_t *p, const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
-}
-
 /* A short printable excerpt of an error text from the identity provider. */
 static const char *sk_safe_excerpt(apr_pool_t *p, const char *s)
 {
@@ -257,18 +252,18 @@ int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
         cJSON_Delete(j);
         return -1;
     }
-    const char *err = sk_json_str(p, j, "error");
+    const char *err = sk_json_string(p, j, "error");
     if (status != 200 || err) {
-        const char *desc = sk_json_str(p, j, "error_description");
+        const char *desc = sk_json_string(p, j, "error_description");
         *why = apr_psprintf(p, "status %ld, %s%s%s", status,
                             err ? sk_safe_excerpt(p, err) : "no error code",
                             desc ? ": " : "", desc ? sk_safe_excerpt(p, desc) : "");
         cJSON_Delete(j);
         return -1;
     }
-    out->access_token = sk_json_str(p, j, "access_token");
-    out->id_token = sk_json_str(p, j, "id_token");
-    out->refresh_token = sk_json_str(p, j, "refresh_token");
+    out->access_token = sk_json_string(p, j, "access_token");
+    out->id_token = sk_json_string(p, j, "id_token");
+    out->refresh_token = sk_json_string(p, j, "refresh_token");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
     out->expires_in = cJSON_IsNumber(exp) && exp->valuedouble > 0
                     && exp->valuedouble < 1e9 ? (long)exp->valuedouble : 0;

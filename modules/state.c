@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include "sk_state.h"
 #include "sk_b64.h"
+#include "sk_json.h"
 
 #define SK_IV_LEN  12
 #define SK_TAG_LEN 16
@@ -123,12 +124,6 @@ char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_stat
     return sealed;
 }
 
-static const char *sk_state_str(apr_pool_t *p, const cJSON *j, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
-    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
-}
-
 int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
                         sk_login_state *out)
 {
@@ -140,17 +135,17 @@ int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "q");
-    out->state = sk_state_str(p, j, "s");
-    out->nonce = sk_state_str(p, j, "n");
-    out->verifier = sk_state_str(p, j, "v");
-    out->return_to = sk_state_str(p, j, "r");
-    out->redirect_uri = sk_state_str(p, j, "u");
+    out->state = sk_json_string(p, j, "s");
+    out->nonce = sk_json_string(p, j, "n");
+    out->verifier = sk_json_string(p, j, "v");
+    out->return_to = sk_json_string(p, j, "r");
+    out->redirect_uri = sk_json_string(p, j, "u");
     /* In range before the cast: a double past int64_t is undefined behaviour. */
     out->created = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
                    ? (int64_t)t->valuedouble : 0;
     out->silent = cJSON_IsNumber(q) && q->valuedouble != 0;
-    out->params = sk_state_str(p, j, "p");
-    out->switch_to = sk_state_str(p, j, "z");
+    out->params = sk_json_string(p, j, "p");
+    out->switch_to = sk_json_string(p, j, "z");
     cJSON_Delete(j);
     return out->state && out->nonce && out->verifier && out->return_to && out->created
            ? 0 : -1;
@@ -185,8 +180,8 @@ int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
         return -1;
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
-    *return_to = sk_state_str(p, j, "r");
-    *orgs = sk_state_str(p, j, "z");
+    *return_to = sk_json_string(p, j, "r");
+    *orgs = sk_json_string(p, j, "z");
     *when = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
             ? (int64_t)t->valuedouble : 0;
     cJSON_Delete(j);
