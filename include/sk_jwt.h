@@ -50,6 +50,8 @@ typedef enum {
 
 const char *sk_jwt_err_str(sk_jwt_err e);
 
+#define SK_TOKEN_MAX_DEFAULT 16384
+
 /* What a validation policy demands of a token. Strings are borrowed: they must
  * outlive the validator (httpd keeps them in the configuration pool). */
 typedef struct sk_policy {
@@ -60,7 +62,7 @@ typedef struct sk_policy {
     int leeway;                        /* seconds, for exp / nbf / iat */
     int check_exp;                     /* 1: exp required and enforced; 0: ignored
                                           (an ID token kept as a session's profile) */
-    size_t max_token_len;              /* 0 means 16384 */
+    size_t max_token_len;              /* 0 means SK_TOKEN_MAX_DEFAULT */
     int access_only;                   /* 1: refuse a token with nonce, at_hash or c_hash,
                                           which only ID tokens carry (both kinds share
                                           iss and aud, so nothing else tells them apart) */
@@ -93,6 +95,12 @@ typedef struct sk_claims {
     cJSON *tree;                       /* private: the payload's tree (sk_claims_tree) */
     char buf[];                        /* private: what the pointers above point into */
 } sk_claims;
+
+/* The longest token policy p takes (inline: the validator asks per request). */
+static inline size_t sk_policy_token_max(const sk_policy *p)
+{
+    return p->max_token_len ? p->max_token_len : SK_TOKEN_MAX_DEFAULT;
+}
 
 sk_claims *sk_claims_ref(sk_claims *c);
 void sk_claims_unref(sk_claims *c);

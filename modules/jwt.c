@@ -18,7 +18,6 @@
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
-#define TOKEN_MAX_DEFAULT 16384
 #define HEADER_MAX 2048                /* decoded header bytes */
 #define SIG_MAX 1024                   /* RSA-8192 */
 #define PEEK_MAX 65536
@@ -396,11 +395,6 @@ static sk_jwt_err check_signature(jws *j, struct sk_keystore *keys, int64_t now)
     return rc;
 }
 
-static size_t max_len(const sk_policy *p)
-{
-    return p->max_token_len ? p->max_token_len : TOKEN_MAX_DEFAULT;
-}
-
 sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
                          struct sk_keystore *keys, int64_t now, cJSON **payload,
                          char **text, size_t *text_len)
@@ -415,7 +409,7 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
     }
     if (!token)
         return SK_JWT_E_SEGMENTS;
-    if (len > max_len(policy))
+    if (len > sk_policy_token_max(policy))
         return SK_JWT_E_TOO_LARGE;
     memset(&j, 0, offsetof(jws, sig));
     j.sig_len = 0;

@@ -746,3 +746,12 @@ SK_TEST(jwt_alg_bit_exact_names_only)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         SK_CHECK_INT(sk_alg_bit(bad[i]), 0);
 }
+
+SK_TEST(jwt_policy_token_max_default)
+{
+    sk_policy p = { 0 };
+    SK_CHECK_INT(sk_policy_token_max(&p), SK_TOKEN_MAX_DEFAULT);
+    SK_CHECK_INT(SK_TOKEN_MAX_DEFAULT, 16384);
+    p.max_token_len = 200;
+    SK_CHECK_INT(sk_policy_token_max(&p), 200);
+}
