@@ -117,6 +117,10 @@ cJSON *sk_claims_parse(const sk_claims *c);
  * memory. Fields such as c->sub need no tree: use them where they will do. */
 const cJSON *sk_claims_tree(const sk_claims *c);
 
+/* Claim name of a session: the access token a's, else the ID token id's (id
+ * may be NULL), from their trees; NULL when neither has it. */
+const cJSON *sk_claims_lookup(const sk_claims *a, const sk_claims *id, const char *name);
+
 /* Short, non-reversible name of a token for log lines: the first 12 hex
  * characters of its SHA-256. out must hold 13 bytes. Never log the token. */
 void sk_token_hash(const char *token, size_t len, char out[13]);

@@ -144,12 +144,8 @@ static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_reques
                                        sk_claims_tree(a), "permissions"));
     case SK_AZ_SCOPE:
         return sk_az_scope_matches(r, rule, a);
-    case SK_AZ_CLAIM: {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), rule->claim);
-        if (!v && rs->id)
-            v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(rs->id), rule->claim);
-        return sk_az_claim_matches(r->pool, rule, v);
-    }
+    case SK_AZ_CLAIM:
+        return sk_az_claim_matches(r->pool, rule, sk_claims_lookup(a, rs->id, rule->claim));
     }
     return 0;
 }

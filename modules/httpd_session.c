@@ -195,12 +195,9 @@ static const char **sk_custom_values(request_rec *r, const sk_request_session *r
                                      const sk_custom_claims *cc)
 {
     const char **v = apr_palloc(r->pool, (size_t)cc->n * sizeof(*v));
-    const cJSON *a = sk_claims_tree(rs->access), *id = rs->id ? sk_claims_tree(rs->id) : NULL;
     for (int i = 0; i < cc->n; i++) {
-        const cJSON *j = cJSON_GetObjectItemCaseSensitive(a, cc->claim[i].claim);
-        if (!j && id)
-            j = cJSON_GetObjectItemCaseSensitive(id, cc->claim[i].claim);
-        const char *t = sk_claim_text(r->pool, j);
+        const char *t = sk_claim_text(r->pool, sk_claims_lookup(rs->access, rs->id,
+                                                                cc->claim[i].claim));
         v[i] = t ? sk_env_safe(r->pool, t) : NULL;
     }
     return v;

@@ -704,6 +704,12 @@ const cJSON *sk_claims_tree(const sk_claims *c)
     return none;
 }
 
+const cJSON *sk_claims_lookup(const sk_claims *a, const sk_claims *id, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), name);
+    return v || !id ? v : cJSON_GetObjectItemCaseSensitive(sk_claims_tree(id), name);
+}
+
 sk_claims *sk_claims_ref(sk_claims *c)
 {
     if (c)

@@ -755,3 +755,22 @@ SK_TEST(jwt_policy_token_max_default)
     p.max_token_len = 200;
     SK_CHECK_INT(sk_policy_token_max(&p), 200);
 }
+
+static sk_claims *claims_of(const char *json)
+{
+    return sk_claims_new(cJSON_Parse(json), json, strlen(json));
+}
+
+SK_TEST(jwt_claims_lookup_access_then_id)
+{
+    sk_claims *a = claims_of("{\"sub\":\"u\",\"plan\":\"pro\",\"n\":null}");
+    sk_claims *id = claims_of("{\"sub\":\"u\",\"plan\":\"free\",\"given_name\":\"Ada\",\"n\":1}");
+    SK_REQUIRE(a && id);
+    SK_CHECK_STR(sk_claims_lookup(a, id, "plan")->valuestring, "pro");      /* access first */
+    SK_CHECK_STR(sk_claims_lookup(a, id, "given_name")->valuestring, "Ada"); /* else the ID's */
+    SK_CHECK(cJSON_IsNull(sk_claims_lookup(a, id, "n")));   /* present, even as null */
+    SK_CHECK(sk_claims_lookup(a, id, "missing") == NULL);
+    SK_CHECK(sk_claims_lookup(a, NULL, "given_name") == NULL);
+    sk_claims_unref(a);
+    sk_claims_unref(id);
+}
