@@ -24,10 +24,13 @@
 #define SK_NOTE_ORGS      "scalekit-wanted-organizations"   /* would have granted */
 #define SK_NOTE_SWITCH    "scalekit-switch"                 /* answer with the sign-in */
 
-typedef enum { SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM } sk_az_kind;
+typedef enum {
+    SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM, SK_AZ__COUNT
+} sk_az_kind;
 
-static const char *const sk_az_names[] = { "scalekit-organization", "scalekit-role",
-    "scalekit-permission", "scalekit-scope", "scalekit-claim" };
+/* Each kind's provider name, registered under it and named in log lines. */
+static const char *const sk_az_names[SK_AZ__COUNT] = { "scalekit-organization",
+    "scalekit-role", "scalekit-permission", "scalekit-scope", "scalekit-claim" };
 
 typedef struct {
     sk_az_kind kind;
@@ -146,6 +149,8 @@ static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_reques
         return sk_az_scope_matches(r, rule, a);
     case SK_AZ_CLAIM:
         return sk_az_claim_matches(r->pool, rule, sk_claims_lookup(a, rs->id, rule->claim));
+    case SK_AZ__COUNT:
+        break;
     }
     return 0;
 }
@@ -324,13 +329,13 @@ void sk_register_authz(apr_pool_t *p)
 {
     ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
-    static const struct { const char *name; const authz_provider *provider; } all[] = {
-        { "scalekit-organization", &sk_az_org }, { "scalekit-role", &sk_az_role },
-        { "scalekit-permission", &sk_az_permission }, { "scalekit-scope", &sk_az_scope },
-        { "scalekit-claim", &sk_az_claim },
+    static const authz_provider *const providers[SK_AZ__COUNT] = {
+        [SK_AZ_ORG] = &sk_az_org, [SK_AZ_ROLE] = &sk_az_role,
+        [SK_AZ_PERMISSION] = &sk_az_permission, [SK_AZ_SCOPE] = &sk_az_scope,
+        [SK_AZ_CLAIM] = &sk_az_claim,
     };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, all[i].name,
-                                  AUTHZ_PROVIDER_VERSION, all[i].provider,
+    for (int k = 0; k < SK_AZ__COUNT; k++)
+        ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, sk_az_names[k],
+                                  AUTHZ_PROVIDER_VERSION, providers[k],
                                   AP_AUTH_INTERNAL_PER_CONF);
 }
