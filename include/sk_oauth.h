@@ -63,9 +63,8 @@ char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_tok
 
 /* Percent-encode every byte but A-Z a-z 0-9 - . _ ~ (upper-case hex). */
 char *sk_url_escape(apr_pool_t *p, const char *s);
-/* Decode %XX and '+' (form encoding). NULL when malformed or holding a NUL. */
-char *sk_url_unescape(apr_pool_t *p, const char *s);
-/* Value of name in a query string or form body (decoded), NULL when absent. */
+/* Value of name in a query string or form body, decoded (%XX and '+'); NULL
+ * when absent, malformed or holding a NUL. */
 const char *sk_query_get(apr_pool_t *p, const char *query, const char *name);
 
 /* nbytes of randomness as base64url text (state, nonce, PKCE verifier). */

@@ -67,11 +67,6 @@ static char *sk_unescape_n(apr_pool_t *p, const char *s, size_t len)
     return out;
 }
 
-char *sk_url_unescape(apr_pool_t *p, const char *s)
-{
-    return sk_unescape_n(p, s, strlen(s));
-}
-
 const char *sk_query_get(apr_pool_t *p, const char *query, const char *name)
 {
     size_t nlen = strlen(name);
