@@ -974,22 +974,24 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
 }
 
 /* Fetch the JWKS for the key store (called from request threads). */
-static int sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err, size_t errlen)
+static apr_status_t sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err,
+                                  size_t errlen)
 {
     sk_runtime *rt = ctx;
     sk_http_resp resp;
-    if (sk_http_request(&rt->http, rt->jwks_url, NULL, &resp) != 0) {
+    apr_status_t rv = sk_http_request(&rt->http, rt->jwks_url, NULL, &resp);
+    if (rv != APR_SUCCESS) {
         apr_snprintf(err, errlen, "GET %s: %s", rt->jwks_url, resp.err);
-        return -1;
+        return rv;
     }
     if (resp.status != 200) {
         apr_snprintf(err, errlen, "GET %s: status %ld", rt->jwks_url, resp.status);
         sk_http_resp_free(&resp);
-        return -1;
+        return APR_EGENERAL;
     }
     *body = resp.body;
     *len = resp.len;
-    return 0;
+    return APR_SUCCESS;
 }
 
 static apr_status_t sk_runtime_cleanup(void *data)

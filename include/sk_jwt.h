@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <apr_errno.h>
 #include <cjson/cJSON.h>
 
 /* Signature algorithms, as bits of an allow-list. */
@@ -127,8 +128,9 @@ void sk_token_hash(const char *token, size_t len, char out[13]);
 
 /* SHA-256 of data through a digest fetched once: OpenSSL 3's one-shot
  * SHA256() looks the algorithm up on every call (profiled: its 5.8k
- * instructions for a 43-byte session id became 3.4k). 0 on failure. */
-int sk_sha256(const void *data, size_t len, unsigned char out[32]);
+ * instructions for a 43-byte session id became 3.4k). APR_SUCCESS, or
+ * APR_EGENERAL when OpenSSL could not (out is then undefined). */
+apr_status_t sk_sha256(const void *data, size_t len, unsigned char out[32]);
 
 /* Decode a token's payload WITHOUT verifying it: for a token whose signature
  * was verified elsewhere (sk_validate_vouched), diagnostics and tests, never

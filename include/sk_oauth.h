@@ -51,11 +51,11 @@ typedef struct sk_token_set {
     long expires_in;                                       /* 0 when absent */
 } sk_token_set;
 
-/* Read a token-endpoint answer. Returns 0 on a 200 with an access token;
- * otherwise non-zero and *why says what went wrong in one line ("invalid_grant:
+/* Read a token-endpoint answer. APR_SUCCESS on a 200 with an access token;
+ * otherwise APR_EINVAL and *why says what went wrong in one line ("invalid_grant:
  * ...", "status 500", "answer is not JSON"), safe to log (no token in it). */
-int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
-                                  size_t len, sk_token_set *out, const char **why);
+apr_status_t sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
+                                           size_t len, sk_token_set *out, const char **why);
 
 /* ENV/oidc/logout?id_token_hint=..&post_logout_redirect_uri=..&state=.. */
 char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_token_hint,

@@ -231,6 +231,7 @@ static int sk_switch_tried(request_rec *r, const sk_server_conf *c, const char *
         return 0;
     sk_set_cookie(r, c->rt->switch_cookie, NULL, SK_COOKIE_CLEAR);
     if (sk_switch_mark_open(r->pool, c->rt->sealer, mark, &mark_return, &mark_orgs, &when)
+        != APR_SUCCESS
         || strcmp(mark_return, return_to) || strcmp(mark_orgs, orgs)
         || when + SK_SWITCH_MARK_TTL < now || when > now + c->leeway)
         return 0;

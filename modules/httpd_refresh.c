@@ -154,12 +154,13 @@ static void sk_refresh_call(request_rec *r, const char *refresh, sk_refresh_resu
     const char *why;
     memset(out, 0, sizeof(*out));
     const char *body = sk_oauth_refresh_body(r->pool, c->client_id, c->client_secret, refresh);
-    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != APR_SUCCESS) {
         out->error = apr_psprintf(r->pool, "token endpoint unreachable: %s", resp.err);
         out->unavailable = 1;
         return;
     }
-    if (sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts, &why)) {
+    if (sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts, &why)
+        != APR_SUCCESS) {
         out->error = apr_pstrcat(r->pool, "token endpoint: ", why, NULL);
         out->unavailable = resp.status >= 500 || resp.status == 200 || resp.status == 429;
     } else {

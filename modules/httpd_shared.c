@@ -157,17 +157,17 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s)
 /* ------------------------------------------------ the last good JWKS */
 
 /* Stored as "<fetched>\n<document>". */
-static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
+static apr_status_t sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
 {
     sk_runtime *rt = ctx;
     sk_shared *sh = &sk_shared_store;
     apr_pool_t *p;
     unsigned int n = SK_JWKS_MAX;
     unsigned char *buf = malloc(SK_JWKS_MAX + 1);
-    int rc = -1;
+    apr_status_t rc = APR_NOTFOUND;
     if (!sh->instance || !buf || apr_pool_create(&p, NULL) != APR_SUCCESS) {
         free(buf);
-        return -1;
+        return APR_NOTFOUND;
     }
     const char *key = rt->jwks_cache_key;
     apr_global_mutex_lock(sh->mutex);
@@ -185,11 +185,11 @@ static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
             *body = (char *)buf;
             *fetched = t;
             buf = NULL;
-            rc = 0;
+            rc = APR_SUCCESS;
         }
     }
     free(buf);
-    if (rc == 0)
+    if (rc == APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS: using the copy another process "
                      "of this server fetched %" APR_INT64_T_FMT " s ago",
                      (apr_int64_t)apr_time_sec(apr_time_now()) - *fetched);

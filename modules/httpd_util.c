@@ -152,7 +152,7 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
     static apr_uint32_t unhashed;
-    if (!sk_sha256(value, strlen(value), md))
+    if (sk_sha256(value, strlen(value), md) != APR_SUCCESS)
         /* Never one key for many values (one user's record under another's
          * id): a key that matches nothing, so the lookup fails closed. */
         return apr_psprintf(p, "!%" APR_PID_T_FMT "-%" APR_TIME_T_FMT "-%u:%s", getpid(),

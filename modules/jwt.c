@@ -73,12 +73,13 @@ const char *sk_jwt_err_str(sk_jwt_err e)
     return err_names[e];
 }
 
-int sk_sha256(const void *data, size_t len, unsigned char out[32])
+apr_status_t sk_sha256(const void *data, size_t len, unsigned char out[32])
 {
     unsigned int n = 0;
     if (EVP_Digest(data, len, out, &n, sha256(), NULL) && n == 32)
-        return 1;
-    return SHA256(data, len, out) != NULL;          /* the slow way, looked up anew */
+        return APR_SUCCESS;
+    /* the slow way, looked up anew */
+    return SHA256(data, len, out) ? APR_SUCCESS : APR_EGENERAL;
 }
 
 void sk_token_hash(const char *token, size_t len, char out[13])
@@ -86,7 +87,7 @@ void sk_token_hash(const char *token, size_t len, char out[13])
     static const char hex[] = "0123456789abcdef";
     unsigned char d[32];
 
-    if (!sk_sha256(token, len, d)) {
+    if (sk_sha256(token, len, d) != APR_SUCCESS) {
         strcpy(out, "000000000000");
         return;
     }
@@ -273,7 +274,7 @@ static sk_jwt_err parse_header(jws *j, const sk_policy *p)
 
     if (j->len[0] > SK_B64URL_ENCLEN(HEADER_MAX))
         return SK_JWT_E_TOO_LARGE;
-    if (sk_b64url_decode((unsigned char *)buf, HEADER_MAX, j->seg[0], j->len[0], &n))
+    if (sk_b64url_decode((unsigned char *)buf, HEADER_MAX, j->seg[0], j->len[0], &n) != SK_B64_OK)
         return SK_JWT_E_BASE64;
     j->hdr = parse_object(buf, n);
     if (!j->hdr)
@@ -288,13 +289,14 @@ static sk_jwt_err decode_rest(jws *j)
     size_t n;
     if (j->len[2] > SK_B64URL_ENCLEN(SIG_MAX))
         return SK_JWT_E_SIGNATURE;             /* longer than any key we take */
-    if (sk_b64url_decode(j->sig, sizeof j->sig, j->seg[2], j->len[2], &j->sig_len))
+    if (sk_b64url_decode(j->sig, sizeof j->sig, j->seg[2], j->len[2], &j->sig_len) != SK_B64_OK)
         return SK_JWT_E_BASE64;
     n = SK_B64URL_DECLEN(j->len[1]);
     j->payload = malloc(n + 1);
     if (!j->payload)
         return SK_JWT_E_INTERNAL;
-    if (sk_b64url_decode((unsigned char *)j->payload, n, j->seg[1], j->len[1], &j->payload_len))
+    if (sk_b64url_decode((unsigned char *)j->payload, n, j->seg[1], j->len[1], &j->payload_len)
+        != SK_B64_OK)
         return SK_JWT_E_BASE64;
     j->payload[j->payload_len] = '\0';
     return SK_JWT_OK;

@@ -446,7 +446,8 @@ static sk_keyset *shared_load(sk_keystore *s, int64_t now, int64_t after, int64_
     char *body = NULL;
     size_t len = 0;
     sk_keyset *ks = NULL;
-    if (!s->shared.load || s->shared.load(s->shared.ctx, &body, &len, fetched) != 0 || !body)
+    if (!s->shared.load || s->shared.load(s->shared.ctx, &body, &len, fetched) != APR_SUCCESS
+        || !body)
         return NULL;
     if (*fetched > after && *fetched <= now && (max_age < 0 || now - *fetched <= max_age))
         ks = sk_keyset_parse(body, len, NULL, 0);
@@ -463,7 +464,7 @@ static sk_keyset *network_fetch(sk_keystore *s, int64_t now, char *err, size_t e
     snprintf(err, errlen, "no JWKS fetcher");
     if (s->fetch) {
         err[0] = '\0';
-        if (s->fetch(s->ctx, &body, &len, err, errlen) == 0 && body)
+        if (s->fetch(s->ctx, &body, &len, err, errlen) == APR_SUCCESS && body)
             ks = sk_keyset_parse(body, len, err, errlen);
         else if (!err[0])
             snprintf(err, errlen, "JWKS fetch failed");

@@ -237,15 +237,15 @@ static const char *sk_safe_excerpt(apr_pool_t *p, const char *s)
     return out;
 }
 
-int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
-                                  size_t len, sk_token_set *out, const char **why)
+apr_status_t sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
+                                           size_t len, sk_token_set *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
     cJSON *j = body ? cJSON_ParseWithLength(body, len) : NULL;
     if (!cJSON_IsObject(j)) {
         *why = apr_psprintf(p, "status %ld, answer is not a JSON object", status);
         cJSON_Delete(j);
-        return -1;
+        return APR_EINVAL;
     }
     const char *err = sk_json_string(p, j, "error");
     if (status != 200 || err) {
@@ -254,7 +254,7 @@ int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
                             err ? sk_safe_excerpt(p, err) : "no error code",
                             desc ? ": " : "", desc ? sk_safe_excerpt(p, desc) : "");
         cJSON_Delete(j);
-        return -1;
+        return APR_EINVAL;
     }
     out->access_token = sk_json_string(p, j, "access_token");
     out->id_token = sk_json_string(p, j, "id_token");
@@ -265,9 +265,9 @@ int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
     cJSON_Delete(j);
     if (!out->access_token) {
         *why = "status 200 without an access_token";
-        return -1;
+        return APR_EINVAL;
     }
-    return 0;
+    return APR_SUCCESS;
 }
 
 char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_token_hint,
@@ -295,7 +295,7 @@ char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     /* On failure md is uninitialised: no challenge rather than garbage. */
-    if (!sk_sha256(verifier, strlen(verifier), md))
+    if (sk_sha256(verifier, strlen(verifier), md) != APR_SUCCESS)
         return NULL;
     char *out = apr_palloc(p, SK_B64URL_ENCLEN(sizeof(md)) + 1);
     sk_b64url_encode(out, md, sizeof(md));

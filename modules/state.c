@@ -66,7 +66,7 @@ char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, cons
     if (slen > max)
         return NULL;
     unsigned char *raw = apr_palloc(p, slen);
-    if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != 0
+    if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != SK_B64_OK
         || raw_len < SK_IV_LEN + SK_TAG_LEN)
         return NULL;
     size_t ct_len = raw_len - SK_IV_LEN - SK_TAG_LEN;
@@ -124,14 +124,14 @@ char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_stat
     return sealed;
 }
 
-int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        sk_login_state *out)
+apr_status_t sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 sk_login_state *out)
 {
     size_t len = 0;
     char *plain = sk_unseal(p, k, sealed, &len);
     memset(out, 0, sizeof(*out));
     if (!plain)
-        return -1;
+        return APR_EINVAL;
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "q");
@@ -148,7 +148,7 @@ int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     out->switch_to = sk_json_string(p, j, "z");
     cJSON_Delete(j);
     return out->state && out->nonce && out->verifier && out->return_to && out->created
-           ? 0 : -1;
+           ? APR_SUCCESS : APR_EINVAL;
 }
 
 /* The mark is sealed bound to its use: neither it nor a state cookie opens
@@ -171,13 +171,13 @@ char *sk_switch_mark_seal(apr_pool_t *p, const sk_sealer *k, const char *return_
     return sealed;
 }
 
-int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        const char **return_to, const char **orgs, int64_t *when)
+apr_status_t sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 const char **return_to, const char **orgs, int64_t *when)
 {
     size_t len = 0;
     char *plain = sk_unseal_bound(p, k, SK_SWITCH_BOUND, sealed, SK_SEALED_MAX, &len);
     if (!plain)
-        return -1;
+        return APR_EINVAL;
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
     *return_to = sk_json_string(p, j, "r");
@@ -185,5 +185,5 @@ int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
     *when = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
             ? (int64_t)t->valuedouble : 0;
     cJSON_Delete(j);
-    return *return_to && *orgs && *when ? 0 : -1;
+    return *return_to && *orgs && *when ? APR_SUCCESS : APR_EINVAL;
 }

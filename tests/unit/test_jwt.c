@@ -774,3 +774,11 @@ SK_TEST(jwt_claims_lookup_access_then_id)
     sk_claims_unref(a);
     sk_claims_unref(id);
 }
+
+SK_TEST(jwt_sha256_status)
+{
+    unsigned char md[32];
+    SK_CHECK_INT(sk_sha256("abc", 3, md), APR_SUCCESS);
+    SK_CHECK_INT(md[0], 0xba);                  /* SHA-256("abc") = ba7816bf... */
+    SK_CHECK_INT(md[31], 0xad);
+}
