@@ -18,6 +18,7 @@
 #include "sk_state.h"
 #include "sk_oauth.h"
 #include "sk_cookie.h"
+#include "sk_text.h"
 
 extern module AP_MODULE_DECLARE_DATA scalekit_module;
 #ifndef SK_MODULE_MAIN          /* mod_scalekit.c declares it with the module */
@@ -251,8 +252,6 @@ int sk_scrub_claim_lookalikes(request_rec *r);
 int sk_scrub_subrequest_lookalikes(request_rec *r);
 /* fixups: the module's cookies out of every request, before the handler. */
 int sk_strip_cookies_fixup(request_rec *r);
-/* A claim value made safe for the environment, headers and logs. */
-const char *sk_env_safe(apr_pool_t *p, const char *v);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 int sk_validate_into_request(request_rec *r, const char *access, const char *id,
                              int64_t vouched, sk_request_session **out, sk_jwt_err *why);

@@ -36,47 +36,6 @@ sk_request_session *sk_request_session_get(request_rec *r)
     return NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static int sk_utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    int n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (!n || s[0] > 0xf4)
-        return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)
-        || (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
-/* A claim value made safe for the environment, headers and logs: control
- * bytes and bytes that are not valid UTF-8 become '?'. Most values are clean
- * and are used as they are. */
-const char *sk_env_safe(apr_pool_t *p, const char *v)
-{
-    const unsigned char *c = (const unsigned char *)v;
-    while (*c && *c >= 0x20 && *c < 0x7f)
-        c++;
-    if (!*c)
-        return v;
-    char *copy = apr_pstrdup(p, v);
-    unsigned char *d = (unsigned char *)copy;
-    while (*d) {
-        int n = *d < 0x20 || *d == 0x7f ? 0 : sk_utf8_len(d);
-        if (!n) {
-            *d++ = '?';
-            continue;
-        }
-        d += n;
-    }
-    return copy;
-}
-
 const sk_published_claim sk_published[SK_PUBLISHED_COUNT] = {
     { "sub", "SCALEKIT_SUB", "Sub" }, { "email", "SCALEKIT_EMAIL", "Email" },
     { "name", "SCALEKIT_NAME", "Name" },
