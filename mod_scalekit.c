@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
-#include <arpa/inet.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -40,35 +39,6 @@ static sk_server_conf *sk_cmd_conf(cmd_parms *cmd)
     return c;
 }
 
-/* Loopback by name or address, never by prefix: 127.evil.example is not. */
-static int sk_is_loopback_host(const char *host)
-{
-    struct in_addr a4;
-    if (!host)
-        return 0;
-    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1"))
-        return 1;
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
-/* Why url is not an acceptable absolute URL for the identity provider or the
- * callback, or NULL: http(s) only, http only for loopback development, no
- * user info, query or fragment. */
-static const char *sk_url_problem(apr_pool_t *p, const char *url)
-{
-    apr_uri_t u;
-    if (apr_uri_parse(p, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname || !*u.hostname)
-        return apr_psprintf(p, "'%s' is not an absolute URL", url);
-    if (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http"))
-        return apr_psprintf(p, "'%s' must be an https URL", url);
-    if (u.query || u.fragment || u.user || u.password || strchr(url, '@'))
-        return apr_psprintf(p, "'%s' must not carry a query, fragment or user info", url);
-    if (!strcasecmp(u.scheme, "http") && !sk_is_loopback_host(u.hostname))
-        return apr_psprintf(p, "'%s' uses http:// for a host that is not loopback; use https",
-                            url);
-    return NULL;
-}
-
 static const char *sk_check_url(cmd_parms *cmd, const char *url)
 {
     const char *why = sk_url_problem(cmd->pool, url);
@@ -88,16 +58,9 @@ static const char *sk_set_env_url(cmd_parms *cmd, sk_server_conf *c, const char 
     return NULL;
 }
 
-/* A redirect URI given as a path ("/api/auth/callback"): the callback URL is
- * then made from each sign-in's request (scheme, host, port). */
-static int sk_redirect_path_ok(const char *uri)
-{
-    return uri[0] == '/' && sk_local_path_ok(uri) && !strpbrk(uri, "?#%");
-}
-
 static const char *sk_set_redirect_uri(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    const char *err = arg[0] == '/' ? (sk_redirect_path_ok(arg) ? NULL
+    const char *err = arg[0] == '/' ? (sk_redirect_uri_path_ok(arg) ? NULL
         : "ScalekitRedirectURI: a path must be plain: no query, fragment, %-escapes or '//'")
         : sk_check_url(cmd, arg);
     if (err)
@@ -963,7 +926,7 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
                             "$SCALEKIT_ENVIRONMENT_URL): %s", why ? why : "no trailing slash");
     apr_uri_t u;
     if (c->redirect_uri[0] == '/')
-        why = sk_redirect_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
+        why = sk_redirect_uri_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
     else
         why = sk_url_problem(p, c->redirect_uri);
     if (why || apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path
