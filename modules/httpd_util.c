@@ -277,54 +277,14 @@ const char *sk_callback_url(request_rec *r)
     return ap_construct_url(r->pool, c->redirect_uri, r);
 }
 
-/* Pending sign-ins' state cookies, together, stay under this many bytes: a
- * long return_to makes a 3 KB cookie, and a few of them (an attacker's page
- * can start sign-ins) would pass httpd's 8190-byte header limit, so every
- * request, sign-out included, got a 400 until the browser closed. */
-#define SK_STATE_BYTES 4096
-
-/* Keep at most max-1 pending sign-ins, and room for the new one: drop the
- * oldest state cookies (a browser sends cookies of one path oldest first). */
-typedef struct {
-    const char *name;
-    size_t size;                        /* in the Cookie header */
-} sk_state_cookie;
-
-typedef struct {
-    request_rec *r;
-    const char *prefix;
-    apr_array_header_t *found;          /* of sk_state_cookie, oldest first */
-} sk_state_walk;
-
-static int sk_collect_state(void *ctx, const char *name, size_t nlen,
-                            const char *value, size_t vlen)
-{
-    sk_state_walk *w = ctx;
-    size_t plen = strlen(w->prefix);
-    (void)value;
-    if (nlen > plen && !strncmp(name, w->prefix, plen))
-        APR_ARRAY_PUSH(w->found, sk_state_cookie) = (sk_state_cookie){
-            apr_pstrmemdup(w->r->pool, name, nlen), nlen + vlen + 3 };   /* "; " and "=" */
-    return 0;
-}
-
+/* Keep at most state_max - 1 pending sign-ins, and room for the new one. */
 static void sk_bound_pending(request_rec *r, sk_server_conf *c, size_t new_size)
 {
-    sk_state_walk w = { r, c->cookie_state,
-                        apr_array_make(r->pool, 8, sizeof(sk_state_cookie)) };
-    size_t total = new_size;
-    const char *header = sk_cookie_header(r);
-    if (header)
-        sk_cookie_each(header, sk_collect_state, &w);
-    const sk_state_cookie *sc = (const sk_state_cookie *)w.found->elts;
-    for (int i = 0; i < w.found->nelts; i++)
-        total += sc[i].size;
-    for (int i = 0; i < w.found->nelts; i++) {
-        if (i + c->state_max > w.found->nelts && total <= SK_STATE_BYTES)
-            break;
-        sk_set_cookie(r, sc[i].name, NULL, SK_COOKIE_CLEAR);
-        total -= sc[i].size;
-    }
+    const apr_array_header_t *drop = sk_state_cookies_to_drop(r->pool, sk_cookie_header(r),
+                                                              c->cookie_state, c->state_max,
+                                                              new_size);
+    for (int i = 0; i < drop->nelts; i++)
+        sk_set_cookie(r, APR_ARRAY_IDX(drop, i, const char *), NULL, SK_COOKIE_CLEAR);
 }
 
 /* The cookie of one pending sign-in is named after its state. */
