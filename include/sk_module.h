@@ -206,10 +206,6 @@ const char *sk_request_cookie(request_rec *r, const char *name);
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);
 int sk_error_page(request_rec *r, int status, const char *title, const char *detail);
 int sk_is_navigation(request_rec *r);
-/* Send the browser to sign in: params (may be NULL) go into the authorization
- * request; switch_to (or NULL) marks an organization switch (httpd_authz.c). */
-int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
-                   int silent, const char *switch_to);
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
@@ -225,7 +221,6 @@ const char *sk_login_path(request_rec *r);
  * as written; a path made absolute on r's scheme, host and port, or NULL
  * (logged) when r's host is not a ServerName or ServerAlias of its server. */
 const char *sk_callback_url(request_rec *r);
-const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* The Cookie header as the client sent it, for the module's own reads: the
  * fixups hook takes the module's cookies out of headers_in before the
@@ -240,6 +235,14 @@ const char *sk_cookie_header(request_rec *r);
 const char *sk_request_note(request_rec *r, const char *name);
 apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 void sk_insert_private_filter(request_rec *r);
+
+/* httpd_login.c */
+/* Send the browser to sign in: params (may be NULL) go into the authorization
+ * request; switch_to (or NULL) marks an organization switch (httpd_authz.c). */
+int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
+                   int silent, const char *switch_to);
+/* The cookie of the pending sign-in with this state. */
+const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
