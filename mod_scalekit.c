@@ -9,6 +9,7 @@
 #include "http_config.h"
 #include "http_core.h"
 #include "http_log.h"
+#include "http_protocol.h"
 #include "http_request.h"
 #include "ap_provider.h"
 #include "mod_auth.h"
@@ -1118,6 +1119,9 @@ static void sk_register_hooks(apr_pool_t *p)
                               AP_FTYPE_CONTENT_SET);
     ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sk_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* A signed-in user refused by a Require scalekit-* rule: 403, not 401. */
+    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
     sk_register_authz(p);
 }
 

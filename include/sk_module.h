@@ -356,7 +356,12 @@ apr_status_t sk_revoke_init(apr_pool_t *p, sk_runtime *rt);
 void sk_revoke_session(request_rec *r, const char *sid);
 
 /* httpd_authz.c */
+/* The Require scalekit-* providers. */
 void sk_register_authz(apr_pool_t *p);
+/* note_auth_failure: a refusal by our rules becomes a 403 page (or an
+ * organization switch); insert_error_filter: its status. */
+int sk_note_auth_failure(request_rec *r, const char *type);
+void sk_forbidden_status(request_rec *r);
 /* Seconds the mark of a finished organization switch lasts: the browser is
  * sent straight back, so a few seconds would do; a slow network gets more. */
 #define SK_SWITCH_MARK_TTL 120

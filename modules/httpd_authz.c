@@ -284,7 +284,7 @@ static int sk_switch_org(request_rec *r)
  * invitation to try another password: AuthzSendForbiddenOnFailure). For a
  * Scalekit session that is wrong: signing in again changes nothing. When one
  * of our rules refused, the error response becomes a 403. */
-static int sk_note_auth_failure(request_rec *r, const char *type)
+int sk_note_auth_failure(request_rec *r, const char *type)
 {
     if (strcasecmp(type, SK_AUTH_TYPE))
         return DECLINED;
@@ -300,7 +300,7 @@ static int sk_note_auth_failure(request_rec *r, const char *type)
     return OK;
 }
 
-static void sk_forbidden_status(request_rec *r)
+void sk_forbidden_status(request_rec *r)
 {
     if (r->status == HTTP_UNAUTHORIZED && apr_table_get(r->notes, SK_NOTE_SWITCH)) {
         r->status = HTTP_MOVED_TEMPORARILY;   /* Location and the state cookie are set */
@@ -328,8 +328,6 @@ SK_AZ_PROVIDER(sk_az_claim, SK_AZ_CLAIM)
 
 void sk_register_authz(apr_pool_t *p)
 {
-    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
     static const authz_provider *const providers[SK_AZ__COUNT] = {
         [SK_AZ_ORG] = &sk_az_org, [SK_AZ_ROLE] = &sk_az_role,
         [SK_AZ_PERMISSION] = &sk_az_permission, [SK_AZ_SCOPE] = &sk_az_scope,
