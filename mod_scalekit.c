@@ -782,7 +782,8 @@ static const command_rec sk_cmds[] = {
 };
 
 /* ----------------------------------------------------- create and merge
- * Generated from the table, for the rows of one scope (SK_IF_scope_want). */
+ * Generated from the table, each for the rows of its own scope: SK_IF_A_B(x)
+ * is x when the function's scope A is the row's scope B. */
 #define SK_IF_SERVER_SERVER(x)   x
 #define SK_IF_SERVER_DIR(x)
 #define SK_IF_DIR_SERVER(x)

@@ -1,6 +1,6 @@
 /* sk_jwt.h: compact-JWS tokens, their claims, and the validator that checks them.
- * Links without httpd (OpenSSL, cJSON, pthreads only) so unit tests, fuzzers and the
- * micro-benchmark reach it directly. */
+ * Links without httpd (OpenSSL, cJSON, pthreads; APR's headers for status codes) so
+ * unit tests, fuzzers and the micro-benchmark reach it directly. */
 #ifndef SK_JWT_H
 #define SK_JWT_H
 
@@ -146,7 +146,10 @@ struct sk_keystore;
  * the token's exp + leeway; with check_exp = 0, one hour, then the token is
  * validated afresh). Only successes are cached; cache_entries 0 disables the
  * cache. The policy struct is copied, its strings and audience array are
- * borrowed. One per process; create it after fork (child_init). */
+ * borrowed. The module creates one per policy at start-up (post_config), in
+ * httpd's parent before any thread runs; each child process has its copy by
+ * fork (its cache empty then) and fills it for itself. Not to be used across
+ * a fork while another thread may hold one of its locks. */
 typedef struct sk_validator sk_validator;
 
 sk_validator *sk_validator_create(const sk_policy *policy, struct sk_keystore *keys,
