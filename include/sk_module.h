@@ -256,8 +256,11 @@ int sk_scrub_subrequest_lookalikes(request_rec *r);
 /* fixups: the module's cookies out of every request, before the handler. */
 int sk_strip_cookies_fixup(request_rec *r);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
-int sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                             int64_t vouched, sk_request_session **out, sk_jwt_err *why);
+/* Validate a session's tokens (vouched: until when a store record says a server
+ * verified them) and keep their claims for the request: SK_JWT_OK with *out,
+ * or why they were refused (logged). */
+sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                                    int64_t vouched, sk_request_session **out);
 sk_request_session *sk_request_session_get(request_rec *r);
 /* 1 when ID token id belongs to access token a's Scalekit session (same user,
  * same sid; without a sid in a, no other organization). */

@@ -216,7 +216,6 @@ static int sk_callback(request_rec *r)
     sk_login_state st;
     sk_token_set ts;
     sk_request_session *rs;
-    sk_jwt_err why;
     if (!sk_take_state(r, sk_arg(r, "state"), &st)) {
         sk_count(SK_C_CALLBACK_REFUSED);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: state missing, unknown, "
@@ -244,7 +243,7 @@ static int sk_callback(request_rec *r)
         return sk_error_page(r, rv, "Sign-in did not complete", rv == HTTP_BAD_GATEWAY
                              ? "The sign-in service did not answer as expected."
                              : "Scalekit refused to finish this sign-in.");
-    if (!sk_validate_into_request(r, ts.access_token, ts.id_token, 0, &rs, &why)
+    if (sk_validate_into_request(r, ts.access_token, ts.id_token, 0, &rs) != SK_JWT_OK
         || !sk_check_id_token(r, rs, &st))
         return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in could not be verified",
                              "The tokens from the sign-in service did not pass the checks.");
