@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mod_scalekit: Scalekit sign-in (OAuth 2.0 / OpenID Connect) for anything
  * Apache httpd serves. This file holds the configuration, the directive table
  * and the hook registration; the work is done in modules/. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_b64.h: strict base64url (RFC 4648 section 5, no padding), as JOSE uses it.
  * Decoding refuses anything a conforming encoder would not have written. */
 #ifndef SK_B64_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_cookie.h: reading a Cookie request header. Links without httpd. */
 #ifndef SK_COOKIE_H
 #define SK_COOKIE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_http.h: the module's HTTP client (libcurl, loaded on first use) for the
  * token endpoint and the JWKS. Links without httpd. Each thread keeps one curl
  * handle so connections to the identity provider are reused. */

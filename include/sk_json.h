@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_json.h: the JSON reading every component shares (cJSON underneath).
  * Links without httpd. */
 #ifndef SK_JSON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_jwt.h: compact-JWS tokens, their claims, and the validator that checks them.
  * Links without httpd (OpenSSL, cJSON, pthreads; APR's headers for status codes) so
  * unit tests, fuzzers and the micro-benchmark reach it directly. */

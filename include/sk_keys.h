@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_keys.h: JWKS parsing (each key imported once into an EVP_PKEY) and the
  * key store that keeps the current set fresh. Links without httpd. */
 #ifndef SK_KEYS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_module.h: what the httpd side of mod_scalekit shares between its files:
  * the configuration, the per-server runtime, and the request helpers. */
 #ifndef SK_MODULE_H

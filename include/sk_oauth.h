@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_oauth.h: Scalekit's OAuth 2.0 / OIDC messages: the authorization URL,
  * token-endpoint bodies and answers, the logout URL, PKCE. Links without httpd
  * (APR pools for strings). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_redirect.h: where the module may send a browser after sign-in or
  * sign-out. Links without httpd. */
 #ifndef SK_REDIRECT_H

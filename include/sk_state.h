@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_state.h: sealing small secrets into cookies (AES-256-GCM, key derived
  * once at start-up), and the login state carried from login to callback.
  * Links without httpd. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_text.h: text from tokens made safe for where it goes (the environment,
  * request headers, log lines). Links without httpd. */
 #ifndef SK_TEXT_H

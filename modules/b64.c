@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* b64.c: strict base64url encode/decode (see sk_b64.h). */
 #include <stdint.h>
 #include <stdlib.h>

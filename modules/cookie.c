@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cookie.c: a small, bounded Cookie header reader, and what keeps the
  * module's cookies and claim-header look-alikes from the application (the
  * fuzzers reach all of it). */

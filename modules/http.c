@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.c: calls to the identity provider, bounded in time and size.
  *
  * libcurl is loaded with dlopen on the first call, in the child that makes

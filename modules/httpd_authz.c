@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_authz.c: authorization as Require providers, composable with
  * <RequireAll>/<RequireAny>:
  *   Require scalekit-organization org_1 org_2     the session's oid is one of these

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_handler.c: SetHandler scalekit — the login, callback and logout URLs. */
 #include <string.h>
 #include "httpd.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_login.c: starting a sign-in: the state cookie (sealed: state, nonce,
  * PKCE verifier, where to return), the bound on pending ones, and the
  * redirect to Scalekit's authorization endpoint. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_refresh.c: refreshing a session, once, however many requests and
  * processes carry the same expired token at the same time.
  *

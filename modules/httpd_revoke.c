@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_revoke.c: ScalekitRevokeOnLogout — end the Scalekit session itself on
  * sign-out: POST ENV/api/v1/sessions/{sid}/revoke with a client_credentials
  * token, which is kept (per process and per server: each virtual host has its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_session.c: the check_authn hook. A protected request reads top to
  * bottom here: which tokens it carries, are they valid (cached), refresh if
  * expired, then REMOTE_USER and the environment for CGI/PHP. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_shared.c: what the children of one httpd share, and keep across
  * graceful restarts.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_store.c: where a session's tokens live.
  *
  * By default in the browser's cookies (sk-access-token, sk-id-token,

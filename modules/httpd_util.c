@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_util.c: request helpers shared by the hook and the handler: cookies,
  * error pages, telling browsers from API clients, the callback URL. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* json.c: the JSON reading every component shares (see sk_json.h). */
 #include <apr_strings.h>
 #include "sk_json.h"

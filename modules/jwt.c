@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jwt.c: compact-JWS parsing, signature verification and claim checks
  * (see sk_jwt.h). Everything here runs before a token is trusted, so each
  * step bounds its input and refuses rather than guesses. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys.c: JWKS parsing (each key imported once into an EVP_PKEY) and the
  * thread-safe key store that keeps the current set fresh (see sk_keys.h). */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* oauth.c: building and reading Scalekit's OAuth messages. */
 #include <string.h>
 #include <apr_strings.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redirect.c: open-redirect defence for return_to and the post-logout URL. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.c: AES-256-GCM sealed cookies and the login state inside them. */
 #include <string.h>
 #include <apr_strings.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* text.c: claim values made safe for the environment, headers and logs (see
  * sk_text.h). */
 #include <apr_strings.h>

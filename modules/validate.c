@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* validate.c: the validator: sk_jwt_verify + sk_jwt_check_claims behind a
  * bounded, thread-safe cache of successful results keyed by the whole token
  * (see sk_jwt.h). A warm hit is a keyed hash, a read lock, one memcmp and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_state.c: libFuzzer target for the sealed login-state cookie.
  * The first input byte picks a mode, the rest is its material:
  *   0  the rest is a cookie value an attacker sends: sk_login_state_open

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_token_response.c: libFuzzer target for sk_oauth_parse_token_response,
  * the reader of what the token endpoint answers (code exchange, refresh).
  * The first input byte picks the HTTP status (a table of the usual ones,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Meta-checks: every directive the module registers is documented in docs/directives.md, and
 every row of the directive table (SK_DIRECTIVES in mod_scalekit.c) has a merge rule (so virtual
 hosts and locations inherit it). The list of directives comes from the built module itself

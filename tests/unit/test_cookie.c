@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: Cookie header reading. */
 #include <apr_general.h>
 #include <apr_strings.h>

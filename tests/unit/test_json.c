@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for json.c: the shared strict parse. */
 #include <cjson/cJSON.h>
 #include "sk_test.h"

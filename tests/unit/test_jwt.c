@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_jwt.c: token parsing, signatures and claims: a known answer from
  * RFC 7515, a table of hostile tokens each refused for its own reason, and
  * the claims a good token yields. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_keys.c: JWKS parsing and the key store. */
 #include <pthread.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: return_to / post-logout targets stay on the site. The shared
  * corpus is replayed by the integration suite through the real httpd; here
  * the rules themselves. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: the security properties of the httpd-free parts, one attack
  * each (issue 6). The integration suite (tests/integration/test_security.py)
  * proves the same through a real httpd; these pin the rules themselves. */

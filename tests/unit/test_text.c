@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for text.c: UTF-8 lengths and values made safe for the
  * environment, headers and logs. */
 #include <apr_pools.h>
