@@ -1,15 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mod_scalekit: Scalekit sign-in (OAuth 2.0 / OpenID Connect) for anything
  * Apache httpd serves. This file holds the configuration, the directive table
  * and the hook registration; the work is done in modules/. */
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
-#include <arpa/inet.h>
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
 #include "http_log.h"
+#include "http_protocol.h"
 #include "http_request.h"
 #include "ap_provider.h"
 #include "mod_auth.h"
@@ -27,107 +28,6 @@
 
 #define SK_DEFAULT_SCOPE   "openid profile email offline_access"
 
-/* ---------------------------------------------------------------- config */
-
-static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
-{
-    sk_server_conf *c = apr_pcalloc(p, sizeof(*c));
-    (void)s;
-    c->scope = SK_DEFAULT_SCOPE;
-    c->remote_user_claim = "sub";
-    c->cookie_access = "sk-access-token";
-    c->cookie_id = "sk-id-token";
-    c->cookie_refresh = "sk-refresh-token";
-    c->cookie_state = "sk-state-";
-    c->cookie_session = "sk-session";
-    c->session_max_age = 30 * 86400;
-    c->cookie_samesite = "Lax";
-    c->cookie_secure = -1;
-    c->audiences = apr_array_make(p, 2, sizeof(const char *));
-    c->redirect_origins = apr_array_make(p, 2, sizeof(const char *));
-    c->algs = SK_ALG_RS256;
-    c->leeway = 60;
-    c->timeout = 5;
-    c->jwks_ttl = 3600;
-    c->jwks_min_refetch = 10;
-    c->state_ttl = 600;
-    c->state_max = 5;
-    c->cache_entries = 16384;     /* 10,000 sessions in use, with room (bench scalekit-10000) */
-    return c;
-}
-
-#define SK_MERGE(field) c->field = add->field##_set ? add->field : base->field; \
-                        c->field##_set = add->field##_set | base->field##_set
-
-static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    sk_server_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
-    SK_MERGE(env_url);
-    SK_MERGE(client_id);
-    SK_MERGE(client_secret);
-    SK_MERGE(redirect_uri);
-    SK_MERGE(scope);
-    SK_MERGE(ca_file);
-    SK_MERGE(post_logout_uri);
-    SK_MERGE(remote_user_claim);
-    SK_MERGE(cookie_domain);
-    SK_MERGE(cookie_samesite);
-    SK_MERGE(cookie_secure);
-    SK_MERGE(audiences);
-    SK_MERGE(redirect_origins);
-    SK_MERGE(algs);
-    SK_MERGE(leeway);
-    SK_MERGE(timeout);
-    SK_MERGE(jwks_ttl);
-    SK_MERGE(jwks_min_refetch);
-    SK_MERGE(state_ttl);
-    SK_MERGE(state_max);
-    SK_MERGE(cache_entries);
-    SK_MERGE(session_max_age);
-    SK_MERGE(store_failure_login);
-    SK_MERGE(revoke_on_logout);
-    SK_MERGE(store_provider);
-    c->store_args = add->store_provider_set ? add->store_args : base->store_args;
-    c->store_redis = add->store_provider_set ? add->store_redis : base->store_redis;
-    SK_MERGE(store_password);
-    c->where = add->where ? add->where : base->where;
-    const sk_server_conf *names = add->cookie_names_set ? add : base;
-    c->cookie_access = names->cookie_access;
-    c->cookie_id = names->cookie_id;
-    c->cookie_refresh = names->cookie_refresh;
-    c->cookie_state = names->cookie_state;
-    c->cookie_session = names->cookie_session;
-    c->cookie_names_set = add->cookie_names_set | base->cookie_names_set;
-    return c;
-}
-
-static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
-{
-    sk_dir_conf *d = apr_pcalloc(p, sizeof(*d));
-    (void)dir;
-    d->strip_cookies = 1;
-    d->env_vars = SK_ENV_ALL;
-    return d;
-}
-
-static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    sk_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
-    SK_MERGE(unauth);
-    SK_MERGE(bearer);
-    SK_MERGE(header_prefix);
-    SK_MERGE(login_if);
-    SK_MERGE(silent);
-    SK_MERGE(strip_cookies);
-    SK_MERGE(env_vars);
-    c->custom = add->env_vars_set ? add->custom : base->custom;    /* ScalekitEnvVars too */
-    SK_MERGE(pass_token);
-    SK_MERGE(machine_clients);
-    SK_MERGE(login_params);
-    SK_MERGE(unauthz_login);
-    return c;
-}
-
 /* ------------------------------------------------------------ directives */
 
 /* The server's settings; the first Scalekit directive's place is kept to
@@ -141,45 +41,14 @@ static sk_server_conf *sk_cmd_conf(cmd_parms *cmd)
     return c;
 }
 
-/* Loopback by name or address, never by prefix: 127.evil.example is not. */
-static int sk_is_loopback_host(const char *host)
-{
-    struct in_addr a4;
-    if (!host)
-        return 0;
-    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1"))
-        return 1;
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
-/* Why url is not an acceptable absolute URL for the identity provider or the
- * callback, or NULL: http(s) only, http only for loopback development, no
- * user info, query or fragment. */
-static const char *sk_url_problem(apr_pool_t *p, const char *url)
-{
-    apr_uri_t u;
-    if (apr_uri_parse(p, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname || !*u.hostname)
-        return apr_psprintf(p, "'%s' is not an absolute URL", url);
-    if (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http"))
-        return apr_psprintf(p, "'%s' must be an https URL", url);
-    if (u.query || u.fragment || u.user || u.password || strchr(url, '@'))
-        return apr_psprintf(p, "'%s' must not carry a query, fragment or user info", url);
-    if (!strcasecmp(u.scheme, "http") && !sk_is_loopback_host(u.hostname))
-        return apr_psprintf(p, "'%s' uses http:// for a host that is not loopback; use https",
-                            url);
-    return NULL;
-}
-
 static const char *sk_check_url(cmd_parms *cmd, const char *url)
 {
     const char *why = sk_url_problem(cmd->pool, url);
     return why ? apr_pstrcat(cmd->pool, cmd->directive->directive, ": ", why, NULL) : NULL;
 }
 
-static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_env_url(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     const char *err = sk_check_url(cmd, arg);
     if (err)
         return err;
@@ -188,22 +57,12 @@ static const char *sk_set_env_url(cmd_parms *cmd, void *d, const char *arg)
         return "ScalekitEnvironmentURL: write it without a trailing slash, "
                "exactly as the token issuer (e.g. https://acme.scalekit.dev)";
     c->env_url = arg;
-    c->env_url_set = 1;
     return NULL;
 }
 
-/* A redirect URI given as a path ("/api/auth/callback"): the callback URL is
- * then made from each sign-in's request (scheme, host, port). */
-static int sk_redirect_path_ok(const char *uri)
+static const char *sk_set_redirect_uri(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    return uri[0] == '/' && sk_local_path_ok(uri) && !strpbrk(uri, "?#%");
-}
-
-static const char *sk_set_redirect_uri(cmd_parms *cmd, void *d, const char *arg)
-{
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
-    const char *err = arg[0] == '/' ? (sk_redirect_path_ok(arg) ? NULL
+    const char *err = arg[0] == '/' ? (sk_redirect_uri_path_ok(arg) ? NULL
         : "ScalekitRedirectURI: a path must be plain: no query, fragment, %-escapes or '//'")
         : sk_check_url(cmd, arg);
     if (err)
@@ -211,18 +70,15 @@ static const char *sk_set_redirect_uri(cmd_parms *cmd, void *d, const char *arg)
     if (strlen(arg) > 256)
         return "ScalekitRedirectURI: Scalekit allows at most 256 characters";
     c->redirect_uri = arg;
-    c->redirect_uri_set = 1;
     return NULL;
 }
 
-static const char *sk_set_client_id(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_client_id(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     if (!*arg || strpbrk(arg, " \t\r\n"))
         return "ScalekitClientID: expects the client id (e.g. skc_123...)";
     c->client_id = arg;
-    c->client_id_set = 1;
     return NULL;
 }
 
@@ -259,72 +115,55 @@ static const char *sk_read_secret(apr_pool_t *p, const char *directive, const ch
     return NULL;
 }
 
-static const char *sk_set_client_secret(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_client_secret(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     const char *err = sk_read_secret(cmd->pool, "ScalekitClientSecret", arg, &c->client_secret);
     if (err)
         return err;
-    c->client_secret_set = 1;
     return NULL;
 }
 
-static const char *sk_set_scope(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_scope(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     if (!ap_strstr_c(apr_pstrcat(cmd->temp_pool, " ", arg, " ", NULL), " openid "))
         return "ScalekitScopes: the scopes must include openid";
     c->scope = arg;
-    c->scope_set = 1;
     return NULL;
 }
 
-static const char *sk_set_ca_file(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_ca_file(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
     apr_finfo_t fi;
-    (void)d;
     const char *path = ap_server_root_relative(cmd->pool, arg);
     if (!path || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
         || fi.filetype != APR_REG)
         return apr_psprintf(cmd->pool, "ScalekitCAFile: '%s' is not a readable file", arg);
     c->ca_file = path;
-    c->ca_file_set = 1;
     return NULL;
 }
 
-static const char *sk_set_post_logout(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_post_logout(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     if (!sk_local_path_ok(arg)) {
         const char *err = sk_check_url(cmd, arg);
         if (err)
             return err;
     }
     c->post_logout_uri = arg;
-    c->post_logout_uri_set = 1;
     return NULL;
 }
 
-static const char *sk_set_audience(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_audience(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     if (!c->audiences_set)
         c->audiences = apr_array_make(cmd->pool, 2, sizeof(const char *));
     APR_ARRAY_PUSH(c->audiences, const char *) = arg;
-    c->audiences_set = 1;
     return NULL;
 }
 
-static const char *sk_set_redirect_origin(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_redirect_origin(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
     apr_uri_t u;
-    (void)d;
     if (apr_uri_parse(cmd->pool, arg, &u) != APR_SUCCESS || !u.scheme || !u.hostname
         || (u.path && *u.path) || u.query || u.user
         || (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http")))
@@ -332,16 +171,13 @@ static const char *sk_set_redirect_origin(cmd_parms *cmd, void *d, const char *a
     if (!c->redirect_origins_set)
         c->redirect_origins = apr_array_make(cmd->pool, 2, sizeof(const char *));
     APR_ARRAY_PUSH(c->redirect_origins, const char *) = apr_pstrdup(cmd->pool, arg);
-    c->redirect_origins_set = 1;
     return NULL;
 }
 
-static const char *sk_set_claim(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_claim(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     c->remote_user_claim = arg;
-    c->remote_user_claim_set = 1;
     return NULL;
 }
 
@@ -355,12 +191,32 @@ static int sk_cookie_name_ok(const char *s)
     return 1;
 }
 
-static const char *sk_set_cookie_names(cmd_parms *cmd, void *d, const char *args)
+static const char *const sk_default_cookie_names[5] = {
+    "sk-access-token", "sk-id-token", "sk-refresh-token", "sk-state-", "sk-session"
+};
+
+/* The five names ScalekitCookieNames sets together: access ID refresh
+ * state-prefix session. */
+static void sk_cookie_names_use(sk_server_conf *c, const char *const names[5])
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    const char *names[5] = { NULL, NULL, NULL, NULL, "sk-session" };
+    c->cookie_access = names[0];
+    c->cookie_id = names[1];
+    c->cookie_refresh = names[2];
+    c->cookie_state = names[3];
+    c->cookie_session = names[4];
+}
+
+static void sk_cookie_names_copy(sk_server_conf *c, const sk_server_conf *from)
+{
+    const char *const names[5] = { from->cookie_access, from->cookie_id, from->cookie_refresh,
+                                    from->cookie_state, from->cookie_session };
+    sk_cookie_names_use(c, names);
+}
+
+static const char *sk_set_cookie_names(cmd_parms *cmd, sk_server_conf *c, const char *args)
+{
+    const char *names[5] = { NULL, NULL, NULL, NULL, sk_default_cookie_names[4] };
     int n = 0;
-    (void)d;
     while (*args && n < 5)
         names[n++] = ap_getword_conf(cmd->pool, &args);
     if (n < 4 || *args)
@@ -370,30 +226,22 @@ static const char *sk_set_cookie_names(cmd_parms *cmd, void *d, const char *args
         if (!sk_cookie_name_ok(names[i]))
             return apr_psprintf(cmd->pool, "ScalekitCookieNames: '%s' is not a valid "
                                 "cookie name (letters, digits, - _ .)", names[i]);
-    c->cookie_access = names[0];
-    c->cookie_id = names[1];
-    c->cookie_refresh = names[2];
-    c->cookie_state = names[3];
-    c->cookie_session = names[4];
-    c->cookie_names_set = 1;
+    sk_cookie_names_use(c, names);
     return NULL;
 }
 
-static const char *sk_set_cookie_domain(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_cookie_domain(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     if (strpbrk(arg, ";, \t\"="))
         return "ScalekitCookieDomain: not a domain name";
     c->cookie_domain = arg;
-    c->cookie_domain_set = 1;
     return NULL;
 }
 
-static const char *sk_set_samesite(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_samesite(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     if (!strcasecmp(arg, "Lax"))
         c->cookie_samesite = "Lax";
     else if (!strcasecmp(arg, "Strict"))
@@ -403,14 +251,12 @@ static const char *sk_set_samesite(cmd_parms *cmd, void *d, const char *arg)
         c->cookie_samesite = "None";
     else
         return "ScalekitCookieSameSite: expects Lax or None";
-    c->cookie_samesite_set = 1;
     return NULL;
 }
 
-static const char *sk_set_secure(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_secure(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     if (!strcasecmp(arg, "auto"))
         c->cookie_secure = -1;
     else if (!strcasecmp(arg, "on"))
@@ -419,14 +265,11 @@ static const char *sk_set_secure(cmd_parms *cmd, void *d, const char *arg)
         c->cookie_secure = 0;
     else
         return "ScalekitCookieSecure: expects auto, on or off";
-    c->cookie_secure_set = 1;
     return NULL;
 }
 
-static const char *sk_set_store(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_store(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     c->store_redis = NULL;
     if (!strcasecmp(arg, "cookie")) {
         c->store_provider = NULL;
@@ -448,15 +291,12 @@ static const char *sk_set_store(cmd_parms *cmd, void *d, const char *arg)
             return "ScalekitSessionStore: expects cookie, or a shared object cache such as "
                    "shmcb, redis:host:port or memcache:host:port";
     }
-    c->store_provider_set = 1;
     return NULL;
 }
 
 /* The Redis password: env:NAME, file:/path (first line) or the password. */
-static const char *sk_set_store_password(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_store_password(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
     if (!strncmp(arg, "env:", 4)) {
         c->store_password = getenv(arg + 4);
         if (!arg[4] || !c->store_password || !*c->store_password)
@@ -470,105 +310,65 @@ static const char *sk_set_store_password(cmd_parms *cmd, void *d, const char *ar
         if (!*c->store_password)
             return "ScalekitSessionStorePassword: expects env:NAME, file:/path or the password";
     }
-    c->store_password_set = 1;
     return NULL;
 }
 
-static const char *sk_set_store_failure(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_store_failure(cmd_parms *cmd, sk_server_conf *c, const char *arg)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
+    (void)cmd;
     if (!strcmp(arg, "503"))
         c->store_failure_login = 0;
     else if (!strcasecmp(arg, "login"))
         c->store_failure_login = 1;
     else
         return "ScalekitSessionStoreFailure: expects 503 or login";
-    c->store_failure_login_set = 1;
     return NULL;
 }
 
-static const char *sk_set_revoke(cmd_parms *cmd, void *d, int on)
+static const char *sk_set_algs(cmd_parms *cmd, sk_server_conf *c, const char *args)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    (void)d;
-    c->revoke_on_logout = on;
-    c->revoke_on_logout_set = 1;
-    return NULL;
-}
-
-static const char *sk_set_algs(cmd_parms *cmd, void *d, const char *args)
-{
-    sk_server_conf *c = sk_cmd_conf(cmd);
     unsigned algs = 0;
-    (void)d;
     while (*args) {
         const char *a = ap_getword_conf(cmd->temp_pool, &args);
-        if (!strcmp(a, "RS256"))
-            algs |= SK_ALG_RS256;
-        else if (!strcmp(a, "PS256"))
-            algs |= SK_ALG_PS256;
-        else if (!strcmp(a, "ES256"))
-            algs |= SK_ALG_ES256;
-        else
+        unsigned bit = sk_alg_bit(a);
+        if (!bit)
             return apr_psprintf(cmd->pool, "ScalekitAllowedAlgorithms: '%s' is not one "
                                 "of RS256, PS256, ES256", a);
+        algs |= bit;
     }
     if (!algs)
         return "ScalekitAllowedAlgorithms: name at least one algorithm";
     c->algs = algs;
-    c->algs_set = 1;
     return NULL;
 }
 
-/* Integer settings: one table of names, bounds and offsets. */
+/* Integer settings (form INT): bounds given in the directive table. */
 typedef struct {
-    const char *name;
     int min, max;
-    size_t off, set_bit;
-} sk_int_setting;
+} sk_range;
+#define SK_RANGE(min, max) ((sk_range){ (min), (max) })
 
-static const char *sk_set_int(cmd_parms *cmd, void *d, const char *arg)
+static const char *sk_set_int(cmd_parms *cmd, const char *arg, sk_range range, int *out)
 {
-    sk_server_conf *c = sk_cmd_conf(cmd);
-    const sk_int_setting *s = cmd->info;
     char *end;
-    (void)d;
     errno = 0;
     long v = strtol(arg, &end, 10);
-    if (errno || *end || end == arg || v < s->min || v > s->max)
+    if (errno || *end || end == arg || v < range.min || v > range.max)
         return apr_psprintf(cmd->pool, "%s: expects a whole number from %d to %d",
-                            s->name, s->min, s->max);
-    *(int *)((char *)c + s->off) = (int)v;
-    switch (s->set_bit) {
-    case 0: c->leeway_set = 1; break;
-    case 1: c->timeout_set = 1; break;
-    case 2: c->jwks_ttl_set = 1; break;
-    case 3: c->jwks_min_refetch_set = 1; break;
-    case 4: c->state_ttl_set = 1; break;
-    case 5: c->state_max_set = 1; break;
-    case 6: c->cache_entries_set = 1; break;
-    case 7: c->session_max_age_set = 1; break;
-    }
+                            cmd->cmd->name, range.min, range.max);
+    *out = (int)v;
     return NULL;
 }
 
-static const sk_int_setting sk_int_settings[] = {
-    { "ScalekitLeeway", 0, 600, APR_OFFSETOF(sk_server_conf, leeway), 0 },
-    { "ScalekitTimeout", 1, 60, APR_OFFSETOF(sk_server_conf, timeout), 1 },
-    { "ScalekitJWKSCacheTTL", 60, 86400 * 7, APR_OFFSETOF(sk_server_conf, jwks_ttl), 2 },
-    { "ScalekitJWKSRefreshInterval", 1, 3600,
-      APR_OFFSETOF(sk_server_conf, jwks_min_refetch), 3 },
-    { "ScalekitStateTimeout", 30, 3600, APR_OFFSETOF(sk_server_conf, state_ttl), 4 },
-    { "ScalekitStateMaxPending", 1, 20, APR_OFFSETOF(sk_server_conf, state_max), 5 },
-    { "ScalekitCacheEntries", 0, 10000000, APR_OFFSETOF(sk_server_conf, cache_entries), 6 },
-    { "ScalekitSessionMaxAge", 60, 366 * 86400,
-      APR_OFFSETOF(sk_server_conf, session_max_age), 7 },
-};
-
-static const char *sk_set_unauth(cmd_parms *cmd, void *dv, const char *arg)
+/* Settings of form FLAG. */
+static const char *sk_on_off(int *field, int on)
 {
-    sk_dir_conf *d = dv;
+    *field = on;
+    return NULL;
+}
+
+static const char *sk_set_unauth(cmd_parms *cmd, sk_dir_conf *d, const char *arg)
+{
     (void)cmd;
     if (!strcasecmp(arg, "auto"))
         d->unauth = SK_UNAUTH_AUTO;
@@ -580,34 +380,6 @@ static const char *sk_set_unauth(cmd_parms *cmd, void *dv, const char *arg)
         d->unauth = SK_UNAUTH_PASS;
     else
         return "ScalekitUnauthAction: expects auto, login, 401 or pass";
-    d->unauth_set = 1;
-    return NULL;
-}
-
-static const char *sk_set_bearer(cmd_parms *cmd, void *dv, int on)
-{
-    sk_dir_conf *d = dv;
-    (void)cmd;
-    d->bearer = on;
-    d->bearer_set = 1;
-    return NULL;
-}
-
-static const char *sk_set_silent(cmd_parms *cmd, void *dv, int on)
-{
-    sk_dir_conf *d = dv;
-    (void)cmd;
-    d->silent = on;
-    d->silent_set = 1;
-    return NULL;
-}
-
-static const char *sk_set_strip_cookies(cmd_parms *cmd, void *dv, int on)
-{
-    sk_dir_conf *d = dv;
-    (void)cmd;
-    d->strip_cookies = on;
-    d->strip_cookies_set = 1;
     return NULL;
 }
 
@@ -713,9 +485,8 @@ static const char *sk_custom_claims_make(cmd_parms *cmd, sk_dir_conf *d,
 /* ScalekitEnvVars all|none|name...: each name is a SCALEKIT_* variable in
  * lower case without the prefix (sub, email, organization_id, ...), or any
  * other claim; "all" may be followed by claims only. */
-static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
+static const char *sk_set_env_vars(cmd_parms *cmd, sk_dir_conf *d, const char *args)
 {
-    sk_dir_conf *d = dv;
     unsigned mask = 0;
     int words = 0, all = 0, none = 0, fixed = 0;
     apr_array_header_t *claims = apr_array_make(cmd->temp_pool, 4, sizeof(const char *));
@@ -745,15 +516,13 @@ static const char *sk_set_env_vars(cmd_parms *cmd, void *dv, const char *args)
     if (bad)
         return bad;
     d->env_vars = mask;
-    d->env_vars_set = 1;
     return NULL;
 }
 
 /* ScalekitMachineClients id...|none: API clients (client_credentials) whose
  * bearer tokens without aud this location accepts. Repeated lines add. */
-static const char *sk_set_machine_client(cmd_parms *cmd, void *dv, const char *arg)
+static const char *sk_set_machine_client(cmd_parms *cmd, sk_dir_conf *d, const char *arg)
 {
-    sk_dir_conf *d = dv;
     if (!*arg || strpbrk(arg, " \t\r\n\"'"))
         return "ScalekitMachineClients: expects client ids (e.g. m2morg_123...) or none";
     if (!d->machine_clients)
@@ -762,7 +531,6 @@ static const char *sk_set_machine_client(cmd_parms *cmd, void *dv, const char *a
         apr_array_clear(d->machine_clients);      /* a sub-location turns it off */
     else
         APR_ARRAY_PUSH(d->machine_clients, const char *) = arg;
-    d->machine_clients_set = 1;
     return NULL;
 }
 
@@ -789,9 +557,8 @@ static const char *sk_claim_prefix_unusable(apr_pool_t *p, const char *prefix)
     return NULL;
 }
 
-static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *arg)
+static const char *sk_set_claim_headers(cmd_parms *cmd, sk_dir_conf *d, const char *arg)
 {
-    sk_dir_conf *d = dv;
     if (strcasecmp(arg, "off")) {
         for (const char *c = arg; *c; c++)
             if (!apr_isalnum(*c) && *c != '-')
@@ -804,38 +571,25 @@ static const char *sk_set_claim_headers(cmd_parms *cmd, void *dv, const char *ar
     } else {
         d->header_prefix = NULL;
     }
-    d->header_prefix_set = 1;
     if (d->env_vars_set && d->custom)       /* ScalekitEnvVars came first in this section */
         sk_custom_headers_make(cmd->pool, d->custom, d->header_prefix);
     return NULL;
 }
 
-static const char *sk_set_pass_token(cmd_parms *cmd, void *dv, int on)
+static const char *sk_set_login_if(cmd_parms *cmd, sk_dir_conf *d, const char *arg)
 {
-    sk_dir_conf *d = dv;
-    (void)cmd;
-    d->pass_token = on;
-    d->pass_token_set = 1;
-    return NULL;
-}
-
-static const char *sk_set_login_if(cmd_parms *cmd, void *dv, const char *arg)
-{
-    sk_dir_conf *d = dv;
     const char *err = NULL;
     d->login_if = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_DONT_VARY, &err, NULL);
     if (err)
         return apr_pstrcat(cmd->pool, "ScalekitLoginIf: cannot parse the expression: ",
                            err, NULL);
-    d->login_if_set = 1;
     return NULL;
 }
 
 /* ScalekitLoginParams key=value...: checked and kept whole here, so a
  * sign-in only copies pointers; "none" clears what an outer section set. */
-static const char *sk_set_login_params(cmd_parms *cmd, void *dv, const char *args)
+static const char *sk_set_login_params(cmd_parms *cmd, sk_dir_conf *d, const char *args)
 {
-    sk_dir_conf *d = dv;
     sk_login_params *lp = apr_pcalloc(cmd->pool, sizeof(*lp));
     int words = 0, none = 0;
     for (const char *w; *(w = ap_getword_conf(cmd->pool, &args)); words++) {
@@ -860,13 +614,11 @@ static const char *sk_set_login_params(cmd_parms *cmd, void *dv, const char *arg
     if (!words || (none && words > 1))
         return "ScalekitLoginParams: expects key=value pairs, or none";
     d->login_params = none ? NULL : lp;
-    d->login_params_set = 1;
     return NULL;
 }
 
-static const char *sk_set_unauthz(cmd_parms *cmd, void *dv, const char *arg)
+static const char *sk_set_unauthz(cmd_parms *cmd, sk_dir_conf *d, const char *arg)
 {
-    sk_dir_conf *d = dv;
     (void)cmd;
     if (!strcmp(arg, "403"))
         d->unauthz_login = 0;
@@ -874,104 +626,230 @@ static const char *sk_set_unauthz(cmd_parms *cmd, void *dv, const char *arg)
         d->unauthz_login = 1;
     else
         return "ScalekitUnauthzAction: expects 403 or login";
-    d->unauthz_login_set = 1;
     return NULL;
 }
 
-#define SK_INT(name, i, help) AP_INIT_TAKE1(name, sk_set_int, (void *)&sk_int_settings[i], \
-                                            RSRC_CONF, help)
+/* ------------------------------------------------------ the directive table
+ * Every directive once, in the order apache2 -L lists them:
+ *   X(name, scope, form, field, parser, default, merge, help)
+ * scope   SERVER (sk_server_conf, RSRC_CONF) or DIR (sk_dir_conf, OR_AUTHCFG)
+ * form    how httpd hands the parser its arguments: TAKE1 (one word), RAW_ARGS
+ *         (the rest of the line), ITERATE (each word in turn), FLAG (On/Off, to
+ *         the parser sk_on_off) or INT (one whole number within the parser's
+ *         SK_RANGE)
+ * field   the setting; its field_set bit is set when the parser accepts it
+ * default the field's value in a new configuration
+ * merge   how a virtual host or section inherits it: FIELD (its own when set,
+ *         else the outer one's), or a rule for fields set together: NAMES (the
+ *         five cookie names), STORE (the store and its arguments), CLAIMS (the
+ *         variables and ScalekitEnvVars' other claims).
+ * Adding a directive: a row here, the field and its _set bit in sk_module.h,
+ * its section in docs/directives.md (tests/integration/test_docs.py checks). */
+#define SK_DIRECTIVES(X) \
+    X(ScalekitEnvironmentURL, SERVER, TAKE1, env_url, sk_set_env_url, NULL, FIELD, \
+      "Scalekit environment URL, the token issuer (default $SCALEKIT_ENVIRONMENT_URL)") \
+    X(ScalekitClientID, SERVER, TAKE1, client_id, sk_set_client_id, NULL, FIELD, \
+      "OAuth client id (default $SCALEKIT_CLIENT_ID)") \
+    X(ScalekitClientSecret, SERVER, TAKE1, client_secret, sk_set_client_secret, NULL, FIELD, \
+      "client secret, or file:/path to read it from (default $SCALEKIT_CLIENT_SECRET)") \
+    X(ScalekitRedirectURI, SERVER, TAKE1, redirect_uri, sk_set_redirect_uri, NULL, FIELD, \
+      "callback URL registered at Scalekit, or its path to make it from each " \
+      "request's host (default $SCALEKIT_REDIRECT_URI)") \
+    X(ScalekitScopes, SERVER, RAW_ARGS, scope, sk_set_scope, SK_DEFAULT_SCOPE, FIELD, \
+      "scopes to request (default: openid profile email offline_access)") \
+    X(ScalekitCAFile, SERVER, TAKE1, ca_file, sk_set_ca_file, NULL, FIELD, \
+      "PEM file of CAs trusted for the identity provider (default: system store)") \
+    X(ScalekitPostLogoutRedirectURI, SERVER, TAKE1, post_logout_uri, sk_set_post_logout, \
+      NULL, FIELD, \
+      "where Scalekit sends the browser after sign-out (default: the site root)") \
+    X(ScalekitAudience, SERVER, ITERATE, audiences, sk_set_audience, \
+      apr_array_make(p, 2, sizeof(const char *)), FIELD, \
+      "access-token audiences accepted besides the client id") \
+    X(ScalekitAllowedRedirectOrigin, SERVER, ITERATE, redirect_origins, sk_set_redirect_origin, \
+      apr_array_make(p, 2, sizeof(const char *)), FIELD, \
+      "origins (scheme://host[:port]) return_to may name besides local paths") \
+    X(ScalekitRemoteUserClaim, SERVER, TAKE1, remote_user_claim, sk_set_claim, "sub", FIELD, \
+      "claim that becomes REMOTE_USER (default: sub)") \
+    X(ScalekitCookieNames, SERVER, RAW_ARGS, cookie_names, sk_set_cookie_names, \
+      sk_default_cookie_names, NAMES, \
+      "cookie names: access ID refresh state-prefix") \
+    X(ScalekitCookieDomain, SERVER, TAKE1, cookie_domain, sk_set_cookie_domain, NULL, FIELD, \
+      "Domain attribute of the session cookies (default: none, host only)") \
+    X(ScalekitCookieSameSite, SERVER, TAKE1, cookie_samesite, sk_set_samesite, "Lax", FIELD, \
+      "SameSite attribute of the session cookies: Lax (default) or None") \
+    X(ScalekitCookieSecure, SERVER, TAKE1, cookie_secure, sk_set_secure, -1, FIELD, \
+      "Secure attribute: auto (on https, default), on or off") \
+    X(ScalekitAllowedAlgorithms, SERVER, RAW_ARGS, algs, sk_set_algs, SK_ALG_RS256, FIELD, \
+      "token signature algorithms accepted (default: RS256)") \
+    X(ScalekitLeeway, SERVER, INT, leeway, SK_RANGE(0, 600), 60, FIELD, \
+      "clock leeway in seconds for exp, nbf and iat (default 60)") \
+    X(ScalekitTimeout, SERVER, INT, timeout, SK_RANGE(1, 60), 5, FIELD, \
+      "timeout in seconds for calls to the identity provider (default 5)") \
+    X(ScalekitJWKSCacheTTL, SERVER, INT, jwks_ttl, SK_RANGE(60, 86400 * 7), 3600, FIELD, \
+      "seconds the JWKS is kept before it is fetched again (default 3600)") \
+    X(ScalekitJWKSRefreshInterval, SERVER, INT, jwks_min_refetch, SK_RANGE(1, 3600), 10, FIELD, \
+      "least seconds between JWKS fetches for an unknown kid (default 10)") \
+    X(ScalekitStateTimeout, SERVER, INT, state_ttl, SK_RANGE(30, 3600), 600, FIELD, \
+      "seconds a started sign-in stays valid (default 600)") \
+    X(ScalekitStateMaxPending, SERVER, INT, state_max, SK_RANGE(1, 20), 5, FIELD, \
+      "most sign-ins pending at once per browser (default 5)") \
+    X(ScalekitCacheEntries, SERVER, INT, cache_entries, SK_RANGE(0, 10000000), 16384, FIELD, \
+      "validated tokens cached per process (default 16384; 0 disables)") \
+    X(ScalekitSessionMaxAge, SERVER, INT, session_max_age, SK_RANGE(60, 366 * 86400), \
+      30 * 86400, FIELD, \
+      "seconds a stored session is kept at most (default 30 days)") \
+    X(ScalekitSessionStore, SERVER, TAKE1, store_provider, sk_set_store, NULL, STORE, \
+      "where tokens live: cookie (default), redis://[user@]host[:port][/db], or " \
+      "a shared object cache, e.g. shmcb, redis:host:port, memcache:host:port") \
+    X(ScalekitSessionStorePassword, SERVER, TAKE1, store_password, sk_set_store_password, \
+      NULL, FIELD, \
+      "password of a redis:// session store: env:NAME, file:/path or the password") \
+    X(ScalekitSessionStoreFailure, SERVER, TAKE1, store_failure_login, sk_set_store_failure, \
+      0, FIELD, \
+      "when the session store does not answer: 503 (default) or login") \
+    X(ScalekitRevokeOnLogout, SERVER, FLAG, revoke_on_logout, sk_on_off, 0, FIELD, \
+      "revoke the Scalekit session at sign-out (default Off)") \
+    X(ScalekitUnauthAction, DIR, TAKE1, unauth, sk_set_unauth, SK_UNAUTH_AUTO, FIELD, \
+      "without a session: auto (default), login, 401 or pass") \
+    X(ScalekitBearer, DIR, FLAG, bearer, sk_on_off, 0, FIELD, \
+      "accept an access token in Authorization: Bearer (default Off)") \
+    X(ScalekitClaimHeaders, DIR, TAKE1, header_prefix, sk_set_claim_headers, NULL, FIELD, \
+      "pass claims to the application as request headers with this prefix " \
+      "(default Off)") \
+    X(ScalekitSilentLogin, DIR, FLAG, silent, sk_on_off, 0, FIELD, \
+      "try a silent sign-in (prompt=none) first, for a Scalekit session shared " \
+      "by several applications (default Off)") \
+    X(ScalekitStripCookies, DIR, FLAG, strip_cookies, sk_on_off, 1, FIELD, \
+      "remove the module's cookies (tokens, session id, sign-in state) from the " \
+      "request once read, so the application never sees them (default On)") \
+    X(ScalekitEnvVars, DIR, RAW_ARGS, env_vars, sk_set_env_vars, SK_ENV_ALL, CLAIMS, \
+      "which SCALEKIT_* variables to set: all (default), none, or some of sub " \
+      "email name organization_id session_id roles permissions scope; and any " \
+      "other claim by name (after all, too)") \
+    X(ScalekitPassAccessToken, DIR, FLAG, pass_token, sk_on_off, 0, FIELD, \
+      "send the session's access token to the application as Authorization: " \
+      "Bearer, replacing the client's (default Off)") \
+    X(ScalekitMachineClients, DIR, ITERATE, machine_clients, sk_set_machine_client, NULL, \
+      FIELD, \
+      "API client ids whose bearer tokens without aud are accepted here " \
+      "(ScalekitBearer On; default none)") \
+    X(ScalekitLoginIf, DIR, TAKE1, login_if, sk_set_login_if, NULL, FIELD, \
+      "ap_expr: true when a request without a session should be sent to sign in " \
+      "(default: browser navigations)") \
+    X(ScalekitLoginParams, DIR, RAW_ARGS, login_params, sk_set_login_params, NULL, FIELD, \
+      "sign-in parameters sent to Scalekit, key=value: organization_id " \
+      "connection_id domain_hint login_hint provider prompt (or none)") \
+    X(ScalekitUnauthzAction, DIR, TAKE1, unauthz_login, sk_set_unauthz, 0, FIELD, \
+      "a signed-in browser refused by Require scalekit-organization: 403 (default) " \
+      "or login (sign in to that organization, once)")
+
+/* Per scope: the struct, how a setter finds it, httpd's context. */
+#define SK_CONF_SERVER           sk_server_conf
+#define SK_CONF_DIR              sk_dir_conf
+#define SK_CONF_OF_SERVER(cmd, dv) ((void)(dv), sk_cmd_conf(cmd))
+#define SK_CONF_OF_DIR(cmd, dv)    ((void)(cmd), (sk_dir_conf *)(dv))
+#define SK_CONTEXT_SERVER        RSRC_CONF
+#define SK_CONTEXT_DIR           OR_AUTHCFG
+
+/* Per form: the argument httpd passes, the parser's call, the table entry. */
+#define SK_ARG_TAKE1             const char *arg
+#define SK_ARG_RAW_ARGS          const char *arg
+#define SK_ARG_ITERATE           const char *arg
+#define SK_ARG_INT               const char *arg
+#define SK_ARG_FLAG              int arg
+#define SK_CALL_TAKE1(parse, c, field)    parse(cmd, c, arg)
+#define SK_CALL_RAW_ARGS(parse, c, field) parse(cmd, c, arg)
+#define SK_CALL_ITERATE(parse, c, field)  parse(cmd, c, arg)
+#define SK_CALL_INT(range, c, field)      sk_set_int(cmd, arg, range, &c->field)
+#define SK_CALL_FLAG(parse, c, field)     parse(&c->field, arg)
+#define SK_INIT_TAKE1            AP_INIT_TAKE1
+#define SK_INIT_RAW_ARGS         AP_INIT_RAW_ARGS
+#define SK_INIT_ITERATE          AP_INIT_ITERATE
+#define SK_INIT_INT              AP_INIT_TAKE1
+#define SK_INIT_FLAG             AP_INIT_FLAG
+
+/* One setter per directive: the parser, then the setting's _set bit. */
+#define SK_X_SETTER(name, scope, form, field, parse, dflt, merge, help)          \
+    static const char *sk_cmd_##field(cmd_parms *cmd, void *dv, SK_ARG_##form)    \
+    {                                                                             \
+        SK_CONF_##scope *c = SK_CONF_OF_##scope(cmd, dv);                         \
+        const char *err = SK_CALL_##form(parse, c, field);                        \
+        if (!err)                                                                 \
+            c->field##_set = 1;                                                   \
+        return err;                                                               \
+    }
+SK_DIRECTIVES(SK_X_SETTER)
+
+#define SK_X_COMMAND(name, scope, form, field, parse, dflt, merge, help) \
+    SK_INIT_##form(#name, sk_cmd_##field, NULL, SK_CONTEXT_##scope, help),
 
 static const command_rec sk_cmds[] = {
-    AP_INIT_TAKE1("ScalekitEnvironmentURL", sk_set_env_url, NULL, RSRC_CONF,
-                  "Scalekit environment URL, the token issuer (default $SCALEKIT_ENVIRONMENT_URL)"),
-    AP_INIT_TAKE1("ScalekitClientID", sk_set_client_id, NULL, RSRC_CONF,
-                  "OAuth client id (default $SCALEKIT_CLIENT_ID)"),
-    AP_INIT_TAKE1("ScalekitClientSecret", sk_set_client_secret, NULL, RSRC_CONF,
-                  "client secret, or file:/path to read it from (default $SCALEKIT_CLIENT_SECRET)"),
-    AP_INIT_TAKE1("ScalekitRedirectURI", sk_set_redirect_uri, NULL, RSRC_CONF,
-                  "callback URL registered at Scalekit, or its path to make it from each "
-                  "request's host (default $SCALEKIT_REDIRECT_URI)"),
-    AP_INIT_RAW_ARGS("ScalekitScopes", sk_set_scope, NULL, RSRC_CONF,
-                     "scopes to request (default: openid profile email offline_access)"),
-    AP_INIT_TAKE1("ScalekitCAFile", sk_set_ca_file, NULL, RSRC_CONF,
-                  "PEM file of CAs trusted for the identity provider (default: system store)"),
-    AP_INIT_TAKE1("ScalekitPostLogoutRedirectURI", sk_set_post_logout, NULL, RSRC_CONF,
-                  "where Scalekit sends the browser after sign-out (default: the site root)"),
-    AP_INIT_ITERATE("ScalekitAudience", sk_set_audience, NULL, RSRC_CONF,
-                    "access-token audiences accepted besides the client id"),
-    AP_INIT_ITERATE("ScalekitAllowedRedirectOrigin", sk_set_redirect_origin, NULL, RSRC_CONF,
-                    "origins (scheme://host[:port]) return_to may name besides local paths"),
-    AP_INIT_TAKE1("ScalekitRemoteUserClaim", sk_set_claim, NULL, RSRC_CONF,
-                  "claim that becomes REMOTE_USER (default: sub)"),
-    AP_INIT_RAW_ARGS("ScalekitCookieNames", sk_set_cookie_names, NULL, RSRC_CONF,
-                     "cookie names: access ID refresh state-prefix"),
-    AP_INIT_TAKE1("ScalekitCookieDomain", sk_set_cookie_domain, NULL, RSRC_CONF,
-                  "Domain attribute of the session cookies (default: none, host only)"),
-    AP_INIT_TAKE1("ScalekitCookieSameSite", sk_set_samesite, NULL, RSRC_CONF,
-                  "SameSite attribute of the session cookies: Lax (default) or None"),
-    AP_INIT_TAKE1("ScalekitCookieSecure", sk_set_secure, NULL, RSRC_CONF,
-                  "Secure attribute: auto (on https, default), on or off"),
-    AP_INIT_RAW_ARGS("ScalekitAllowedAlgorithms", sk_set_algs, NULL, RSRC_CONF,
-                     "token signature algorithms accepted (default: RS256)"),
-    SK_INT("ScalekitLeeway", 0,
-           "clock leeway in seconds for exp, nbf and iat (default 60)"),
-    SK_INT("ScalekitTimeout", 1,
-           "timeout in seconds for calls to the identity provider (default 5)"),
-    SK_INT("ScalekitJWKSCacheTTL", 2,
-           "seconds the JWKS is kept before it is fetched again (default 3600)"),
-    SK_INT("ScalekitJWKSRefreshInterval", 3,
-           "least seconds between JWKS fetches for an unknown kid (default 10)"),
-    SK_INT("ScalekitStateTimeout", 4,
-           "seconds a started sign-in stays valid (default 600)"),
-    SK_INT("ScalekitStateMaxPending", 5,
-           "most sign-ins pending at once per browser (default 5)"),
-    SK_INT("ScalekitCacheEntries", 6,
-           "validated tokens cached per process (default 16384; 0 disables)"),
-    SK_INT("ScalekitSessionMaxAge", 7,
-           "seconds a stored session is kept at most (default 30 days)"),
-    AP_INIT_TAKE1("ScalekitSessionStore", sk_set_store, NULL, RSRC_CONF,
-                  "where tokens live: cookie (default), redis://[user@]host[:port][/db], or "
-                  "a shared object cache, e.g. shmcb, redis:host:port, memcache:host:port"),
-    AP_INIT_TAKE1("ScalekitSessionStorePassword", sk_set_store_password, NULL, RSRC_CONF,
-                  "password of a redis:// session store: env:NAME, file:/path or the password"),
-    AP_INIT_TAKE1("ScalekitSessionStoreFailure", sk_set_store_failure, NULL, RSRC_CONF,
-                  "when the session store does not answer: 503 (default) or login"),
-    AP_INIT_FLAG("ScalekitRevokeOnLogout", sk_set_revoke, NULL, RSRC_CONF,
-                 "revoke the Scalekit session at sign-out (default Off)"),
-    AP_INIT_TAKE1("ScalekitUnauthAction", sk_set_unauth, NULL, OR_AUTHCFG,
-                  "without a session: auto (default), login, 401 or pass"),
-    AP_INIT_FLAG("ScalekitBearer", sk_set_bearer, NULL, OR_AUTHCFG,
-                 "accept an access token in Authorization: Bearer (default Off)"),
-    AP_INIT_TAKE1("ScalekitClaimHeaders", sk_set_claim_headers, NULL, OR_AUTHCFG,
-                  "pass claims to the application as request headers with this prefix "
-                  "(default Off)"),
-    AP_INIT_FLAG("ScalekitSilentLogin", sk_set_silent, NULL, OR_AUTHCFG,
-                 "try a silent sign-in (prompt=none) first, for a Scalekit session shared "
-                 "by several applications (default Off)"),
-    AP_INIT_FLAG("ScalekitStripCookies", sk_set_strip_cookies, NULL, OR_AUTHCFG,
-                 "remove the module's cookies (tokens, session id, sign-in state) from the "
-                 "request once read, so the application never sees them (default On)"),
-    AP_INIT_RAW_ARGS("ScalekitEnvVars", sk_set_env_vars, NULL, OR_AUTHCFG,
-                     "which SCALEKIT_* variables to set: all (default), none, or some of sub "
-                     "email name organization_id session_id roles permissions scope; and any "
-                     "other claim by name (after all, too)"),
-    AP_INIT_FLAG("ScalekitPassAccessToken", sk_set_pass_token, NULL, OR_AUTHCFG,
-                 "send the session's access token to the application as Authorization: "
-                 "Bearer, replacing the client's (default Off)"),
-    AP_INIT_ITERATE("ScalekitMachineClients", sk_set_machine_client, NULL, OR_AUTHCFG,
-                    "API client ids whose bearer tokens without aud are accepted here "
-                    "(ScalekitBearer On; default none)"),
-    AP_INIT_TAKE1("ScalekitLoginIf", sk_set_login_if, NULL, OR_AUTHCFG,
-                  "ap_expr: true when a request without a session should be sent to sign in "
-                  "(default: browser navigations)"),
-    AP_INIT_RAW_ARGS("ScalekitLoginParams", sk_set_login_params, NULL, OR_AUTHCFG,
-                     "sign-in parameters sent to Scalekit, key=value: organization_id "
-                     "connection_id domain_hint login_hint provider prompt (or none)"),
-    AP_INIT_TAKE1("ScalekitUnauthzAction", sk_set_unauthz, NULL, OR_AUTHCFG,
-                  "a signed-in browser refused by Require scalekit-organization: 403 (default) "
-                  "or login (sign in to that organization, once)"),
+    SK_DIRECTIVES(SK_X_COMMAND)
     { NULL }
 };
+
+/* ----------------------------------------------------- create and merge
+ * Generated from the table, each for the rows of its own scope: SK_IF_A_B(x)
+ * is x when the function's scope A is the row's scope B. */
+#define SK_IF_SERVER_SERVER(x)   x
+#define SK_IF_SERVER_DIR(x)
+#define SK_IF_DIR_SERVER(x)
+#define SK_IF_DIR_DIR(x)         x
+
+/* The rules of the merge column: c is made from base (the outer scope) and
+ * add (the inner one); default puts the table's value in a new c. */
+#define SK_MERGE_FIELD(f) c->f = add->f##_set ? add->f : base->f; \
+                          c->f##_set = add->f##_set | base->f##_set
+#define SK_DEFAULT_FIELD(f, v)   c->f = (v)
+#define SK_MERGE_NAMES(f) sk_cookie_names_copy(c, add->f##_set ? add : base); \
+                          c->f##_set = add->f##_set | base->f##_set
+#define SK_DEFAULT_NAMES(f, v)   sk_cookie_names_use(c, v)
+#define SK_MERGE_STORE(f) SK_MERGE_FIELD(f);                                          \
+    c->store_args = add->f##_set ? add->store_args : base->store_args;                 \
+    c->store_redis = add->f##_set ? add->store_redis : base->store_redis
+#define SK_DEFAULT_STORE(f, v)   SK_DEFAULT_FIELD(f, v)
+#define SK_MERGE_CLAIMS(f) SK_MERGE_FIELD(f); c->custom = add->f##_set ? add->custom : base->custom
+#define SK_DEFAULT_CLAIMS(f, v)  SK_DEFAULT_FIELD(f, v)
+
+#define SK_X_DEFAULT_SERVER(name, scope, form, field, parse, dflt, merge, help) \
+    SK_IF_SERVER_##scope(SK_DEFAULT_##merge(field, dflt);)
+#define SK_X_DEFAULT_DIR(name, scope, form, field, parse, dflt, merge, help) \
+    SK_IF_DIR_##scope(SK_DEFAULT_##merge(field, dflt);)
+#define SK_X_MERGE_SERVER(name, scope, form, field, parse, dflt, merge, help) \
+    SK_IF_SERVER_##scope(SK_MERGE_##merge(field);)
+#define SK_X_MERGE_DIR(name, scope, form, field, parse, dflt, merge, help) \
+    SK_IF_DIR_##scope(SK_MERGE_##merge(field);)
+
+static void *sk_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    sk_server_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    SK_DIRECTIVES(SK_X_DEFAULT_SERVER)
+    return c;
+}
+
+static void *sk_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    sk_server_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+    SK_DIRECTIVES(SK_X_MERGE_SERVER)
+    c->where = add->where ? add->where : base->where;
+    return c;
+}
+
+static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    sk_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)dir;
+    SK_DIRECTIVES(SK_X_DEFAULT_DIR)
+    return c;
+}
+
+static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    sk_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+    SK_DIRECTIVES(SK_X_MERGE_DIR)
+    return c;
+}
 
 /* --------------------------------------------------------- start-up checks */
 
@@ -1057,7 +935,7 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
                             "$SCALEKIT_ENVIRONMENT_URL): %s", why ? why : "no trailing slash");
     apr_uri_t u;
     if (c->redirect_uri[0] == '/')
-        why = sk_redirect_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
+        why = sk_redirect_uri_path_ok(c->redirect_uri) ? NULL : "a path must be plain";
     else
         why = sk_url_problem(p, c->redirect_uri);
     if (why || apr_uri_parse(p, c->redirect_uri, &u) != APR_SUCCESS || !u.path
@@ -1068,25 +946,27 @@ static const char *sk_finish_server(apr_pool_t *p, server_rec *s, sk_server_conf
 }
 
 /* Fetch the JWKS for the key store (called from request threads). */
-static int sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err, size_t errlen)
+static apr_status_t sk_fetch_jwks(void *ctx, char **body, size_t *len, char *err,
+                                  size_t errlen)
 {
     sk_runtime *rt = ctx;
     sk_http_resp resp;
     sk_count(SK_C_JWKS_FETCH);          /* server-wide, unlike the key store's own figures */
-    if (sk_http_request(&rt->http, rt->jwks_url, NULL, &resp) != 0) {
+    apr_status_t rv = sk_http_request(&rt->http, rt->jwks_url, NULL, &resp);
+    if (rv != APR_SUCCESS) {
         apr_snprintf(err, errlen, "GET %s: %s", rt->jwks_url, resp.err);
         sk_count(SK_C_JWKS_FETCH_FAIL);
-        return -1;
+        return rv;
     }
     if (resp.status != 200) {
         apr_snprintf(err, errlen, "GET %s: status %ld", rt->jwks_url, resp.status);
         sk_http_resp_free(&resp);
         sk_count(SK_C_JWKS_FETCH_FAIL);
-        return -1;
+        return APR_EGENERAL;
     }
     *body = resp.body;
     *len = resp.len;
-    return 0;
+    return APR_SUCCESS;
 }
 
 static apr_status_t sk_runtime_cleanup(void *data)
@@ -1250,6 +1130,9 @@ static void sk_register_hooks(apr_pool_t *p)
                               AP_FTYPE_CONTENT_SET);
     ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sk_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* A signed-in user refused by a Require scalekit-* rule: 403, not 401. */
+    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
     sk_register_authz(p);
 }
 

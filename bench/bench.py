@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """The mod_scalekit benchmark (issue 5): one run, one table, one JSON file.
 
     bench/run                       # every case: 5 interleaved rounds x 6 s, 6 paired A/B runs per

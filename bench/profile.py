@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Profile mod_scalekit's request path: where a protected request spends its time.
 
     bench/profile callgrind        # exact instruction counts per request (noise-free)

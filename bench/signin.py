@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Sign-in round trips per second: N parallel "browsers" for a fixed time (or count).
 
     bench/signin.py --url http://127.0.0.1:PORT/bench/index.html --duration 10 --clients 8

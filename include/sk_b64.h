@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_b64.h: strict base64url (RFC 4648 section 5, no padding), as JOSE uses it.
  * Decoding refuses anything a conforming encoder would not have written. */
 #ifndef SK_B64_H
@@ -19,11 +20,9 @@ size_t sk_b64url_encode(char *out, const unsigned char *in, size_t len);
  * Refused (SK_B64_EBAD): padding '=', '+', '/', whitespace, any byte outside
  * A-Z a-z 0-9 - _, len % 4 == 1, non-zero unused trailing bits.
  * SK_B64_ESPACE: cap too small (nothing useful in out). *outlen may be NULL. */
-#define SK_B64_OK      0
-#define SK_B64_EBAD   -1
-#define SK_B64_ESPACE -2
-int sk_b64url_decode(unsigned char *out, size_t cap, const char *in, size_t len,
-                     size_t *outlen);
+typedef enum { SK_B64_OK = 0, SK_B64_EBAD, SK_B64_ESPACE } sk_b64_err;
+sk_b64_err sk_b64url_decode(unsigned char *out, size_t cap, const char *in, size_t len,
+                            size_t *outlen);
 
 /* Decode into a fresh malloc'd buffer, NUL-terminated (not counted in
  * *outlen) so text can be handed to string functions. NULL when malformed. */

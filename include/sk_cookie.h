@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_cookie.h: reading a Cookie request header. Links without httpd. */
 #ifndef SK_COOKIE_H
 #define SK_COOKIE_H
@@ -79,5 +80,19 @@ int sk_header_has_prefix(const char *name, const char *prefix);
 /* Removes from headers every field whose name starts (as sk_header_has_prefix
  * says) with one of the n prefixes; returns how many were removed. */
 int sk_headers_scrub(apr_table_t *headers, const char *const *prefixes, int n);
+
+/* Pending sign-ins' state cookies, together, stay under this many bytes: a
+ * long return_to makes a 3 KB cookie, and a few of them (an attacker's page
+ * can start sign-ins) would pass httpd's 8190-byte header limit, so every
+ * request, sign-out included, got a 400 until the browser closed. */
+#define SK_STATE_BYTES 4096
+
+/* The state cookies (named prefix...) of a Cookie header (NULL: none) to
+ * clear before one of new_size bytes (name=value) is set: the oldest first (a
+ * browser sends the cookies of one path oldest first), until at most max - 1
+ * are left and they and the new one take at most SK_STATE_BYTES. Their names,
+ * as an array of const char * in p (empty when none need go). */
+apr_array_header_t *sk_state_cookies_to_drop(apr_pool_t *p, const char *header,
+                                             const char *prefix, int max, size_t new_size);
 
 #endif

@@ -1,17 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_jwt.h: compact-JWS tokens, their claims, and the validator that checks them.
- * Links without httpd (OpenSSL, cJSON, pthreads only) so unit tests, fuzzers and the
- * micro-benchmark reach it directly. */
+ * Links without httpd (OpenSSL, cJSON, pthreads; APR's headers for status codes) so
+ * unit tests, fuzzers and the micro-benchmark reach it directly. */
 #ifndef SK_JWT_H
 #define SK_JWT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <apr_errno.h>
 #include <cjson/cJSON.h>
 
 /* Signature algorithms, as bits of an allow-list. */
 #define SK_ALG_RS256 (1u << 0)
 #define SK_ALG_PS256 (1u << 1)
 #define SK_ALG_ES256 (1u << 2)
+
+/* The bit of an algorithm's name: only these exact spellings; "none",
+ * "None", HS*, ... are 0. */
+unsigned sk_alg_bit(const char *name);
 
 /* Why a token was refused; sk_jwt_err_str() names each in a log-friendly word. */
 typedef enum {
@@ -46,6 +52,8 @@ typedef enum {
 
 const char *sk_jwt_err_str(sk_jwt_err e);
 
+#define SK_TOKEN_MAX_DEFAULT 16384
+
 /* What a validation policy demands of a token. Strings are borrowed: they must
  * outlive the validator (httpd keeps them in the configuration pool). */
 typedef struct sk_policy {
@@ -56,7 +64,7 @@ typedef struct sk_policy {
     int leeway;                        /* seconds, for exp / nbf / iat */
     int check_exp;                     /* 1: exp required and enforced; 0: ignored
                                           (an ID token kept as a session's profile) */
-    size_t max_token_len;              /* 0 means 16384 */
+    size_t max_token_len;              /* 0 means SK_TOKEN_MAX_DEFAULT */
     int access_only;                   /* 1: refuse a token with nonce, at_hash or c_hash,
                                           which only ID tokens carry (both kinds share
                                           iss and aud, so nothing else tells them apart) */
@@ -92,6 +100,12 @@ typedef struct sk_claims {
     char buf[];                        /* private: what the pointers above point into */
 } sk_claims;
 
+/* The longest token policy p takes (inline: the validator asks per request). */
+static inline size_t sk_policy_token_max(const sk_policy *p)
+{
+    return p->max_token_len ? p->max_token_len : SK_TOKEN_MAX_DEFAULT;
+}
+
 sk_claims *sk_claims_ref(sk_claims *c);
 void sk_claims_unref(sk_claims *c);
 
@@ -107,14 +121,19 @@ cJSON *sk_claims_parse(const sk_claims *c);
  * memory. Fields such as c->sub need no tree: use them where they will do. */
 const cJSON *sk_claims_tree(const sk_claims *c);
 
+/* Claim name of a session: the access token a's, else the ID token id's (id
+ * may be NULL), from their trees; NULL when neither has it. */
+const cJSON *sk_claims_lookup(const sk_claims *a, const sk_claims *id, const char *name);
+
 /* Short, non-reversible name of a token for log lines: the first 12 hex
  * characters of its SHA-256. out must hold 13 bytes. Never log the token. */
 void sk_token_hash(const char *token, size_t len, char out[13]);
 
 /* SHA-256 of data through a digest fetched once: OpenSSL 3's one-shot
  * SHA256() looks the algorithm up on every call (profiled: its 5.8k
- * instructions for a 43-byte session id became 3.4k). 0 on failure. */
-int sk_sha256(const void *data, size_t len, unsigned char out[32]);
+ * instructions for a 43-byte session id became 3.4k). APR_SUCCESS, or
+ * APR_EGENERAL when OpenSSL could not (out is then undefined). */
+apr_status_t sk_sha256(const void *data, size_t len, unsigned char out[32]);
 
 /* Decode a token's payload WITHOUT verifying it: for a token whose signature
  * was verified elsewhere (sk_validate_vouched), diagnostics and tests, never
@@ -130,7 +149,10 @@ struct sk_keystore;
  * the token's exp + leeway; with check_exp = 0, one hour, then the token is
  * validated afresh). Only successes are cached; cache_entries 0 disables the
  * cache. The policy struct is copied, its strings and audience array are
- * borrowed. One per process; create it after fork (child_init). */
+ * borrowed. The module creates one per policy at start-up (post_config), in
+ * httpd's parent before any thread runs; each child process has its copy by
+ * fork (its cache empty then) and fills it for itself. Not to be used across
+ * a fork while another thread may hold one of its locks. */
 typedef struct sk_validator sk_validator;
 
 sk_validator *sk_validator_create(const sk_policy *policy, struct sk_keystore *keys,

@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_keys.h: JWKS parsing (each key imported once into an EVP_PKEY) and the
  * key store that keeps the current set fresh. Links without httpd. */
 #ifndef SK_KEYS_H
 #define SK_KEYS_H
 
+#include <apr_errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/evp.h>
@@ -25,9 +27,10 @@ size_t sk_keyset_size(const sk_keyset *ks);
  * (may be NULL) receives the key's JWK "alg" as SK_ALG_* bits, 0 when absent. */
 EVP_PKEY *sk_keyset_find(const sk_keyset *ks, const char *kid, unsigned *alg_out);
 
-/* Fetch the JWKS document: 0 and a malloc'd body on success; non-zero and a
- * one-line reason in err otherwise. Called without any lock held. */
-typedef int (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err, size_t errlen);
+/* Fetch the JWKS document: APR_SUCCESS and a malloc'd body; another status
+ * and a one-line reason in err otherwise. Called without any lock held. */
+typedef apr_status_t (*sk_jwks_fetch_fn)(void *ctx, char **body, size_t *len, char *err,
+                                         size_t errlen);
 
 /* The key store: the current key set, fetched lazily (never at start-up).
  * Past ttl seconds a set is stale: it keeps serving while one background
@@ -51,14 +54,14 @@ void sk_keystore_set_clock(sk_keystore *s, sk_clock_fn clock, void *ctx);
 void sk_keystore_destroy(sk_keystore *s);
 
 /* A copy of the last good JWKS shared with other processes (httpd children
- * of this and later generations). load: 0 and a malloc'd body with the time
- * it was fetched, when there is a copy. save: offer a good body just fetched.
+ * of this and later generations). load: APR_SUCCESS and a malloc'd body with
+ * the time it was fetched, when there is a copy (else APR_NOTFOUND). save: offer a good body just fetched.
  * Both run without the store's lock, possibly on the background thread. A
  * process with no set of its own uses a copy fetched within ttl instead of
  * calling the IdP (and one within min_refetch after an unknown kid); when the
  * IdP fails and the process has no set at all, a copy of any age serves. */
 typedef struct sk_keystore_shared {
-    int (*load)(void *ctx, char **body, size_t *len, int64_t *fetched);
+    apr_status_t (*load)(void *ctx, char **body, size_t *len, int64_t *fetched);
     void (*save)(void *ctx, const char *body, size_t len, int64_t fetched);
     void *ctx;
 } sk_keystore_shared;

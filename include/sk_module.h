@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_module.h: what the httpd side of mod_scalekit shares between its files:
  * the configuration, the per-server runtime, and the request helpers. */
 #ifndef SK_MODULE_H
@@ -18,6 +19,7 @@
 #include "sk_state.h"
 #include "sk_oauth.h"
 #include "sk_cookie.h"
+#include "sk_text.h"
 
 extern module AP_MODULE_DECLARE_DATA scalekit_module;
 #ifndef SK_MODULE_MAIN          /* mod_scalekit.c declares it with the module */
@@ -205,10 +207,6 @@ const char *sk_request_cookie(request_rec *r, const char *name);
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);
 int sk_error_page(request_rec *r, int status, const char *title, const char *detail);
 int sk_is_navigation(request_rec *r);
-/* Send the browser to sign in: params (may be NULL) go into the authorization
- * request; switch_to (or NULL) marks an organization switch (httpd_authz.c). */
-int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
-                   int silent, const char *switch_to);
 const char *sk_short_hash(apr_pool_t *p, const char *token);
 /* A shared-cache key for value: base64url(SHA-256(value)) ":" kind. */
 const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value);
@@ -224,7 +222,6 @@ const char *sk_login_path(request_rec *r);
  * as written; a path made absolute on r's scheme, host and port, or NULL
  * (logged) when r's host is not a ServerName or ServerAlias of its server. */
 const char *sk_callback_url(request_rec *r);
-const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* The Cookie header as the client sent it, for the module's own reads: the
  * fixups hook takes the module's cookies out of headers_in before the
@@ -239,6 +236,14 @@ const char *sk_cookie_header(request_rec *r);
 const char *sk_request_note(request_rec *r, const char *name);
 apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 void sk_insert_private_filter(request_rec *r);
+
+/* httpd_login.c */
+/* Send the browser to sign in: params (may be NULL) go into the authorization
+ * request; switch_to (or NULL) marks an organization switch (httpd_authz.c). */
+int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
+                   int silent, const char *switch_to);
+/* The cookie of the pending sign-in with this state. */
+const char *sk_state_cookie_name(request_rec *r, const char *state);
 
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
@@ -260,11 +265,12 @@ int sk_strip_cookies_fixup(request_rec *r);
 /* The client's Cookie header was header; the application gets kept (the
  * header without the module's cookies; "" removes it). */
 void sk_cookies_stripped(request_rec *r, const char *header, const char *kept);
-/* A claim value made safe for the environment, headers and logs. */
-const char *sk_env_safe(apr_pool_t *p, const char *v);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
-int sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                             int64_t vouched, sk_request_session **out, sk_jwt_err *why);
+/* Validate a session's tokens (vouched: until when a store record says a server
+ * verified them) and keep their claims for the request: SK_JWT_OK with *out,
+ * or why they were refused (logged). */
+sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                                    int64_t vouched, sk_request_session **out);
 sk_request_session *sk_request_session_get(request_rec *r);
 /* 1 when ID token id belongs to access token a's Scalekit session (same user,
  * same sid; without a sid in a, no other organization). */
@@ -363,7 +369,12 @@ apr_status_t sk_revoke_init(apr_pool_t *p, sk_runtime *rt);
 void sk_revoke_session(request_rec *r, const char *sid);
 
 /* httpd_authz.c */
+/* The Require scalekit-* providers. */
 void sk_register_authz(apr_pool_t *p);
+/* note_auth_failure: a refusal by our rules becomes a 403 page (or an
+ * organization switch); insert_error_filter: its status. */
+int sk_note_auth_failure(request_rec *r, const char *type);
+void sk_forbidden_status(request_rec *r);
 /* Seconds the mark of a finished organization switch lasts: the browser is
  * sent straight back, so a few seconds would do; a slow network gets more. */
 #define SK_SWITCH_MARK_TTL 120

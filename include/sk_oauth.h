@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_oauth.h: Scalekit's OAuth 2.0 / OIDC messages: the authorization URL,
  * token-endpoint bodies and answers, the logout URL, PKCE. Links without httpd
  * (APR pools for strings). */
@@ -51,11 +52,11 @@ typedef struct sk_token_set {
     long expires_in;                                       /* 0 when absent */
 } sk_token_set;
 
-/* Read a token-endpoint answer. Returns 0 on a 200 with an access token;
- * otherwise non-zero and *why says what went wrong in one line ("invalid_grant:
+/* Read a token-endpoint answer. APR_SUCCESS on a 200 with an access token;
+ * otherwise APR_EINVAL and *why says what went wrong in one line ("invalid_grant:
  * ...", "status 500", "answer is not JSON"), safe to log (no token in it). */
-int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
-                                  size_t len, sk_token_set *out, const char **why);
+apr_status_t sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
+                                           size_t len, sk_token_set *out, const char **why);
 
 /* ENV/oidc/logout?id_token_hint=..&post_logout_redirect_uri=..&state=.. */
 char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_token_hint,
@@ -63,9 +64,8 @@ char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_tok
 
 /* Percent-encode every byte but A-Z a-z 0-9 - . _ ~ (upper-case hex). */
 char *sk_url_escape(apr_pool_t *p, const char *s);
-/* Decode %XX and '+' (form encoding). NULL when malformed or holding a NUL. */
-char *sk_url_unescape(apr_pool_t *p, const char *s);
-/* Value of name in a query string or form body (decoded), NULL when absent. */
+/* Value of name in a query string or form body, decoded (%XX and '+'); NULL
+ * when absent, malformed or holding a NUL. */
 const char *sk_query_get(apr_pool_t *p, const char *query, const char *name);
 
 /* nbytes of randomness as base64url text (state, nonce, PKCE verifier). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_redis_url.h: the redis:// address of a session store
  * (ScalekitSessionStore redis://[user[:password]@]host[:port][/db]).
  * Links without httpd. */

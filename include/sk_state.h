@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_state.h: sealing small secrets into cookies (AES-256-GCM, key derived
  * once at start-up), and the login state carried from login to callback.
  * Links without httpd. */
@@ -39,16 +40,17 @@ typedef struct sk_login_state {
 } sk_login_state;
 
 char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_state *s);
-/* 0 when the cookie value unseals into a complete login state. */
-int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        sk_login_state *out);
+/* APR_SUCCESS when the cookie value unseals into a complete login state,
+ * else APR_EINVAL. */
+apr_status_t sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 sk_login_state *out);
 
 /* The mark a finished organization switch leaves (a short-lived cookie):
  * which return address it was for, the organizations asked for, and when. */
 char *sk_switch_mark_seal(apr_pool_t *p, const sk_sealer *k, const char *return_to,
                           const char *orgs, int64_t when);
-/* 0 when sealed opens into a complete mark. */
-int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        const char **return_to, const char **orgs, int64_t *when);
+/* APR_SUCCESS when sealed opens into a complete mark, else APR_EINVAL. */
+apr_status_t sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 const char **return_to, const char **orgs, int64_t *when);
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* b64.c: strict base64url encode/decode (see sk_b64.h). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,8 +56,8 @@ size_t sk_b64url_encode(char *out, const unsigned char *in, size_t len)
     return (size_t)(p - out);
 }
 
-int sk_b64url_decode(unsigned char *out, size_t cap, const char *in, size_t len,
-                     size_t *outlen)
+sk_b64_err sk_b64url_decode(unsigned char *out, size_t cap, const char *in, size_t len,
+                            size_t *outlen)
 {
     const unsigned char *s = (const unsigned char *)in;
     size_t rem = len % 4, full = len - rem, o = 0;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cookie.c: a small, bounded Cookie header reader, and what keeps the
  * module's cookies and claim-header look-alikes from the application (the
  * fuzzers reach all of it). */
@@ -337,4 +338,47 @@ const char *sk_cache_control_private(apr_pool_t *p, const char *value)
     if (no_store)
         return out;
     return used ? apr_pstrcat(p, "private, ", out, NULL) : "private";
+}
+
+typedef struct {
+    const char *name;
+    size_t size;                        /* in the Cookie header */
+} sk_state_cookie;
+
+typedef struct {
+    apr_pool_t *p;
+    const char *prefix;
+    apr_array_header_t *found;          /* of sk_state_cookie, oldest first */
+} sk_state_walk;
+
+static int sk_collect_state(void *ctx, const char *name, size_t nlen,
+                            const char *value, size_t vlen)
+{
+    sk_state_walk *w = ctx;
+    size_t plen = strlen(w->prefix);
+    (void)value;
+    if (nlen > plen && !strncmp(name, w->prefix, plen))
+        APR_ARRAY_PUSH(w->found, sk_state_cookie) = (sk_state_cookie){
+            apr_pstrmemdup(w->p, name, nlen), nlen + vlen + 3 };   /* "; " and "=" */
+    return 0;
+}
+
+apr_array_header_t *sk_state_cookies_to_drop(apr_pool_t *p, const char *header,
+                                             const char *prefix, int max, size_t new_size)
+{
+    sk_state_walk w = { p, prefix, apr_array_make(p, 8, sizeof(sk_state_cookie)) };
+    apr_array_header_t *drop = apr_array_make(p, 4, sizeof(const char *));
+    size_t total = new_size;
+    if (header)
+        sk_cookie_each(header, sk_collect_state, &w);
+    const sk_state_cookie *sc = (const sk_state_cookie *)w.found->elts;
+    for (int i = 0; i < w.found->nelts; i++)
+        total += sc[i].size;
+    for (int i = 0; i < w.found->nelts; i++) {
+        if (i + max > w.found->nelts && total <= SK_STATE_BYTES)
+            break;
+        APR_ARRAY_PUSH(drop, const char *) = sc[i].name;
+        total -= sc[i].size;
+    }
+    return drop;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.c: calls to the identity provider, bounded in time and size.
  *
  * libcurl is loaded with dlopen on the first call, in the child that makes
@@ -143,19 +144,19 @@ static void sk_http_setopts(CURL *h, const sk_http_opts *o, const char *url,
     }
 }
 
-int sk_http_request(const sk_http_opts *o, const char *url, const char *form_body,
-                    sk_http_resp *out)
+apr_status_t sk_http_request(const sk_http_opts *o, const char *url, const char *form_body,
+                             sk_http_resp *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_once(&sk_http_once, sk_http_load);
     if (!sk_curl.loaded) {
         snprintf(out->err, sizeof(out->err), "%s", sk_curl.error);
-        return -1;
+        return APR_ENOTIMPL;
     }
     CURL *h = sk_http_handle();
     if (!h) {
         strcpy(out->err, "curl_easy_init failed");
-        return -1;
+        return APR_ENOMEM;
     }
     sk_http_sink sink = { out, 0, o->max_body ? o->max_body : SK_HTTP_DEFAULT_MAX_BODY, 0 };
     struct curl_slist *hdrs = sk_curl.slist_append(NULL, "Accept: application/json");
@@ -177,16 +178,17 @@ int sk_http_request(const sk_http_opts *o, const char *url, const char *form_bod
             strncpy(out->err, sk_curl.easy_strerror(rc), sizeof(out->err) - 1);
         sk_http_resp_free(out);
         out->status = 0;
-        return -1;
+        return sink.too_large ? APR_ENOSPC : rc == CURLE_OPERATION_TIMEDOUT ? APR_TIMEUP
+                                                                            : APR_EGENERAL;
     }
     if (!out->body) {                    /* an empty answer: keep body a string */
         out->body = calloc(1, 1);
         if (!out->body) {
             strcpy(out->err, "out of memory");
-            return -1;
+            return APR_ENOMEM;
         }
     }
-    return 0;
+    return APR_SUCCESS;
 }
 
 void sk_http_resp_free(sk_http_resp *r)

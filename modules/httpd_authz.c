@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_authz.c: authorization as Require providers, composable with
  * <RequireAll>/<RequireAny>:
  *   Require scalekit-organization org_1 org_2     the session's oid is one of these
@@ -24,10 +25,13 @@
 #define SK_NOTE_ORGS      "scalekit-wanted-organizations"   /* would have granted */
 #define SK_NOTE_SWITCH    "scalekit-switch"                 /* answer with the sign-in */
 
-typedef enum { SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM } sk_az_kind;
+typedef enum {
+    SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM, SK_AZ__COUNT
+} sk_az_kind;
 
-static const char *const sk_az_names[] = { "scalekit-organization", "scalekit-role",
-    "scalekit-permission", "scalekit-scope", "scalekit-claim" };
+/* Each kind's provider name, registered under it and named in log lines. */
+static const char *const sk_az_names[SK_AZ__COUNT] = { "scalekit-organization",
+    "scalekit-role", "scalekit-permission", "scalekit-scope", "scalekit-claim" };
 
 typedef struct {
     sk_az_kind kind;
@@ -144,12 +148,10 @@ static int sk_az_matches(request_rec *r, const sk_az_rule *rule, const sk_reques
                                        sk_claims_tree(a), "permissions"));
     case SK_AZ_SCOPE:
         return sk_az_scope_matches(r, rule, a);
-    case SK_AZ_CLAIM: {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), rule->claim);
-        if (!v && rs->id)
-            v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(rs->id), rule->claim);
-        return sk_az_claim_matches(r->pool, rule, v);
-    }
+    case SK_AZ_CLAIM:
+        return sk_az_claim_matches(r->pool, rule, sk_claims_lookup(a, rs->id, rule->claim));
+    case SK_AZ__COUNT:
+        break;
     }
     return 0;
 }
@@ -230,6 +232,7 @@ static int sk_switch_tried(request_rec *r, const sk_server_conf *c, const char *
         return 0;
     sk_set_cookie(r, c->rt->switch_cookie, NULL, SK_COOKIE_CLEAR);
     if (sk_switch_mark_open(r->pool, c->rt->sealer, mark, &mark_return, &mark_orgs, &when)
+        != APR_SUCCESS
         || strcmp(mark_return, return_to) || strcmp(mark_orgs, orgs)
         || when + SK_SWITCH_MARK_TTL < now || when > now + c->leeway)
         return 0;
@@ -282,7 +285,7 @@ static int sk_switch_org(request_rec *r)
  * invitation to try another password: AuthzSendForbiddenOnFailure). For a
  * Scalekit session that is wrong: signing in again changes nothing. When one
  * of our rules refused, the error response becomes a 403. */
-static int sk_note_auth_failure(request_rec *r, const char *type)
+int sk_note_auth_failure(request_rec *r, const char *type)
 {
     if (strcasecmp(type, SK_AUTH_TYPE))
         return DECLINED;
@@ -298,7 +301,7 @@ static int sk_note_auth_failure(request_rec *r, const char *type)
     return OK;
 }
 
-static void sk_forbidden_status(request_rec *r)
+void sk_forbidden_status(request_rec *r)
 {
     if (r->status == HTTP_UNAUTHORIZED && apr_table_get(r->notes, SK_NOTE_SWITCH)) {
         r->status = HTTP_MOVED_TEMPORARILY;   /* Location and the state cookie are set */
@@ -326,15 +329,13 @@ SK_AZ_PROVIDER(sk_az_claim, SK_AZ_CLAIM)
 
 void sk_register_authz(apr_pool_t *p)
 {
-    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);
-    static const struct { const char *name; const authz_provider *provider; } all[] = {
-        { "scalekit-organization", &sk_az_org }, { "scalekit-role", &sk_az_role },
-        { "scalekit-permission", &sk_az_permission }, { "scalekit-scope", &sk_az_scope },
-        { "scalekit-claim", &sk_az_claim },
+    static const authz_provider *const providers[SK_AZ__COUNT] = {
+        [SK_AZ_ORG] = &sk_az_org, [SK_AZ_ROLE] = &sk_az_role,
+        [SK_AZ_PERMISSION] = &sk_az_permission, [SK_AZ_SCOPE] = &sk_az_scope,
+        [SK_AZ_CLAIM] = &sk_az_claim,
     };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, all[i].name,
-                                  AUTHZ_PROVIDER_VERSION, all[i].provider,
+    for (int k = 0; k < SK_AZ__COUNT; k++)
+        ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, sk_az_names[k],
+                                  AUTHZ_PROVIDER_VERSION, providers[k],
                                   AP_AUTH_INTERNAL_PER_CONF);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_handler.c: SetHandler scalekit — the login, callback and logout URLs. */
 #include <string.h>
 #include "httpd.h"
@@ -118,7 +119,7 @@ static int sk_take_state(request_rec *r, const char *state, sk_login_state *st)
     if (!sealed)
         return 0;
     sk_set_cookie(r, name, NULL, SK_COOKIE_CLEAR);
-    if (sk_login_state_open(r->pool, c->rt->sealer, sealed, st) != 0)
+    if (sk_login_state_open(r->pool, c->rt->sealer, sealed, st) != APR_SUCCESS)
         return 0;
     return !strcmp(st->state, state);
 }
@@ -154,15 +155,15 @@ static int sk_exchange(request_rec *r, const char *code, const sk_login_state *s
     const char *body = sk_oauth_code_body(r->pool, c->client_id, c->client_secret, code,
                                           st->redirect_uri ? st->redirect_uri
                                                            : c->redirect_uri, st->verifier);
-    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: token endpoint %s unreachable:"
                       " %s", c->rt->token_url, resp.err);
         return HTTP_BAD_GATEWAY;
     }
-    int bad = sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, ts,
+    apr_status_t bad = sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, ts,
                                             &why);
     sk_http_resp_free(&resp);
-    if (bad) {
+    if (bad != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: code exchange failed: %s", why);
         return resp.status >= 500 || resp.status == 200 ? HTTP_BAD_GATEWAY : HTTP_FORBIDDEN;
     }
@@ -216,7 +217,6 @@ static int sk_callback(request_rec *r)
     sk_login_state st;
     sk_token_set ts;
     sk_request_session *rs;
-    sk_jwt_err why;
     if (!sk_take_state(r, sk_arg(r, "state"), &st)) {
         sk_count(SK_C_CALLBACK_REFUSED);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "callback: state missing, unknown, "
@@ -244,7 +244,7 @@ static int sk_callback(request_rec *r)
         return sk_error_page(r, rv, "Sign-in did not complete", rv == HTTP_BAD_GATEWAY
                              ? "The sign-in service did not answer as expected."
                              : "Scalekit refused to finish this sign-in.");
-    if (!sk_validate_into_request(r, ts.access_token, ts.id_token, 0, &rs, &why)
+    if (sk_validate_into_request(r, ts.access_token, ts.id_token, 0, &rs) != SK_JWT_OK
         || !sk_check_id_token(r, rs, &st))
         return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in could not be verified",
                              "The tokens from the sign-in service did not pass the checks.");

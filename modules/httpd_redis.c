@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_redis.c: a session store in Redis, through the module's own client
  * (hiredis), for ScalekitSessionStore redis://[user[:password]@]host[:port][/db].
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_refresh.c: refreshing a session, once, however many requests and
  * processes carry the same expired token at the same time.
  *
@@ -31,6 +32,7 @@
 
 #include "sk_module.h"
 #include "sk_oauth.h"
+#include "sk_json.h"
 
 #define SK_RESULT_MAX     (64 * 1024)     /* sealed: two 16 KB tokens fit */
 #define SK_KEEP_SUCCESS   apr_time_from_sec(60)
@@ -119,12 +121,9 @@ static void sk_result_read(request_rec *r, const char *v, sk_refresh_result *out
         return;
     }
     cJSON *j = cJSON_Parse(v + 1);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "a");
-    const cJSON *i = cJSON_GetObjectItemCaseSensitive(j, "i");
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "r");
-    out->access_token = cJSON_IsString(a) ? apr_pstrdup(r->pool, a->valuestring) : NULL;
-    out->id_token = cJSON_IsString(i) ? apr_pstrdup(r->pool, i->valuestring) : NULL;
-    out->refresh_token = cJSON_IsString(f) ? apr_pstrdup(r->pool, f->valuestring) : NULL;
+    out->access_token = sk_json_string(r->pool, j, "a");    /* written below, never empty */
+    out->id_token = sk_json_string(r->pool, j, "i");
+    out->refresh_token = sk_json_string(r->pool, j, "r");
     cJSON_Delete(j);
     if (!out->access_token)
         out->error = "stored refresh answer is unreadable";
@@ -156,12 +155,13 @@ static void sk_refresh_call(request_rec *r, const char *refresh, sk_refresh_resu
     const char *why;
     memset(out, 0, sizeof(*out));
     const char *body = sk_oauth_refresh_body(r->pool, c->client_id, c->client_secret, refresh);
-    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != APR_SUCCESS) {
         out->error = apr_psprintf(r->pool, "token endpoint unreachable: %s", resp.err);
         out->unavailable = 1;
         return;
     }
-    if (sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts, &why)) {
+    if (sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts, &why)
+        != APR_SUCCESS) {
         out->error = apr_pstrcat(r->pool, "token endpoint: ", why, NULL);
         out->unavailable = resp.status >= 500 || resp.status == 200 || resp.status == 429;
     } else {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_revoke.c: ScalekitRevokeOnLogout — end the Scalekit session itself on
  * sign-out: POST ENV/api/v1/sessions/{sid}/revoke with a client_credentials
  * token, which is kept (per process and per server: each virtual host has its
@@ -61,15 +62,15 @@ static const char *sk_m2m(request_rec *r, sk_server_conf *c)
     const char *why;
     const char *body = sk_oauth_client_credentials_body(r->pool, c->client_id,
                                                         c->client_secret, NULL);
-    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != 0) {
+    if (sk_http_request(&c->rt->http, c->rt->token_url, body, &resp) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "revoke: token endpoint unreachable: "
                       "%s", resp.err);
         return NULL;
     }
-    int bad = sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts,
+    apr_status_t bad = sk_oauth_parse_token_response(r->pool, resp.status, resp.body, resp.len, &ts,
                                             &why);
     sk_http_resp_free(&resp);
-    if (bad) {
+    if (bad != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "revoke: no management token: %s", why);
         return NULL;
     }
@@ -100,7 +101,7 @@ void sk_revoke_session(request_rec *r, const char *sid)
     sk_http_resp resp;
     const char *url = apr_pstrcat(r->pool, c->env_url, "/api/v1/sessions/", sid, "/revoke",
                                   NULL);
-    if (sk_http_request(&o, url, "", &resp) != 0) {
+    if (sk_http_request(&o, url, "", &resp) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "revoke of session %s failed: %s",
                       sid, resp.err);
         return;

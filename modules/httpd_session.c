@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_session.c: the check_authn hook. A protected request reads top to
  * bottom here: which tokens it carries, are they valid (cached), refresh if
  * expired, then REMOTE_USER and the environment for CGI/PHP. */
@@ -34,52 +35,6 @@ sk_request_session *sk_request_session_get(request_rec *r)
             return rs;
     }
     return NULL;
-}
-
-/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static int sk_utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    int n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (!n || s[0] > 0xf4)
-        return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)
-        || (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
-/* A claim value made safe for the environment, headers and logs: control
- * bytes and bytes that are not valid UTF-8 become '?'. Most values are clean
- * and are used as they are. */
-static int sk_is_plain(const char *v)
-{
-    const unsigned char *c = (const unsigned char *)v;
-    while (*c && *c >= 0x20 && *c < 0x7f)
-        c++;
-    return !*c;
-}
-
-const char *sk_env_safe(apr_pool_t *p, const char *v)
-{
-    if (sk_is_plain(v))
-        return v;
-    char *copy = apr_pstrdup(p, v);
-    unsigned char *d = (unsigned char *)copy;
-    while (*d) {
-        int n = *d < 0x20 || *d == 0x7f ? 0 : sk_utf8_len(d);
-        if (!n) {
-            *d++ = '?';
-            continue;
-        }
-        d += n;
-    }
-    return copy;
 }
 
 const sk_published_claim sk_published[SK_PUBLISHED_COUNT] = {
@@ -221,12 +176,9 @@ static const char **sk_custom_values(request_rec *r, const sk_request_session *r
                                      const sk_custom_claims *cc)
 {
     const char **v = apr_palloc(r->pool, (size_t)cc->n * sizeof(*v));
-    const cJSON *a = sk_claims_tree(rs->access), *id = rs->id ? sk_claims_tree(rs->id) : NULL;
     for (int i = 0; i < cc->n; i++) {
-        const cJSON *j = cJSON_GetObjectItemCaseSensitive(a, cc->claim[i].claim);
-        if (!j && id)
-            j = cJSON_GetObjectItemCaseSensitive(id, cc->claim[i].claim);
-        const char *t = sk_claim_text(r->pool, j);
+        const char *t = sk_claim_text(r->pool, sk_claims_lookup(rs->access, rs->id,
+                                                                cc->claim[i].claim));
         v[i] = t ? sk_env_safe(r->pool, t) : NULL;
     }
     return v;
@@ -367,10 +319,10 @@ static int sk_machine_token_ok(request_rec *r, const apr_array_header_t *list,
  * user (an older sign-in, another organization) is dropped: the session is
  * the access token's, and no claim of an unbound ID token is used.
  * machines: a bearer token at a location with ScalekitMachineClients (it may
- * lack aud), else NULL. */
-static int sk_validate_pair(request_rec *r, const char *access, const char *id,
-                            int64_t vouched, const apr_array_header_t *machines,
-                            sk_request_session **out, sk_jwt_err *why)
+ * lack aud), else NULL. SK_JWT_OK with *out set, or why the pair was refused. */
+static sk_jwt_err sk_validate_pair(request_rec *r, const char *access, const char *id,
+                                   int64_t vouched, const apr_array_header_t *machines,
+                                   sk_request_session **out)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
     /* The clock now, not r->request_time: a token minted while this request
@@ -383,40 +335,35 @@ static int sk_validate_pair(request_rec *r, const char *access, const char *id,
      * this process the signature checks (the validation cache in the store). */
     sk_jwt_err (*check)(sk_validator *, const char *, size_t, int64_t, sk_claims **)
         = vouched > now ? sk_validate_vouched : sk_validate;
-    *why = machines ? sk_validate_audless(rt->access, access, strlen(access), now, &rs->access)
-                    : check(rt->access, access, strlen(access), now, &rs->access);
-    if (*why != SK_JWT_OK) {
-        sk_log_reject(r, "access token", access, *why);
-        return 0;
+    sk_jwt_err e = machines
+        ? sk_validate_audless(rt->access, access, strlen(access), now, &rs->access)
+        : check(rt->access, access, strlen(access), now, &rs->access);
+    if (e != SK_JWT_OK) {
+        sk_log_reject(r, "access token", access, e);
+        return e;
     }
-    if (machines && !sk_machine_token_ok(r, machines, access, rs)) {
-        *why = SK_JWT_E_AUD;
-        return 0;
-    }
+    if (machines && !sk_machine_token_ok(r, machines, access, rs))
+        return SK_JWT_E_AUD;
     if (!rs->access->sub) {                 /* a token of no user (Scalekit always sets it) */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s has no sub: refused",
                       sk_short_hash(r->pool, access));
-        *why = SK_JWT_E_PAYLOAD;
-        return 0;
+        return SK_JWT_E_PAYLOAD;
     }
     if (sk_is_signed_out(r, rs->access)) {  /* back-channel logout since it was issued */
-        *why = SK_JWT_E_SIGNED_OUT;
-        sk_log_reject(r, "access token", access, *why);
-        return 0;
+        sk_log_reject(r, "access token", access, SK_JWT_E_SIGNED_OUT);
+        return SK_JWT_E_SIGNED_OUT;
     }
     if (id) {
-        sk_jwt_err e = check(rt->id, id, strlen(id), now, &rs->id);
+        e = check(rt->id, id, strlen(id), now, &rs->id);
         if (e != SK_JWT_OK) {
             sk_log_reject(r, "ID token", id, e);
-            *why = e;
-            return 0;
+            return e;
         }
         if (!rs->access->sub || !rs->id->sub || strcmp(rs->access->sub, rs->id->sub)) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s and ID token "
                           "%s name different users: session refused",
                           sk_short_hash(r->pool, access), sk_short_hash(r->pool, id));
-            *why = SK_JWT_E_PAYLOAD;
-            return 0;
+            return SK_JWT_E_PAYLOAD;
         }
         if (!sk_id_token_bound(rs->access, rs->id)) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ID token %s is of another "
@@ -429,13 +376,13 @@ static int sk_validate_pair(request_rec *r, const char *access, const char *id,
     }
     rs->access_token = access;
     *out = rs;
-    return 1;
+    return SK_JWT_OK;
 }
 
-int sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                             int64_t vouched, sk_request_session **out, sk_jwt_err *why)
+sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
+                                    int64_t vouched, sk_request_session **out)
 {
-    return sk_validate_pair(r, access, id, vouched, NULL, out, why);
+    return sk_validate_pair(r, access, id, vouched, NULL, out);
 }
 
 /* New tokens that could not be checked, for want of keys or of memory, are
@@ -443,18 +390,30 @@ int sk_validate_into_request(request_rec *r, const char *access, const char *id,
  * refresh's answer, which waits in the shared cache (15 s with cookies, a
  * minute with a store), instead of spending the single-use refresh token
  * again. */
-static int sk_retry_later(sk_jwt_err e)
+static int sk_is_retryable(sk_jwt_err e)
 {
     return sk_keys_missing(e) || e == SK_JWT_E_INTERNAL;
 }
 
+/* What became of a refresh (sk_try_refresh). */
+typedef enum {
+    SK_REFRESHED,           /* new tokens, kept, and their claims in the request */
+    SK_REFRESH_ENDED,       /* the session is over: sign in again */
+    SK_REFRESH_LATER        /* the IdP or its keys could not be had: try again later */
+} sk_refresh_outcome;
+
+/* The outcome for new tokens the validator refused for why. */
+static sk_refresh_outcome sk_refused_outcome(sk_jwt_err why)
+{
+    return sk_is_retryable(why) ? SK_REFRESH_LATER : SK_REFRESH_ENDED;
+}
+
 /* Refresh an expired session; on success the new cookies go out on this
  * response and rs holds the new claims. old: with cookies, the expired access
- * token's claims (the answer must be for its user). 1: refreshed; 0: the
- * session is over; -1: try again later (the IdP or its keys could not be
- * had). *called: this request spent the refresh token itself. */
-static int sk_try_refresh(request_rec *r, sk_tokens *t, const sk_claims *old,
-                          sk_request_session **rs, int *called)
+ * token's claims (the answer must be for its user). *called: this request
+ * spent the refresh token itself. */
+static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_claims *old,
+                                         sk_request_session **rs, int *called)
 {
     sk_refresh_result res;
     sk_jwt_err why;
@@ -465,28 +424,28 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, const sk_claims *old,
         /* Another server refreshed this stored session first: use its tokens. */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s lost a race with another "
                       "server; using the session's new tokens", sk_short_hash(r->pool, spent));
-        if (sk_validate_into_request(r, t->access, t->id, t->vouched, rs, &why))
-            return 1;
-        return sk_retry_later(why) ? -1 : 0;
+        why = sk_validate_into_request(r, t->access, t->id, t->vouched, rs);
+        return why == SK_JWT_OK ? SK_REFRESHED : sk_refused_outcome(why);
     }
     if (res.error) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s failed: %s",
                       sk_short_hash(r->pool, spent), res.error);
-        return res.unavailable ? -1 : 0;
+        return res.unavailable ? SK_REFRESH_LATER : SK_REFRESH_ENDED;
     }
-    if (!sk_validate_into_request(r, res.access_token, res.id_token, 0, rs, &why))
-        return sk_retry_later(why) ? -1 : 0;
+    why = sk_validate_into_request(r, res.access_token, res.id_token, 0, rs);
+    if (why != SK_JWT_OK)
+        return sk_refused_outcome(why);
     if (old && strcmp(old->sub, (*rs)->access->sub)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "refresh of session %s answered with "
                       "tokens of another user (%s, the session's is %s): refused",
                       sk_short_hash(r->pool, spent), sk_env_safe(r->pool, (*rs)->access->sub),
                       sk_env_safe(r->pool, old->sub));
-        return 0;
+        return SK_REFRESH_ENDED;
     }
     if (sk_tokens_ended(r, t)) {            /* saving would bring a signed-out session back */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s ended while it was being "
                       "refreshed: not kept", sk_short_hash(r->pool, spent));
-        return 0;
+        return SK_REFRESH_ENDED;
     }
     t->access = res.access_token;
     t->id = res.id_token ? res.id_token : t->id;
@@ -494,10 +453,10 @@ static int sk_try_refresh(request_rec *r, sk_tokens *t, const sk_claims *old,
     /* A kept ID token was verified when it came; the new access token just now. */
     t->vouched = (*rs)->access->exp;
     if (sk_tokens_save(r, t, (*rs)->access) != OK)
-        return -1;
+        return SK_REFRESH_LATER;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session refreshed: access token %s",
                   sk_short_hash(r->pool, res.access_token));
-    return 1;
+    return SK_REFRESHED;
 }
 
 static apr_status_t sk_claims_release(void *c)
@@ -653,7 +612,8 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     *had = t.access || t.refresh || t.gone;
     if (t.gone)
         sk_tokens_clear(r, &t);
-    if (t.access && sk_validate_into_request(r, t.access, t.id, t.vouched, out, &why))
+    if (t.access && (why = sk_validate_into_request(r, t.access, t.id, t.vouched, out))
+                    == SK_JWT_OK)
         return OK;
     *out = NULL;
     if (why == SK_JWT_E_SIGNED_OUT) {       /* over: no refresh brings it back */
@@ -680,13 +640,13 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
                   sk_short_hash(r->pool, t.refresh));
     const char *spent = t.refresh, *session = t.access;
     int called = 0;
-    int ok = sk_try_refresh(r, &t, old, out, &called);
-    sk_count(ok > 0 ? SK_C_REFRESH_OK : SK_C_REFRESH_FAIL);
-    if (!ok && old)
+    sk_refresh_outcome done = sk_try_refresh(r, &t, old, out, &called);
+    sk_count(done == SK_REFRESHED ? SK_C_REFRESH_OK : SK_C_REFRESH_FAIL);
+    if (done == SK_REFRESH_ENDED && old)
         sk_refresh_failed(r, spent, session, called);
-    if (ok < 0)
+    if (done == SK_REFRESH_LATER)
         return sk_refresh_unavailable(r);
-    if (!ok) {
+    if (done == SK_REFRESH_ENDED) {
         sk_tokens_clear(r, &t);
         *out = NULL;
     }
@@ -696,14 +656,13 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
 int sk_find_session(request_rec *r, sk_request_session **out, int *had)
 {
     sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
-    sk_jwt_err why;
     *out = NULL;
     *had = 0;
     const char *bearer = sk_bearer_token(r, d);
     if (bearer) {                       /* an API client: no cookies, no refresh */
         *had = 1;
         sk_count(SK_C_BEARER);
-        if (!sk_validate_pair(r, bearer, NULL, 0, sk_machine_clients(d), out, &why))
+        if (sk_validate_pair(r, bearer, NULL, 0, sk_machine_clients(d), out) != SK_JWT_OK)
             *out = NULL;
         return OK;
     }

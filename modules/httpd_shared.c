@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_shared.c: what the children of one httpd share, and keep across
  * graceful restarts.
  *
@@ -164,14 +165,14 @@ void sk_shared_child_init(apr_pool_t *p, server_rec *s)
  * open is no copy: the process fetches from the IdP instead. */
 #define SK_JWKS_SEALED_MAX  SK_B64URL_ENCLEN(SK_JWKS_MAX + 64)
 
-static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
+static apr_status_t sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
 {
     sk_runtime *rt = ctx;
     sk_shared *sh = &sk_shared_store;
     apr_pool_t *p;
     unsigned int n = SK_JWKS_SEALED_MAX;
     if (!sh->instance || apr_pool_create(&p, NULL) != APR_SUCCESS)
-        return -1;
+        return APR_NOTFOUND;
     unsigned char *buf = apr_palloc(p, SK_JWKS_SEALED_MAX + 1);
     const char *key = rt->jwks_cache_key;
     size_t plen = 0;
@@ -194,7 +195,7 @@ static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
         t = strtoll(plain, &end, 10);
     if (!nl || end != nl || t <= 0 || !(*body = malloc(plen + 1))) {
         apr_pool_destroy(p);
-        return -1;
+        return APR_NOTFOUND;
     }
     *len = plen - (size_t)(nl + 1 - plain);
     memcpy(*body, nl + 1, *len + 1);
@@ -203,7 +204,7 @@ static int sk_jwks_load(void *ctx, char **body, size_t *len, int64_t *fetched)
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rt->s, "JWKS: using the copy another process "
                  "of this server fetched %" APR_INT64_T_FMT " s ago",
                  (apr_int64_t)apr_time_sec(apr_time_now()) - *fetched);
-    return 0;
+    return APR_SUCCESS;
 }
 
 static void sk_jwks_save(void *ctx, const char *body, size_t len, int64_t fetched)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_signout.c: back-channel logout without an index of sessions.
  *
  * A logout token ends one Scalekit session (sid) or every session of a user

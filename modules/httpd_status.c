@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_status.c: counters, and SetHandler scalekit-status to read them.
  *
  * Counters of the httpd side live in one anonymous shared-memory segment made

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_store.c: where a session's tokens live.
  *
  * By default in the browser's cookies (sk-access-token, sk-id-token,
@@ -19,6 +20,7 @@
 
 #include "sk_module.h"
 #include "sk_oauth.h"
+#include "sk_json.h"
 
 #define SK_RECORD_MAX  (48 * 1024)
 
@@ -177,12 +179,6 @@ static const char *sk_session_key(apr_pool_t *p, const char *session_id)
     return sk_hashed_key(p, "s", session_id);
 }
 
-static const char *sk_json_get(apr_pool_t *p, const cJSON *j, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
-    return cJSON_IsString(v) && *v->valuestring ? apr_pstrdup(p, v->valuestring) : NULL;
-}
-
 /* A record is sealed (AES-256-GCM, a key derived from the client secret) and
  * bound to the store key it lives under: whoever can read the store sees no
  * token, and whoever can write it can neither forge a session nor move one
@@ -203,9 +199,9 @@ static int sk_record_read(request_rec *r, const char *key, const char *sealed, s
     cJSON *j = cJSON_ParseWithLength(text, len);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "v");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "e");
-    t->access = sk_json_get(r->pool, j, "a");
-    t->id = sk_json_get(r->pool, j, "i");
-    t->refresh = sk_json_get(r->pool, j, "r");
+    t->access = sk_json_string(r->pool, j, "a");
+    t->id = sk_json_string(r->pool, j, "i");
+    t->refresh = sk_json_string(r->pool, j, "r");
     t->vouched = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e12
                  ? (int64_t)v->valuedouble : 0;
     t->expires = cJSON_IsNumber(e) && e->valuedouble > 0 && e->valuedouble < 1e12

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_store_copy.c: each process's copies of the session records it read
  * from a shmcb session store.
  *

@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* httpd_util.c: request helpers shared by the hook and the handler: cookies,
- * error pages, telling browsers from API clients, starting a sign-in. */
+ * error pages, telling browsers from API clients, the callback URL. */
 #include <string.h>
 #include <unistd.h>
 #include "httpd.h"
@@ -169,7 +170,7 @@ const char *sk_hashed_key(apr_pool_t *p, const char *kind, const char *value)
     unsigned char md[SHA256_DIGEST_LENGTH];
     char b64[SK_B64URL_ENCLEN(SHA256_DIGEST_LENGTH) + 1];
     static apr_uint32_t unhashed;
-    if (!sk_sha256(value, strlen(value), md))
+    if (sk_sha256(value, strlen(value), md) != APR_SUCCESS)
         /* Never one key for many values (one user's record under another's
          * id): a key that matches nothing, so the lookup fails closed. */
         return apr_psprintf(p, "!%" APR_PID_T_FMT "-%" APR_TIME_T_FMT "-%u:%s", getpid(),
@@ -292,116 +293,4 @@ const char *sk_callback_url(request_rec *r)
         return NULL;
     }
     return ap_construct_url(r->pool, c->redirect_uri, r);
-}
-
-/* Pending sign-ins' state cookies, together, stay under this many bytes: a
- * long return_to makes a 3 KB cookie, and a few of them (an attacker's page
- * can start sign-ins) would pass httpd's 8190-byte header limit, so every
- * request, sign-out included, got a 400 until the browser closed. */
-#define SK_STATE_BYTES 4096
-
-/* Keep at most max-1 pending sign-ins, and room for the new one: drop the
- * oldest state cookies (a browser sends cookies of one path oldest first). */
-typedef struct {
-    const char *name;
-    size_t size;                        /* in the Cookie header */
-} sk_state_cookie;
-
-typedef struct {
-    request_rec *r;
-    const char *prefix;
-    apr_array_header_t *found;          /* of sk_state_cookie, oldest first */
-} sk_state_walk;
-
-static int sk_collect_state(void *ctx, const char *name, size_t nlen,
-                            const char *value, size_t vlen)
-{
-    sk_state_walk *w = ctx;
-    size_t plen = strlen(w->prefix);
-    (void)value;
-    if (nlen > plen && !strncmp(name, w->prefix, plen))
-        APR_ARRAY_PUSH(w->found, sk_state_cookie) = (sk_state_cookie){
-            apr_pstrmemdup(w->r->pool, name, nlen), nlen + vlen + 3 };   /* "; " and "=" */
-    return 0;
-}
-
-static void sk_bound_pending(request_rec *r, sk_server_conf *c, size_t new_size)
-{
-    sk_state_walk w = { r, c->cookie_state,
-                        apr_array_make(r->pool, 8, sizeof(sk_state_cookie)) };
-    size_t total = new_size;
-    const char *header = sk_cookie_header(r);
-    if (header)
-        sk_cookie_each(header, sk_collect_state, &w);
-    const sk_state_cookie *sc = (const sk_state_cookie *)w.found->elts;
-    for (int i = 0; i < w.found->nelts; i++)
-        total += sc[i].size;
-    for (int i = 0; i < w.found->nelts; i++) {
-        if (i + c->state_max > w.found->nelts && total <= SK_STATE_BYTES)
-            break;
-        sk_set_cookie(r, sc[i].name, NULL, SK_COOKIE_CLEAR);
-        total -= sc[i].size;
-    }
-}
-
-/* The cookie of one pending sign-in is named after its state. */
-const char *sk_state_cookie_name(request_rec *r, const char *state)
-{
-    sk_server_conf *c = sk_server_config(r);
-    return apr_pstrcat(r->pool, c->cookie_state, apr_pstrndup(r->pool, state, 16), NULL);
-}
-
-/* A sign-in that cannot start safely: a logged 500, never a redirect. */
-static int sk_login_fail(request_rec *r, const char *why)
-{
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "sign-in cannot start: %s", why);
-    return HTTP_INTERNAL_SERVER_ERROR;
-}
-
-int sk_start_login(request_rec *r, const char *return_to, const sk_login_params *params,
-                   int silent, const char *switch_to)
-{
-    sk_server_conf *c = sk_server_config(r);
-    apr_pool_t *p = r->pool;
-    const char *callback = sk_callback_url(r);
-    if (!callback)
-        return sk_error_page(r, HTTP_BAD_REQUEST, "Unknown host",
-                             "This site is not served under the name the request gave.");
-    /* The parameters ride in the state too: a silent sign-in's retry with a
-     * prompt asks for the same organization, connection or hint. */
-    sk_login_state st = { sk_random_b64url(p, 32), sk_random_b64url(p, 32),
-                          sk_random_b64url(p, 32), return_to, (int64_t)apr_time_sec(r->request_time),
-                          silent, params ? sk_login_params_query(p, params) : NULL, switch_to,
-                          /* the callback's token request sends the very one sent here */
-                          callback == c->redirect_uri ? NULL : callback };
-    if (!st.state || !st.nonce || !st.verifier)
-        return sk_login_fail(r, "no random bytes for the state, nonce or PKCE verifier");
-    const char *challenge = sk_pkce_challenge(p, st.verifier);
-    if (!challenge)
-        return sk_login_fail(r, "no PKCE challenge (SHA-256 failed)");
-    const char *sealed = sk_login_state_seal(p, c->rt->sealer, &st);
-    if (!sealed)
-        return sk_login_fail(r, "the sign-in state could not be sealed");
-    sk_authorize_req q = { 0 };
-    if (params)
-        sk_login_params_apply(params, &q);
-    q.env_url = c->env_url;
-    q.client_id = c->client_id;
-    q.redirect_uri = callback;
-    q.scope = c->scope;
-    q.state = st.state;
-    q.nonce = st.nonce;
-    q.code_challenge = challenge;
-    if (silent)
-        q.prompt = "none";
-    const char *name = sk_state_cookie_name(r, st.state);
-    sk_bound_pending(r, c, strlen(name) + strlen(sealed) + 3);
-    sk_count(SK_C_LOGIN);
-    sk_set_cookie(r, name, sealed, c->state_ttl);      /* gone with the sign-in's time */
-    apr_table_setn(r->err_headers_out, "Location", sk_oauth_authorize_url(p, &q));
-    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "sign-in starts: state %s, return to %s%s%s%s",
-                  sk_short_hash(p, st.state), return_to, silent ? ", silent" : "",
-                  switch_to ? ", organization switch to " : "", switch_to ? switch_to : "");
-    return HTTP_MOVED_TEMPORARILY;
 }

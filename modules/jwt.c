@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jwt.c: compact-JWS parsing, signature verification and claim checks
  * (see sk_jwt.h). Everything here runs before a token is trusted, so each
  * step bounds its input and refuses rather than guesses. */
@@ -14,10 +15,10 @@
 #include <openssl/rsa.h>
 
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
-#define TOKEN_MAX_DEFAULT 16384
 #define HEADER_MAX 2048                /* decoded header bytes */
 #define SIG_MAX 1024                   /* RSA-8192 */
 #define PEEK_MAX 65536
@@ -73,12 +74,13 @@ const char *sk_jwt_err_str(sk_jwt_err e)
     return err_names[e];
 }
 
-int sk_sha256(const void *data, size_t len, unsigned char out[32])
+apr_status_t sk_sha256(const void *data, size_t len, unsigned char out[32])
 {
     unsigned int n = 0;
     if (EVP_Digest(data, len, out, &n, sha256(), NULL) && n == 32)
-        return 1;
-    return SHA256(data, len, out) != NULL;          /* the slow way, looked up anew */
+        return APR_SUCCESS;
+    /* the slow way, looked up anew */
+    return SHA256(data, len, out) ? APR_SUCCESS : APR_EGENERAL;
 }
 
 void sk_token_hash(const char *token, size_t len, char out[13])
@@ -86,7 +88,7 @@ void sk_token_hash(const char *token, size_t len, char out[13])
     static const char hex[] = "0123456789abcdef";
     unsigned char d[32];
 
-    if (!sk_sha256(token, len, d)) {
+    if (sk_sha256(token, len, d) != APR_SUCCESS) {
         strcpy(out, "000000000000");
         return;
     }
@@ -160,17 +162,14 @@ static int has_dup_names(const cJSON *o)
  * "a". Trailing bytes other than white space are refused too. */
 static cJSON *parse_object(const char *buf, size_t n)
 {
-    const char *end = NULL;
     cJSON *o;
 
     if (memchr(buf, '\0', n) || memmem(buf, n, "\\u0000", 6))
         return NULL;
-    o = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    o = sk_json_parse_exact(buf, n);
     if (!o)
         return NULL;
-    while (end < buf + n && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    if (end != buf + n || !cJSON_IsObject(o) || has_dup_names(o)) {
+    if (!cJSON_IsObject(o) || has_dup_names(o)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -230,8 +229,7 @@ static sk_jwt_err split(const char *t, size_t len, jws *j)
     return SK_JWT_OK;
 }
 
-/* Only these exact spellings; "none", "None", HS*, ... map to 0. */
-static unsigned alg_bit(const char *alg)
+unsigned sk_alg_bit(const char *alg)
 {
     if (!strcmp(alg, "RS256"))
         return SK_ALG_RS256;
@@ -258,7 +256,7 @@ static sk_jwt_err check_header(jws *j, const sk_policy *p)
     const cJSON *typ = member(j->hdr, "typ");
 
     /* The algorithm is settled before any key is looked at. */
-    if (!cJSON_IsString(alg) || !(j->alg = alg_bit(alg->valuestring) & allowed))
+    if (!cJSON_IsString(alg) || !(j->alg = sk_alg_bit(alg->valuestring) & allowed))
         return SK_JWT_E_ALG;
     if (member(j->hdr, "crit"))
         return SK_JWT_E_CRIT;
@@ -277,7 +275,7 @@ static sk_jwt_err parse_header(jws *j, const sk_policy *p)
 
     if (j->len[0] > SK_B64URL_ENCLEN(HEADER_MAX))
         return SK_JWT_E_TOO_LARGE;
-    if (sk_b64url_decode((unsigned char *)buf, HEADER_MAX, j->seg[0], j->len[0], &n))
+    if (sk_b64url_decode((unsigned char *)buf, HEADER_MAX, j->seg[0], j->len[0], &n) != SK_B64_OK)
         return SK_JWT_E_BASE64;
     j->hdr = parse_object(buf, n);
     if (!j->hdr)
@@ -292,13 +290,14 @@ static sk_jwt_err decode_rest(jws *j)
     size_t n;
     if (j->len[2] > SK_B64URL_ENCLEN(SIG_MAX))
         return SK_JWT_E_SIGNATURE;             /* longer than any key we take */
-    if (sk_b64url_decode(j->sig, sizeof j->sig, j->seg[2], j->len[2], &j->sig_len))
+    if (sk_b64url_decode(j->sig, sizeof j->sig, j->seg[2], j->len[2], &j->sig_len) != SK_B64_OK)
         return SK_JWT_E_BASE64;
     n = SK_B64URL_DECLEN(j->len[1]);
     j->payload = malloc(n + 1);
     if (!j->payload)
         return SK_JWT_E_INTERNAL;
-    if (sk_b64url_decode((unsigned char *)j->payload, n, j->seg[1], j->len[1], &j->payload_len))
+    if (sk_b64url_decode((unsigned char *)j->payload, n, j->seg[1], j->len[1], &j->payload_len)
+        != SK_B64_OK)
         return SK_JWT_E_BASE64;
     j->payload[j->payload_len] = '\0';
     return SK_JWT_OK;
@@ -399,11 +398,6 @@ static sk_jwt_err check_signature(jws *j, struct sk_keystore *keys, int64_t now)
     return rc;
 }
 
-static size_t max_len(const sk_policy *p)
-{
-    return p->max_token_len ? p->max_token_len : TOKEN_MAX_DEFAULT;
-}
-
 sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
                          struct sk_keystore *keys, int64_t now, cJSON **payload,
                          char **text, size_t *text_len)
@@ -418,7 +412,7 @@ sk_jwt_err sk_jwt_verify(const char *token, size_t len, const sk_policy *policy,
     }
     if (!token)
         return SK_JWT_E_SEGMENTS;
-    if (len > max_len(policy))
+    if (len > sk_policy_token_max(policy))
         return SK_JWT_E_TOO_LARGE;
     memset(&j, 0, offsetof(jws, sig));
     j.sig_len = 0;
@@ -712,6 +706,12 @@ const cJSON *sk_claims_tree(const sk_claims *c)
         return mine;
     cJSON_Delete(mine);                 /* another thread's parse won */
     return none;
+}
+
+const cJSON *sk_claims_lookup(const sk_claims *a, const sk_claims *id, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sk_claims_tree(a), name);
+    return v || !id ? v : cJSON_GetObjectItemCaseSensitive(sk_claims_tree(id), name);
 }
 
 sk_claims *sk_claims_ref(sk_claims *c)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys.c: JWKS parsing (each key imported once into an EVP_PKEY) and the
  * thread-safe key store that keeps the current set fresh (see sk_keys.h). */
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <openssl/param_build.h>
 
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
@@ -53,17 +55,6 @@ static unsigned char *jb64(const cJSON *o, const char *name, size_t *n)
 {
     const char *s = jstr(o, name);
     return s ? sk_b64url_decode_alloc(s, strlen(s), n) : NULL;
-}
-
-static unsigned alg_bits(const char *alg)
-{
-    if (!strcmp(alg, "RS256"))
-        return SK_ALG_RS256;
-    if (!strcmp(alg, "PS256"))
-        return SK_ALG_PS256;
-    if (!strcmp(alg, "ES256"))
-        return SK_ALG_ES256;
-    return 0;
 }
 
 static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM *params)
@@ -189,7 +180,7 @@ static int import_jwk(const cJSON *jwk, jwk_key *k)
     if (alg) {
         /* An alg we do not implement, or one that does not fit kty, makes the
          * key useless for every token: skip it. */
-        k->alg = cJSON_IsString(alg) ? alg_bits(alg->valuestring) : 0;
+        k->alg = cJSON_IsString(alg) ? sk_alg_bit(alg->valuestring) : 0;
         if (!k->alg || (rsa ? k->alg == SK_ALG_ES256 : k->alg != SK_ALG_ES256))
             return 0;
     }
@@ -240,22 +231,13 @@ static void sort_and_dedup(sk_keyset *ks)
 
 static cJSON *parse_doc(const char *json, size_t len, char *err, size_t errlen)
 {
-    const char *end = NULL;
     cJSON *root;
 
     if (len > JWKS_MAX_BYTES) {
         set_err(err, errlen, "JWKS document over 1 MiB");
         return NULL;
     }
-    root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (root) {
-        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-            end++;
-        if (end != json + len) {
-            cJSON_Delete(root);
-            root = NULL;
-        }
-    }
+    root = sk_json_parse_exact(json, len);
     if (!root)
         set_err(err, errlen, "JWKS document is not JSON");
     return root;
@@ -465,7 +447,8 @@ static sk_keyset *shared_load(sk_keystore *s, int64_t now, int64_t after, int64_
     char *body = NULL;
     size_t len = 0;
     sk_keyset *ks = NULL;
-    if (!s->shared.load || s->shared.load(s->shared.ctx, &body, &len, fetched) != 0 || !body)
+    if (!s->shared.load || s->shared.load(s->shared.ctx, &body, &len, fetched) != APR_SUCCESS
+        || !body)
         return NULL;
     if (*fetched > after && *fetched <= now && (max_age < 0 || now - *fetched <= max_age))
         ks = sk_keyset_parse(body, len, NULL, 0);
@@ -482,7 +465,7 @@ static sk_keyset *network_fetch(sk_keystore *s, int64_t now, char *err, size_t e
     snprintf(err, errlen, "no JWKS fetcher");
     if (s->fetch) {
         err[0] = '\0';
-        if (s->fetch(s->ctx, &body, &len, err, errlen) == 0 && body)
+        if (s->fetch(s->ctx, &body, &len, err, errlen) == APR_SUCCESS && body)
             ks = sk_keyset_parse(body, len, err, errlen);
         else if (!err[0])
             snprintf(err, errlen, "JWKS fetch failed");

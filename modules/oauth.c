@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* oauth.c: building and reading Scalekit's OAuth messages. */
 #include <string.h>
 #include <apr_strings.h>
@@ -7,6 +8,7 @@
 #include <openssl/sha.h>
 #include "sk_oauth.h"
 #include "sk_b64.h"
+#include "sk_json.h"
 #include "sk_jwt.h"
 
 static int sk_unreserved(unsigned char c)
@@ -64,11 +66,6 @@ static char *sk_unescape_n(apr_pool_t *p, const char *s, size_t len)
     }
     *o = '\0';
     return out;
-}
-
-char *sk_url_unescape(apr_pool_t *p, const char *s)
-{
-    return sk_unescape_n(p, s, strlen(s));
 }
 
 const char *sk_query_get(apr_pool_t *p, const char *query, const char *name)
@@ -231,12 +228,6 @@ char *sk_oauth_client_credentials_body(apr_pool_t *p, const char *client_id,
     return sk_join(p, a);
 }
 
-static const char *sk_json_str(apr_pool_t *p, const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
-}
-
 /* A short printable excerpt of an error text from the identity provider. */
 static const char *sk_safe_excerpt(apr_pool_t *p, const char *s)
 {
@@ -247,37 +238,37 @@ static const char *sk_safe_excerpt(apr_pool_t *p, const char *s)
     return out;
 }
 
-int sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
-                                  size_t len, sk_token_set *out, const char **why)
+apr_status_t sk_oauth_parse_token_response(apr_pool_t *p, long status, const char *body,
+                                           size_t len, sk_token_set *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
     cJSON *j = body ? cJSON_ParseWithLength(body, len) : NULL;
     if (!cJSON_IsObject(j)) {
         *why = apr_psprintf(p, "status %ld, answer is not a JSON object", status);
         cJSON_Delete(j);
-        return -1;
+        return APR_EINVAL;
     }
-    const char *err = sk_json_str(p, j, "error");
+    const char *err = sk_json_string(p, j, "error");
     if (status != 200 || err) {
-        const char *desc = sk_json_str(p, j, "error_description");
+        const char *desc = sk_json_string(p, j, "error_description");
         *why = apr_psprintf(p, "status %ld, %s%s%s", status,
                             err ? sk_safe_excerpt(p, err) : "no error code",
                             desc ? ": " : "", desc ? sk_safe_excerpt(p, desc) : "");
         cJSON_Delete(j);
-        return -1;
+        return APR_EINVAL;
     }
-    out->access_token = sk_json_str(p, j, "access_token");
-    out->id_token = sk_json_str(p, j, "id_token");
-    out->refresh_token = sk_json_str(p, j, "refresh_token");
+    out->access_token = sk_json_string(p, j, "access_token");
+    out->id_token = sk_json_string(p, j, "id_token");
+    out->refresh_token = sk_json_string(p, j, "refresh_token");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
     out->expires_in = cJSON_IsNumber(exp) && exp->valuedouble > 0
                     && exp->valuedouble < 1e9 ? (long)exp->valuedouble : 0;
     cJSON_Delete(j);
     if (!out->access_token) {
         *why = "status 200 without an access_token";
-        return -1;
+        return APR_EINVAL;
     }
-    return 0;
+    return APR_SUCCESS;
 }
 
 char *sk_oauth_logout_url(apr_pool_t *p, const char *env_url, const char *id_token_hint,
@@ -305,7 +296,7 @@ char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     /* On failure md is uninitialised: no challenge rather than garbage. */
-    if (!sk_sha256(verifier, strlen(verifier), md))
+    if (sk_sha256(verifier, strlen(verifier), md) != APR_SUCCESS)
         return NULL;
     char *out = apr_palloc(p, SK_B64URL_ENCLEN(sizeof(md)) + 1);
     sk_b64url_encode(out, md, sizeof(md));

@@ -1,8 +1,12 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redirect.c: open-redirect defence for return_to and the post-logout URL. */
 #include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
+#include <apr_uri.h>
+#include <arpa/inet.h>
+#include <strings.h>
 #include "sk_redirect.h"
 
 /* Decode %XX once into out (same size or shorter). 0 on a malformed escape
@@ -80,4 +84,34 @@ int sk_redirect_ok(apr_pool_t *p, const char *target, const apr_array_header_t *
     }
     (void)p;
     return 0;
+}
+
+int sk_is_loopback_host(const char *host)
+{
+    struct in_addr a4;
+    if (!host)
+        return 0;
+    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1"))
+        return 1;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+const char *sk_url_problem(apr_pool_t *p, const char *url)
+{
+    apr_uri_t u;
+    if (apr_uri_parse(p, url, &u) != APR_SUCCESS || !u.scheme || !u.hostname || !*u.hostname)
+        return apr_psprintf(p, "'%s' is not an absolute URL", url);
+    if (strcasecmp(u.scheme, "https") && strcasecmp(u.scheme, "http"))
+        return apr_psprintf(p, "'%s' must be an https URL", url);
+    if (u.query || u.fragment || u.user || u.password || strchr(url, '@'))
+        return apr_psprintf(p, "'%s' must not carry a query, fragment or user info", url);
+    if (!strcasecmp(u.scheme, "http") && !sk_is_loopback_host(u.hostname))
+        return apr_psprintf(p, "'%s' uses http:// for a host that is not loopback; use https",
+                            url);
+    return NULL;
+}
+
+int sk_redirect_uri_path_ok(const char *uri)
+{
+    return uri[0] == '/' && sk_local_path_ok(uri) && !strpbrk(uri, "?#%");
 }

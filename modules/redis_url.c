@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_url.c: parsing the redis:// address of a session store. Parsed when
  * the directive is read, so "apache2 -t" names every fault; the password it
  * may hold never reaches a message. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.c: AES-256-GCM sealed cookies and the login state inside them. */
 #include <string.h>
 #include <apr_strings.h>
@@ -7,6 +8,7 @@
 #include <openssl/rand.h>
 #include "sk_state.h"
 #include "sk_b64.h"
+#include "sk_json.h"
 
 #define SK_IV_LEN  12
 #define SK_TAG_LEN 16
@@ -65,7 +67,7 @@ char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, cons
     if (slen > max)
         return NULL;
     unsigned char *raw = apr_palloc(p, slen);
-    if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != 0
+    if (sk_b64url_decode(raw, slen, sealed, slen, &raw_len) != SK_B64_OK
         || raw_len < SK_IV_LEN + SK_TAG_LEN)
         return NULL;
     size_t ct_len = raw_len - SK_IV_LEN - SK_TAG_LEN;
@@ -123,37 +125,31 @@ char *sk_login_state_seal(apr_pool_t *p, const sk_sealer *k, const sk_login_stat
     return sealed;
 }
 
-static const char *sk_state_str(apr_pool_t *p, const cJSON *j, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
-    return cJSON_IsString(v) && v->valuestring[0] ? apr_pstrdup(p, v->valuestring) : NULL;
-}
-
-int sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        sk_login_state *out)
+apr_status_t sk_login_state_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 sk_login_state *out)
 {
     size_t len = 0;
     char *plain = sk_unseal(p, k, sealed, &len);
     memset(out, 0, sizeof(*out));
     if (!plain)
-        return -1;
+        return APR_EINVAL;
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "q");
-    out->state = sk_state_str(p, j, "s");
-    out->nonce = sk_state_str(p, j, "n");
-    out->verifier = sk_state_str(p, j, "v");
-    out->return_to = sk_state_str(p, j, "r");
-    out->redirect_uri = sk_state_str(p, j, "u");
+    out->state = sk_json_string(p, j, "s");
+    out->nonce = sk_json_string(p, j, "n");
+    out->verifier = sk_json_string(p, j, "v");
+    out->return_to = sk_json_string(p, j, "r");
+    out->redirect_uri = sk_json_string(p, j, "u");
     /* In range before the cast: a double past int64_t is undefined behaviour. */
     out->created = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
                    ? (int64_t)t->valuedouble : 0;
     out->silent = cJSON_IsNumber(q) && q->valuedouble != 0;
-    out->params = sk_state_str(p, j, "p");
-    out->switch_to = sk_state_str(p, j, "z");
+    out->params = sk_json_string(p, j, "p");
+    out->switch_to = sk_json_string(p, j, "z");
     cJSON_Delete(j);
     return out->state && out->nonce && out->verifier && out->return_to && out->created
-           ? 0 : -1;
+           ? APR_SUCCESS : APR_EINVAL;
 }
 
 /* The mark is sealed bound to its use: neither it nor a state cookie opens
@@ -176,19 +172,19 @@ char *sk_switch_mark_seal(apr_pool_t *p, const sk_sealer *k, const char *return_
     return sealed;
 }
 
-int sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
-                        const char **return_to, const char **orgs, int64_t *when)
+apr_status_t sk_switch_mark_open(apr_pool_t *p, const sk_sealer *k, const char *sealed,
+                                 const char **return_to, const char **orgs, int64_t *when)
 {
     size_t len = 0;
     char *plain = sk_unseal_bound(p, k, SK_SWITCH_BOUND, sealed, SK_SEALED_MAX, &len);
     if (!plain)
-        return -1;
+        return APR_EINVAL;
     cJSON *j = cJSON_ParseWithLength(plain, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
-    *return_to = sk_state_str(p, j, "r");
-    *orgs = sk_state_str(p, j, "z");
+    *return_to = sk_json_string(p, j, "r");
+    *orgs = sk_json_string(p, j, "z");
     *when = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble < 1e12
             ? (int64_t)t->valuedouble : 0;
     cJSON_Delete(j);
-    return *return_to && *orgs && *when ? 0 : -1;
+    return *return_to && *orgs && *when ? APR_SUCCESS : APR_EINVAL;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* validate.c: the validator: sk_jwt_verify + sk_jwt_check_claims behind a
  * bounded, thread-safe cache of successful results keyed by the whole token
  * (see sk_jwt.h). A warm hit is a keyed hash, a read lock, one memcmp and a
@@ -14,7 +15,6 @@
 #include "sk_jwt.h"
 #include "sk_keys.h"
 
-#define TOKEN_MAX_DEFAULT 16384
 #define CACHE_MAX (1u << 24)
 #define NOEXP_TTL 3600           /* check_exp=0: re-validate hourly anyway */
 #define EVICT_SCAN 8             /* bound on the eviction walk: O(1) per insert */
@@ -402,7 +402,7 @@ static uint64_t token_hash(const sk_validator *v, const char *token, size_t len)
 static sk_jwt_err validate(sk_validator *v, const char *token, size_t len, int64_t now,
                            unsigned how, sk_claims **out)
 {
-    size_t max = v->pol.max_token_len ? v->pol.max_token_len : TOKEN_MAX_DEFAULT;
+    size_t max = sk_policy_token_max(&v->pol);
     sk_jwt_err rc;
     uint64_t h = 0;
 

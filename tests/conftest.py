@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures shared by every pytest suite of mod_scalekit.
 
     def test_sign_in(httpd, browser_session):          # httpd: module + local IdP, auto-login

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_validate.c: what a token validation costs. On one ~900-byte RS256
  * token shaped like a Scalekit access token it prints the bare OpenSSL
  * verify, a cold validation (cache bypassed: full parse + verify + claims),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_cookie.c: libFuzzer target. The input is one Cookie request header
  * (up to its first NUL, as httpd hands it over) for sk_cookie_each and
  * sk_cookie_get. Besides the sanitizers, it checks what the rest of the

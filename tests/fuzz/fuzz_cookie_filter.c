@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_cookie_filter.c: libFuzzer target for what keeps the module's own
  * cookies and the claim-header look-alikes from the application, on every
  * request (modules/cookie.c). The input: a first byte choosing the cookie

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_jwks.c: libFuzzer target. The input is a JWKS document for
  * sk_keyset_parse; a set that parses is looked up by a few kids and freed. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_jwt.c: libFuzzer target. The input is a token: it goes through
  * sk_validate with three fixed in-memory key sets (kids, no kid, EC only)
  * and policies, and through sk_jwt_peek_payload, whose unverified payload

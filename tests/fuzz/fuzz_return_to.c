@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_return_to.c: libFuzzer target for the open-redirect defence:
  * sk_local_path_ok (return_to, post-logout path) and sk_redirect_ok with a
  * fixed list of allowed origins. The input is the value (up to its first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_state.c: libFuzzer target for the sealed login-state cookie.
  * The first input byte picks a mode, the rest is its material:
  *   0  the rest is a cookie value an attacker sends: sk_login_state_open
@@ -59,7 +60,7 @@ static void attacker_value(apr_pool_t *p, const sk_sealer *k, const unsigned cha
     char *v = apr_pstrmemdup(p, (const char *)d, n);    /* a cookie value ends at NUL */
     sk_login_state st;
     size_t len;
-    if (sk_login_state_open(p, k, v, &st) == 0)
+    if (sk_login_state_open(p, k, v, &st) == APR_SUCCESS)
         abort();                                        /* forged a GCM tag? */
     if (sk_unseal(p, k, v, &len) != NULL)
         abort();
@@ -85,7 +86,7 @@ static void inner_text(apr_pool_t *p, const unsigned char *d, size_t n)
         abort();                                        /* over the size limit */
     }
     sk_login_state st;
-    if (sk_login_state_open(p, key, sealed, &st) == 0)
+    if (sk_login_state_open(p, key, sealed, &st) == APR_SUCCESS)
         check_opened(&st);
 }
 
@@ -131,7 +132,7 @@ static void round_trip(apr_pool_t *p, const unsigned char *d, size_t n)
     if (!sealed)
         abort();
     size_t slen = strlen(sealed);
-    int opened = sk_login_state_open(p, key, sealed, &out) == 0;
+    int opened = sk_login_state_open(p, key, sealed, &out) == APR_SUCCESS;
     const char *want_r = in.return_to ? in.return_to : "/";
     /* A created time outside [1, 10^12) is refused (state.c keeps the cast defined). */
     int complete = *in.state && *in.nonce && *in.verifier && *want_r && in.created >= 1
@@ -148,18 +149,18 @@ static void round_trip(apr_pool_t *p, const unsigned char *d, size_t n)
             abort();
     }
     /* Never under another key or another label. */
-    if (sk_login_state_open(p, other_key, sealed, &out) == 0
-        || sk_login_state_open(p, other_label, sealed, &out) == 0)
+    if (sk_login_state_open(p, other_key, sealed, &out) == APR_SUCCESS
+        || sk_login_state_open(p, other_label, sealed, &out) == APR_SUCCESS)
         abort();
     /* No truncation opens (a cut-off cookie), nor one changed character. */
     if (slen) {
         size_t cut = (size_t)(silent * 131u + slen / 3) % slen;
         char *t = apr_pstrndup(p, sealed, cut);
-        if (sk_login_state_open(p, key, t, &out) == 0)
+        if (sk_login_state_open(p, key, t, &out) == APR_SUCCESS)
             abort();
         t = apr_pstrdup(p, sealed);
         t[cut] = t[cut] == 'A' ? 'B' : 'A';
-        if (sk_login_state_open(p, key, t, &out) == 0)
+        if (sk_login_state_open(p, key, t, &out) == APR_SUCCESS)
             abort();
     }
 }
@@ -208,7 +209,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         attacker_value(p, other_key, d, n);
         char *sealed = sk_seal(p, other_key, (const char *)d, n);
         sk_login_state st;
-        if (!sealed || sk_unseal(p, key, sealed, NULL) || !sk_login_state_open(p, key, sealed, &st))
+        if (!sealed || sk_unseal(p, key, sealed, NULL) || sk_login_state_open(p, key, sealed, &st) == APR_SUCCESS)
             abort();
         break;
     }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_token_response.c: libFuzzer target for sk_oauth_parse_token_response,
  * the reader of what the token endpoint answers (code exchange, refresh).
  * The first input byte picks the HTTP status (a table of the usual ones,
@@ -86,15 +87,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     apr_pool_create(&p, pool);
     sk_token_set ts;
     const char *why = NULL;
-    int rc = sk_oauth_parse_token_response(p, status, body, len, &ts, &why);
+    apr_status_t rc = sk_oauth_parse_token_response(p, status, body, len, &ts, &why);
     /* The same body, NULL and empty, never crash either. */
     sk_token_set ts2;
     const char *why2 = NULL;
-    if (sk_oauth_parse_token_response(p, status, NULL, 0, &ts2, &why2) == 0)
+    if (sk_oauth_parse_token_response(p, status, NULL, 0, &ts2, &why2) == APR_SUCCESS)
         abort();
     check_why(why2, "", 0);
 
-    if (rc == 0) {
+    if (rc == APR_SUCCESS) {
         if (status != 200 || !ts.access_token || !*ts.access_token)
             abort();
         if (ts.expires_in < 0 || ts.expires_in >= 1000000000L)

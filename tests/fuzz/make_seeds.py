@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Write the fuzz seed corpora (tests/fuzz/corpus/fuzz_jwt, fuzz_jwks).
 
 Tokens are signed with the example keys published in RFC 7515 appendices

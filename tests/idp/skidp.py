@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """skidp: a local identity provider that speaks Scalekit's OAuth2/OIDC protocol.
 
 Scalekit cannot be reached from the test machines, so mod_scalekit is tested against this

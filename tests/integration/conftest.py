@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Markers of the integration suite (the shared fixtures are in tests/conftest.py)."""
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Apache-native behaviour: Require providers, bearer tokens for APIs, the unauthenticated
 action per location (with an ap_expr override), claims as request headers for proxied
 applications, and the session endpoint."""

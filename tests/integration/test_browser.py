@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A person in a real browser: Debian's Chromium, headless, driven by playwright-core
 (tests/browser/signin.mjs) through the identity provider's sign-in page."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the application is handed beyond the fixed SCALEKIT_* set: any claim named in
 ScalekitEnvVars (environment, and claim headers for a proxied application), and with
 ScalekitPassAccessToken the session's access token as Authorization: Bearer."""

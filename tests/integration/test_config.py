@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Configuration: mistakes are refused by `apache2 -t` with the directive (and its file and line)
 named; the environment variables of the guide's .env stand in for unset directives."""
 import re

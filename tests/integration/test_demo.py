@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """scripts/demo as a person runs it: one command, then a browser's sign-in (here --https)."""
 import json
 import os

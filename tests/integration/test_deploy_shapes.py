@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Production shapes: HTTPS with HTTP/2, a TLS-terminating proxy in front, one virtual host with
 several names, WebSocket applications. (Chromium over https: tests/integration/test_browser.py.)"""
 import json

@@ -1,6 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
 """Meta-checks: every directive the module registers is documented in docs/directives.md, and
-every setting the command table can set has a merge rule (so virtual hosts and locations inherit
-it). The list of directives comes from the built module itself (`apache2 -L`)."""
+every row of the directive table (SK_DIRECTIVES in mod_scalekit.c) has a merge rule (so virtual
+hosts and locations inherit it). The list of directives comes from the built module itself
+(`apache2 -L`) and is checked against the table."""
 import re
 import subprocess
 from pathlib import Path
@@ -41,32 +43,91 @@ def test_every_directive_is_documented(module_path):
         set(documented) - set(names))
 
 
-def function_body(name):
-    m = re.search(r"^static [^\n]*\b%s\(.*?^}" % re.escape(name), SOURCE, re.M | re.S)
-    assert m, "no function %s" % name
-    return m.group(0)
+def split_args(text):
+    """The top-level comma-separated arguments of a macro call's text (parentheses and string
+    literals kept whole)."""
+    args, depth, cur, quoted = [], 0, "", False
+    for i, ch in enumerate(text):
+        if quoted:
+            cur += ch
+            if ch == '"' and text[i - 1] != "\\":
+                quoted = False
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    args.append(cur.strip())
+    return args
 
 
-def merged_fields():
-    merges = function_body("sk_merge_server_conf") + function_body("sk_merge_dir_conf")
-    return set(re.findall(r"SK_MERGE\((\w+)\)", merges)) | set(re.findall(r"(\w+)_set = add->", merges))
+def directive_table():
+    """The rows of SK_DIRECTIVES in mod_scalekit.c, the one table every directive's name, scope,
+    form, field, parser, default, merge rule and help come from: a list of dicts."""
+    start = SOURCE.index("#define SK_DIRECTIVES(X)")
+    lines = []
+    for line in SOURCE[start:].splitlines()[1:]:
+        lines.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    text = " ".join(lines)
+    rows, at = [], 0
+    while True:
+        at = text.find("X(", at)
+        if at < 0:
+            return rows
+        depth, end = 0, at + 1
+        for end in range(at + 1, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        args = split_args(text[at + 2:end])
+        assert len(args) == 8, "a row of SK_DIRECTIVES without its 8 columns: %s" % text[at:end + 1]
+        rows.append(dict(zip(("name", "scope", "form", "field", "parser", "default", "merge",
+                              "help"), args)))
+        at = end
 
 
-def test_every_setting_has_a_merge_rule():
-    table = re.findall(r'AP_INIT_\w+\("(Scalekit\w+)", (\w+),', SOURCE)
-    ints = re.findall(r'SK_INT\("(Scalekit\w+)", (\d+),', SOURCE)
-    assert len(table) + len(ints) >= 25
-    merged = merged_fields()
-    for name, setter in table:
-        fields = set(re.findall(r"->(\w+)_set = 1", function_body(setter)))
-        assert fields, "%s: its setter %s records no *_set bit" % (name, setter)
-        assert fields <= merged, "%s: no merge rule for %s" % (name, fields - merged)
-    offsets = re.findall(r"APR_OFFSETOF\(sk_server_conf, (\w+)\)", function_body("sk_set_int") +
-                         SOURCE[SOURCE.index("sk_int_settings[] = {"):])
-    for name, index in ints:
-        field = offsets[int(index)]
-        assert field in merged, "%s: no merge rule for %s" % (name, field)
-        assert re.search(r"case %s: c->%s_set = 1;" % (index, field), SOURCE), "%s: no *_set bit" % name
+def conf_set_bits(struct):
+    """The *_set bits the struct of a scope declares in include/sk_module.h."""
+    header = (REPO / "include" / "sk_module.h").read_text()
+    body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (struct, struct), header, re.S).group(1)
+    return set(re.findall(r"(\w+)_set:1", body))
+
+
+def test_every_setting_has_a_merge_rule(module_path):
+    """Every directive is a row of the table with a merge rule the merge functions apply to its
+    field's _set bit, and a section in docs/directives.md; the table is what httpd registers."""
+    rows = directive_table()
+    assert len(rows) >= 25
+    assert [r["name"] for r in rows] == registered_directives(module_path), \
+        "SK_DIRECTIVES and apache2 -L disagree"
+    rules = {m.group(1): m.group(2) for m in re.finditer(
+        r"^#define SK_MERGE_(\w+)\(f\)(.*?)(?<!\\)$", SOURCE, re.M | re.S)}
+    assert "FIELD" in rules
+    for scope, struct in (("SERVER", "sk_server_conf"), ("DIR", "sk_dir_conf")):
+        merge = re.search(r"^static void \*sk_merge_%s_conf\(.*?^}" % scope.lower(), SOURCE,
+                          re.M | re.S)
+        assert merge and "SK_DIRECTIVES(SK_X_MERGE_%s)" % scope in merge.group(0), \
+            "sk_merge_%s_conf does not apply the table" % scope.lower()
+        bits = conf_set_bits(struct)
+        for row in (r for r in rows if r["scope"] == scope):
+            name, field, rule = row["name"], row["field"], row["merge"]
+            assert field in bits, "%s: %s has no %s_set bit in %s" % (name, field, field, struct)
+            assert rule in rules, "%s: no merge rule (merge column %r; rules: %s)" % (
+                name, rule, ", ".join(sorted(rules)))
+            assert "f##_set" in rules[rule] or "SK_MERGE_FIELD(f)" in rules[rule], \
+                "%s: merge rule %s ignores the _set bit" % (name, rule)
+            assert "SK_DEFAULT_%s(" % rule in SOURCE, "%s: rule %s has no default" % (name, rule)
+            assert doc_section(name), "%s: no section in docs/directives.md" % name
+    assert {r["scope"] for r in rows} == {"SERVER", "DIR"}
 
 
 USER_DOCS = ("README.md", "SECURITY.md", "docs/directives.md", "httpd-conf/scalekit.conf",

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scalekit as documented: every token shape Scalekit's developer documentation prints
 (tests/fixtures/scalekit-docs, README.md there names the pages) run through the real module, as
 a bearer token or as a sign-in session, each row saying what the module must do with it.

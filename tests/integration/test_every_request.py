@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What holds on every request of a server that uses mod_scalekit, not only where its authentication
 hook runs: httpd skips that hook when authorization grants without a user ("Require all granted", or
 "Require ip" in a RequireAny), and a location may not use AuthType Scalekit at all.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The harness itself: a real apache2 from a throw-away ServerRoot, and nothing left running after."""
 import json
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The local IdP (tests/idp/skidp.py) speaks Scalekit's protocol, checked over HTTP and with the
 official Node SDK. Run: /usr/bin/python3 -m pytest -q tests/integration/test_idp.py
 """

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scalekit's optional sign-in parameters (ScalekitLoginParams) and the organization switch
 (ScalekitUnauthzAction login): what reaches the IdP's authorization endpoint, what the
 configuration refuses, which of /login's query parameters count, and that a user outside the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Open redirects: every payload of tests/corpora/open-redirect-payloads.txt (834 public ones plus
 our own) used as return_to either is refused or, after a complete sign-in through the real httpd
 and the local IdP, sends the browser to a page of this site. No payload host is ever contacted:

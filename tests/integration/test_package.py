@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package end to end, on the machine itself (root):
 
 1. scripts/package builds libapache2-mod-scalekit from a clean export of the tree;

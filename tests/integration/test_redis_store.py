@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sessions in Redis through the module's own client (ScalekitSessionStore redis://...): a Redis
 that wants a password or an ACL user, two servers sharing sessions, Redis restarted under load,
 and the errors a wrong address or password gets."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Who may make the module spend a refresh at Scalekit, and how often (cookie sessions).
 
 A refresh is a client-authenticated call to the token endpoint: each one spends the site's rate

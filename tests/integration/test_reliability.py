@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reliability: the identity provider failing in every way it can, every MPM, graceful restarts
 under load, refresh races across processes, and a start-up that never waits for the network.
 

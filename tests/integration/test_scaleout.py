@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Server-side sessions in httpd's shared object caches (shmcb, Redis, memcached), two servers
 sharing one store, back-channel logout, revocation at sign-out, and store faults."""
 import base64

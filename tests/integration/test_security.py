@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Security (issue 6): the attack catalogue against a real httpd with the module and the local
 IdP. Each test names the protection it proves and fails when that protection is removed.
 

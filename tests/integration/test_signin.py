@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sign-in flow end to end: real httpd with the module from the tree, the local
 Scalekit-compatible IdP, real HTTP. A requests.Session plays the browser (cookie jar,
 redirects followed); tests/integration/test_browser.py does it with Chromium."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The soak's short version: tests/soak/soak.py for 45 s (64 connections, mpm_event, every kind of
 request: valid sessions of many users, refreshes with late tabs, invalid tokens, sign-ins, sign-outs).
 It fails on any 5xx, connection error or unexpected answer (a signed-in user sent to sign in is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SetHandler scalekit-status: counters as text, JSON and the Prometheus text format, across
 processes."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Which token is which, and whose: the ID token is bound to the access token's session, a logout
 token is never a session token, an ID token's audience follows OIDC Core 3.1.3.7, sign-out acts
 only on the browser's own session, and a back-channel logout by user ends every session of it."""

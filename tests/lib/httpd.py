@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real Apache httpd for the tests: a throw-away ServerRoot, a generated httpd.conf, loopback ports.
 
     h = Httpd(module_path, idp=idp)          # or load_scalekit=False for a plain server

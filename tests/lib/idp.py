@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Start, stop and steer the local Scalekit-compatible IdP (tests/idp/skidp.py) from the tests.
 
     with IdP(auto_login=True) as idp:          # fresh state dir, http + https listeners

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Throw-away Redis and memcached servers on loopback, for the session-store tests."""
 import os
 import shutil

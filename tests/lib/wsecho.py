@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A tiny WebSocket echo backend for the tests (RFC 6455 by hand, standard library only).
 
     with WsEcho() as ws:                 # 127.0.0.1, a free port, a thread per connection

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Soak: N minutes of mixed load against one apache2 with mod_scalekit and the local IdP.
 
     tests/soak/soak.py                       # 10 minutes, 64 connections, mpm_event

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The unit-test runner: runs every registered test, or those whose name
  * contains argv[1], and prints "N passed, N failed" as its last line. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_test.h: a tiny unit-test runner. Each SK_TEST registers itself at load
  * time; main.c runs them all and ends with the line "N passed, N failed". */
 #ifndef SK_TEST_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_test_keys.c: run-time keys and token signing for the unit tests. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE              /* vasprintf */

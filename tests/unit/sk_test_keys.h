@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sk_test_keys.h: keys made at run time and tokens signed with them, so the
  * tests craft every token themselves (no network, no fixtures to go stale). */
 #ifndef SK_TEST_KEYS_H

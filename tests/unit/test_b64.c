@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_b64.c: strict base64url. */
 #include <stdlib.h>
 

@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: Cookie header reading. */
 #include <apr_general.h>
+#include <apr_strings.h>
 #include "sk_test.h"
 #include "sk_cookie.h"
 
@@ -203,4 +205,32 @@ SK_TEST(cache_control_private)
     /* Bare commas grow into ", " (a fuzzer found the first buffer too small). */
     SK_CHECK_STR(sk_cache_control_private(p, "a,b,c,d,e,f,g,h,i,j,k,l,m"),
                  "private, a, b, c, d, e, f, g, h, i, j, k, l, m");
+}
+
+static const char *dropped(apr_array_header_t *a)
+{
+    return a->nelts ? apr_array_pstrcat(sk_test_pool(), a, ',') : "";
+}
+
+SK_TEST(cookie_state_budget)
+{
+    apr_pool_t *p = sk_test_pool();
+    const char *h = "a=1; sk-state-1=x; other=2; sk-state-2=y; sk-state-3=z";
+    /* max 5: three pending and a new one fit */
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, h, "sk-state-", 5, 100)), "");
+    /* max 3: two may stay with the new one, so the oldest goes */
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, h, "sk-state-", 3, 100)), "sk-state-1");
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, h, "sk-state-", 1, 100)),
+                 "sk-state-1,sk-state-2,sk-state-3");
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, NULL, "sk-state-", 1, 100)), "");
+    /* the prefix alone is no state cookie */
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, "sk-state-=v", "sk-state-", 1, 100)), "");
+    /* bytes: three 1.5 KB cookies and a new 1.5 KB one pass 4096; the oldest
+     * go until what stays fits */
+    char *v = apr_pcalloc(p, 1501);
+    memset(v, 'v', 1500);
+    const char *big = apr_psprintf(p, "sk-state-a=%s; sk-state-b=%s; sk-state-c=%s", v, v, v);
+    SK_CHECK_STR(dropped(sk_state_cookies_to_drop(p, big, "sk-state-", 5, 1500)),
+                 "sk-state-a,sk-state-b");
+    SK_CHECK(SK_STATE_BYTES == 4096);
 }

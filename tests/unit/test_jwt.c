@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_jwt.c: token parsing, signatures and claims: a known answer from
  * RFC 7515, a table of hostile tokens each refused for its own reason, and
  * the claims a good token yields. */
@@ -735,4 +736,50 @@ SK_TEST(jwt_token_hash_and_err_str)
     SK_CHECK_STR(sk_jwt_err_str(SK_JWT_E_ALG), "alg-not-allowed");
     SK_CHECK_STR(sk_jwt_err_str(SK_JWT_E__COUNT), "unknown-error");
     SK_CHECK_STR(sk_jwt_err_str((sk_jwt_err)-1), "unknown-error");
+}
+
+SK_TEST(jwt_alg_bit_exact_names_only)
+{
+    SK_CHECK_INT(sk_alg_bit("RS256"), SK_ALG_RS256);
+    SK_CHECK_INT(sk_alg_bit("PS256"), SK_ALG_PS256);
+    SK_CHECK_INT(sk_alg_bit("ES256"), SK_ALG_ES256);
+    const char *bad[] = { "none", "None", "rs256", "HS256", "RS256 ", "", "RS384", "ES256K" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        SK_CHECK_INT(sk_alg_bit(bad[i]), 0);
+}
+
+SK_TEST(jwt_policy_token_max_default)
+{
+    sk_policy p = { 0 };
+    SK_CHECK_INT(sk_policy_token_max(&p), SK_TOKEN_MAX_DEFAULT);
+    SK_CHECK_INT(SK_TOKEN_MAX_DEFAULT, 16384);
+    p.max_token_len = 200;
+    SK_CHECK_INT(sk_policy_token_max(&p), 200);
+}
+
+static sk_claims *claims_of(const char *json)
+{
+    return sk_claims_new(cJSON_Parse(json), json, strlen(json));
+}
+
+SK_TEST(jwt_claims_lookup_access_then_id)
+{
+    sk_claims *a = claims_of("{\"sub\":\"u\",\"plan\":\"pro\",\"n\":null}");
+    sk_claims *id = claims_of("{\"sub\":\"u\",\"plan\":\"free\",\"given_name\":\"Ada\",\"n\":1}");
+    SK_REQUIRE(a && id);
+    SK_CHECK_STR(sk_claims_lookup(a, id, "plan")->valuestring, "pro");      /* access first */
+    SK_CHECK_STR(sk_claims_lookup(a, id, "given_name")->valuestring, "Ada"); /* else the ID's */
+    SK_CHECK(cJSON_IsNull(sk_claims_lookup(a, id, "n")));   /* present, even as null */
+    SK_CHECK(sk_claims_lookup(a, id, "missing") == NULL);
+    SK_CHECK(sk_claims_lookup(a, NULL, "given_name") == NULL);
+    sk_claims_unref(a);
+    sk_claims_unref(id);
+}
+
+SK_TEST(jwt_sha256_status)
+{
+    unsigned char md[32];
+    SK_CHECK_INT(sk_sha256("abc", 3, md), APR_SUCCESS);
+    SK_CHECK_INT(md[0], 0xba);                  /* SHA-256("abc") = ba7816bf... */
+    SK_CHECK_INT(md[31], 0xad);
 }

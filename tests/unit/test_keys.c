@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_keys.c: JWKS parsing and the key store. */
 #include <pthread.h>
 #include <stdarg.h>
@@ -167,7 +168,7 @@ typedef struct {
     char *doc;
 } fake_idp;
 
-static int fake_fetch(void *ctx, char **body, size_t *len, char *err, size_t errlen)
+static apr_status_t fake_fetch(void *ctx, char **body, size_t *len, char *err, size_t errlen)
 {
     fake_idp *f = ctx;
     int fail;
@@ -182,11 +183,11 @@ static int fake_fetch(void *ctx, char **body, size_t *len, char *err, size_t err
     if (fail || !doc) {
         free(doc);
         snprintf(err, errlen, "connection refused");
-        return -1;
+        return APR_ECONNREFUSED;
     }
     *body = doc;
     *len = strlen(doc);
-    return 0;
+    return APR_SUCCESS;
 }
 
 static void idp_init(fake_idp *f, char *doc)
@@ -530,17 +531,17 @@ typedef struct {
     int loads, saves;
 } fake_shared;
 
-static int shared_load_cb(void *ctx, char **body, size_t *len, int64_t *fetched)
+static apr_status_t shared_load_cb(void *ctx, char **body, size_t *len, int64_t *fetched)
 {
     fake_shared *sh = ctx;
-    int rc = -1;
+    apr_status_t rc = APR_NOTFOUND;
     pthread_mutex_lock(&sh->mu);
     sh->loads++;
     if (sh->body) {
         *body = strdup(sh->body);
         *len = strlen(sh->body);
         *fetched = sh->fetched;
-        rc = 0;
+        rc = APR_SUCCESS;
     }
     pthread_mutex_unlock(&sh->mu);
     return rc;

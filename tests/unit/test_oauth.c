@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: OAuth messages (authorization URL, token bodies and answers). */
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -69,17 +70,17 @@ SK_TEST(oauth_token_response)
     const char *why = NULL;
     const char *ok = "{\"access_token\":\"a\",\"id_token\":\"i\",\"refresh_token\":\"r\","
                      "\"expires_in\":299}";
-    SK_CHECK_INT(sk_oauth_parse_token_response(pool(), 200, ok, strlen(ok), &ts, &why), 0);
+    SK_CHECK_INT(sk_oauth_parse_token_response(pool(), 200, ok, strlen(ok), &ts, &why), APR_SUCCESS);
     SK_CHECK_STR(ts.access_token, "a");
     SK_CHECK_STR(ts.id_token, "i");
     SK_CHECK_STR(ts.refresh_token, "r");
     SK_CHECK_INT(ts.expires_in, 299);
     const char *err = "{\"error\":\"invalid_grant\",\"error_description\":\"used\\n\"}";
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, err, strlen(err), &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, err, strlen(err), &ts, &why) != APR_SUCCESS);
     SK_CHECK_STR(why, "status 400, invalid_grant: used?");
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, "<html>", 6, &ts, &why) != 0);
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, "{}", 2, &ts, &why) != 0);
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 500, NULL, 0, &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, "<html>", 6, &ts, &why) != APR_SUCCESS);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, "{}", 2, &ts, &why) != APR_SUCCESS);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 500, NULL, 0, &ts, &why) != APR_SUCCESS);
 }
 
 SK_TEST(oauth_logout_url)

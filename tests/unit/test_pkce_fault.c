@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: a failing SHA-256 makes no PKCE challenge. sk_sha256 fails
  * only when OpenSSL does, so this file interposes OpenSSL's two SHA-256
  * entry points for the whole test binary: they pass through to libcrypto

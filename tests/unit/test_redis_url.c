@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The redis:// address of a session store. */
 #include <apr_pools.h>
 #include "sk_test.h"

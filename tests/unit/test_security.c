@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: the security properties of the httpd-free parts, one attack
  * each (issue 6). The integration suite (tests/integration/test_security.py)
  * proves the same through a real httpd; these pin the rules themselves. */
@@ -113,15 +114,15 @@ SK_TEST(security_state_cookie_is_opaque_and_bound_to_the_secret)
     free(raw);
     /* Valid JSON sealed under another secret (a "re-signed" cookie) is refused. */
     char *other = sk_login_state_seal(pool(), k2, &in);
-    SK_CHECK(sk_login_state_open(pool(), k, other, &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, other, &out) != APR_SUCCESS);
     /* Oversized values are refused before any work. */
     char *huge = apr_palloc(pool(), 20001);
     memset(huge, 'A', 20000);
     huge[20000] = 0;
-    SK_CHECK(sk_login_state_open(pool(), k, huge, &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, huge, &out) != APR_SUCCESS);
     /* Appending to a genuine value breaks it too. */
-    SK_CHECK(sk_login_state_open(pool(), k, apr_pstrcat(pool(), sealed, "AAAA", NULL), &out) != 0);
-    SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), 0);
+    SK_CHECK(sk_login_state_open(pool(), k, apr_pstrcat(pool(), sealed, "AAAA", NULL), &out) != APR_SUCCESS);
+    SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), APR_SUCCESS);
 }
 
 /* ---- token endpoint answers: logged reasons carry no token ---- */
@@ -133,17 +134,17 @@ SK_TEST(security_token_response_reason_is_log_safe)
     const char *tok = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c3JfMSJ9.c2lnbmF0dXJlc2lnbmF0dXJl";
     char *body = apr_psprintf(pool(), "{\"error\":\"server_error\",\"access_token\":\"%s\","
                               "\"refresh_token\":\"%s\"}", tok, tok);
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, body, strlen(body), &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 200, body, strlen(body), &ts, &why) != APR_SUCCESS);
     SK_CHECK(ts.access_token == NULL);              /* an error answer is never used */
     SK_REQUIRE(why);
     SK_CHECK(!strstr(why, tok));
     body = apr_psprintf(pool(), "{\"access_token\":\"%s\",\"id_token\":\"%s\"}", tok, tok);
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 500, body, strlen(body), &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 500, body, strlen(body), &ts, &why) != APR_SUCCESS);
     SK_CHECK(!strstr(why, tok));
     /* Control bytes, escapes and non-ASCII of the IdP's text never reach a log line raw. */
     const char *nasty = "{\"error\":\"bad\\r\\nFAKE LOG LINE\\u001b[31m\",\"error_description\":"
                         "\"\xc3\xa9\\u0000tail\"}";
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, nasty, strlen(nasty), &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, nasty, strlen(nasty), &ts, &why) != APR_SUCCESS);
     for (const unsigned char *c = (const unsigned char *)why; *c; c++)
         SK_CHECK(*c >= 0x20 && *c < 0x7f);
     /* The excerpt is bounded whatever the IdP sends. */
@@ -151,7 +152,7 @@ SK_TEST(security_token_response_reason_is_log_safe)
     strcpy(longerr, "{\"error\":\"");
     memset(longerr + 10, 'e', 100000);
     strcpy(longerr + 100010, "\"}");
-    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, longerr, strlen(longerr), &ts, &why) != 0);
+    SK_CHECK(sk_oauth_parse_token_response(pool(), 400, longerr, strlen(longerr), &ts, &why) != APR_SUCCESS);
     SK_CHECK(strlen(why) < 400);
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: sealed cookies and the login state. */
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -14,7 +15,7 @@ SK_TEST(state_round_trip)
                           "organization_id=org_1&prompt=login", "org_1", "https://b.example.com/cb" }, out;
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
-    SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), 0);
+    SK_CHECK_INT(sk_login_state_open(pool(), k, sealed, &out), APR_SUCCESS);
     SK_CHECK_STR(out.state, "s1");
     SK_CHECK_STR(out.nonce, "n1");
     SK_CHECK_STR(out.verifier, "v1");
@@ -25,7 +26,8 @@ SK_TEST(state_round_trip)
     SK_CHECK_STR(out.switch_to, "org_1");
     SK_CHECK_STR(out.redirect_uri, "https://b.example.com/cb");
     sk_login_state plain = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL, NULL };
-    SK_CHECK_INT(sk_login_state_open(pool(), k, sk_login_state_seal(pool(), k, &plain), &out), 0);
+    SK_CHECK_INT(sk_login_state_open(pool(), k, sk_login_state_seal(pool(), k, &plain), &out),
+                 APR_SUCCESS);
     SK_CHECK(out.params == NULL && out.switch_to == NULL && out.redirect_uri == NULL);
 }
 
@@ -36,15 +38,15 @@ SK_TEST(state_switch_mark)
     int64_t t;
     char *mark = sk_switch_mark_seal(pool(), k, "/b/?x=1", "org_b org_c", 1700000000);
     SK_REQUIRE(mark);
-    SK_CHECK_INT(sk_switch_mark_open(pool(), k, mark, &r, &o, &t), 0);
+    SK_CHECK_INT(sk_switch_mark_open(pool(), k, mark, &r, &o, &t), APR_SUCCESS);
     SK_CHECK_STR(r, "/b/?x=1");
     SK_CHECK_STR(o, "org_b org_c");
     SK_CHECK_INT(t, 1700000000);
     /* A login state does not open as a mark, nor a mark as a login state. */
     sk_login_state in = { "s1", "n1", "v1", "/", 1700000000, 0, NULL, NULL, NULL }, out;
     SK_CHECK(sk_switch_mark_open(pool(), k, sk_login_state_seal(pool(), k, &in), &r, &o, &t)
-             != 0);
-    SK_CHECK(sk_login_state_open(pool(), k, mark, &out) != 0);
+             != APR_SUCCESS);
+    SK_CHECK(sk_login_state_open(pool(), k, mark, &out) != APR_SUCCESS);
 }
 
 SK_TEST(state_tampering_refused)
@@ -56,20 +58,21 @@ SK_TEST(state_tampering_refused)
     char *sealed = sk_login_state_seal(pool(), k, &in);
     SK_REQUIRE(sealed);
     size_t n = strlen(sealed);
-    SK_CHECK(sk_login_state_open(pool(), other, sealed, &out) != 0);
-    SK_CHECK(sk_login_state_open(pool(), other_label, sealed, &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), other, sealed, &out) != APR_SUCCESS);
+    SK_CHECK(sk_login_state_open(pool(), other_label, sealed, &out) != APR_SUCCESS);
     for (size_t i = 0; i < n; i++) {          /* every single-character change */
         char *t = apr_pstrdup(pool(), sealed);
         t[i] = t[i] == 'A' ? 'B' : 'A';
-        SK_CHECK(sk_login_state_open(pool(), k, t, &out) != 0);
+        SK_CHECK(sk_login_state_open(pool(), k, t, &out) != APR_SUCCESS);
     }
     for (size_t len = 0; len < n; len += 7)   /* truncations */
-        SK_CHECK(sk_login_state_open(pool(), k, apr_pstrndup(pool(), sealed, len), &out) != 0);
-    SK_CHECK(sk_login_state_open(pool(), k, "", &out) != 0);
-    SK_CHECK(sk_login_state_open(pool(), k, "not base64!", &out) != 0);
+        SK_CHECK(sk_login_state_open(pool(), k, apr_pstrndup(pool(), sealed, len), &out)
+                 != APR_SUCCESS);
+    SK_CHECK(sk_login_state_open(pool(), k, "", &out) != APR_SUCCESS);
+    SK_CHECK(sk_login_state_open(pool(), k, "not base64!", &out) != APR_SUCCESS);
     /* a sealed value that is not a complete login state */
-    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "{}", 2), &out) != 0);
-    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "[", 1), &out) != 0);
+    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "{}", 2), &out) != APR_SUCCESS);
+    SK_CHECK(sk_login_state_open(pool(), k, sk_seal(pool(), k, "[", 1), &out) != APR_SUCCESS);
 }
 
 SK_TEST(state_seals_differ)

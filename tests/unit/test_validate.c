@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_validate.c: the validator's result cache: hits, expiry, bounds,
  * eviction, threads and reference counts. */
 #include <pthread.h>
