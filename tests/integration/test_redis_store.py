@@ -284,8 +284,12 @@ def test_copies_follow_every_servers_writes(idp, httpd_factory, browser_session,
     before, gets = copies_used(b), redis_gets(redis_acl)
     assert spread(b.url, jar) == [200] * 24
     warm_gets = redis_gets(redis_acl) - gets
-    # Most from a process's copy (prefork may start a process that has none yet).
-    assert copies_used(b) - before >= 12 and warm_gets <= 12, (copies_used(b) - before, warm_gets)
+    # Most from a process's copy (prefork may start a process that has none yet); besides the
+    # records a process had no copy of, each process may read the sign-out generation once a
+    # second (httpd_signout.c).
+    polls = len(b.children())
+    assert copies_used(b) - before >= 12 and warm_gets <= 12 + polls, (
+        copies_used(b) - before, warm_gets, polls)
     out = s.get(a.url + "/api/auth/logout", allow_redirects=False)   # sign out on A ...
     answered = time.monotonic()
     assert out.status_code == 302
