@@ -672,7 +672,7 @@ static const char *sk_set_unauthz(cmd_parms *cmd, sk_dir_conf *d, const char *ar
       "claim that becomes REMOTE_USER (default: sub)") \
     X(ScalekitCookieNames, SERVER, RAW_ARGS, cookie_names, sk_set_cookie_names, \
       sk_default_cookie_names, NAMES, \
-      "cookie names: access ID refresh state-prefix") \
+      "cookie names: access ID refresh state-prefix [session]") \
     X(ScalekitCookieDomain, SERVER, TAKE1, cookie_domain, sk_set_cookie_domain, NULL, FIELD, \
       "Domain attribute of the session cookies (default: none, host only)") \
     X(ScalekitCookieSameSite, SERVER, TAKE1, cookie_samesite, sk_set_samesite, "Lax", FIELD, \

@@ -248,7 +248,7 @@ const char *sk_state_cookie_name(request_rec *r, const char *state);
 /* httpd_session.c */
 int sk_check_authn(request_rec *r);
 /* Whether a request may be sent to sign in: ScalekitLoginIf, else a browser navigation. */
-int sk_wants_login(request_rec *r, const sk_dir_conf *d);
+int sk_is_login_wanted(request_rec *r, const sk_dir_conf *d);
 /* header_parser (access_checker for subrequests): the claim headers'
  * look-alikes out of every request of a location with ScalekitClaimHeaders. */
 #define SK_NOTE_SCRUBBED "scalekit-scrubbed"
@@ -319,7 +319,7 @@ void sk_tokens_clear(request_rec *r, const sk_tokens *t);
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
 /* 1 when a stored session's record is gone (signed out, back-channel logout)
  * since this request read it; 0 with cookies or when the store did not say. */
-int sk_tokens_ended(request_rec *r, const sk_tokens *t);
+int sk_is_session_ended(request_rec *r, const sk_tokens *t);
 /* A key's value (APR_SUCCESS with *out), APR_NOTFOUND, or the store's failure;
  * _small for values of at most max bytes. */
 apr_status_t sk_store_get(request_rec *r, const sk_store *st, const char *key, char **out);

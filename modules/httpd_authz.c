@@ -222,7 +222,7 @@ static void sk_az_note_orgs(request_rec *r, const sk_az_rule *rule)
 /* Whether a switch to orgs for return_to finished moments ago: its mark is
  * then spent, and the answer is the 403 page, not a sign-in loop. The mark
  * goes either way: it serves one answer. */
-static int sk_switch_tried(request_rec *r, const sk_server_conf *c, const char *return_to,
+static int sk_has_switch_tried(request_rec *r, const sk_server_conf *c, const char *return_to,
                            const char *orgs)
 {
     const char *mark = NULL, *mark_return, *mark_orgs;
@@ -250,13 +250,13 @@ static int sk_switch_org(request_rec *r)
     sk_server_conf *c = sk_server_config(r);
     const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
     /* An API client (a bearer token, XHR, fetch) cannot follow a sign-in. */
-    if (!c->rt || apr_table_get(r->headers_in, "Authorization") || !sk_wants_login(r, d))
+    if (!c->rt || apr_table_get(r->headers_in, "Authorization") || !sk_is_login_wanted(r, d))
         return 0;
     const request_rec *first = r;
     while (first->prev)
         first = first->prev;              /* the URL the browser asked for */
     const char *return_to = sk_local_path_ok(first->unparsed_uri) ? first->unparsed_uri : "/";
-    if (sk_switch_tried(r, c, return_to, orgs))
+    if (sk_has_switch_tried(r, c, return_to, orgs))
         return 0;
     sk_login_params lp = { { NULL } };
     if (d->login_params)

@@ -240,7 +240,7 @@ static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir
 }
 
 /* The token may be good: its signing key could not be had (yet). */
-static int sk_keys_missing(sk_jwt_err e)
+static int sk_is_key_missing(sk_jwt_err e)
 {
     return e == SK_JWT_E_KID_UNKNOWN || e == SK_JWT_E_NO_KEYS;
 }
@@ -250,7 +250,7 @@ static void sk_log_reject(request_rec *r, const char *what, const char *token, s
     sk_keystore_stats ks;
     const char *keys = "";
     sk_count_failure(e);
-    if (sk_keys_missing(e)) {
+    if (sk_is_key_missing(e)) {
         sk_keystore_get_stats(sk_server_config(r)->rt->keys, &ks);
         if (ks.last_error[0])
             keys = apr_pstrcat(r->pool, " (signing keys: ", ks.last_error, ")", NULL);
@@ -261,7 +261,7 @@ static void sk_log_reject(request_rec *r, const char *what, const char *token, s
 }
 
 /* 1 when both name a value and the values differ. */
-static int sk_differ(const char *a, const char *b)
+static int sk_has_conflict(const char *a, const char *b)
 {
     return a && b && strcmp(a, b);
 }
@@ -276,7 +276,7 @@ int sk_id_token_bound(const sk_claims *a, const sk_claims *id)
         return 0;
     if (a->sid)
         return id->sid && !strcmp(a->sid, id->sid);
-    return !sk_differ(a->oid, id->oid);
+    return !sk_has_conflict(a->oid, id->oid);
 }
 
 /* A location's ScalekitMachineClients, or NULL when it lists none. */
@@ -392,7 +392,7 @@ sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const ch
  * again. */
 static int sk_is_retryable(sk_jwt_err e)
 {
-    return sk_keys_missing(e) || e == SK_JWT_E_INTERNAL;
+    return sk_is_key_missing(e) || e == SK_JWT_E_INTERNAL;
 }
 
 /* What became of a refresh (sk_try_refresh). */
@@ -442,7 +442,7 @@ static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_
                       sk_env_safe(r->pool, old->sub));
         return SK_REFRESH_ENDED;
     }
-    if (sk_tokens_ended(r, t)) {            /* saving would bring a signed-out session back */
+    if (sk_is_session_ended(r, t)) {            /* saving would bring a signed-out session back */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s ended while it was being "
                       "refreshed: not kept", sk_short_hash(r->pool, spent));
         return SK_REFRESH_ENDED;
@@ -548,7 +548,7 @@ static int sk_refresh_unavailable(request_rec *r)
 }
 
 /* Browser navigation or not: ScalekitLoginIf overrides the built-in rule. */
-int sk_wants_login(request_rec *r, const sk_dir_conf *d)
+int sk_is_login_wanted(request_rec *r, const sk_dir_conf *d)
 {
     if (d->login_if) {
         const char *err = NULL;
@@ -574,7 +574,7 @@ static int sk_unauthenticated(request_rec *r, int had_session, int bearer)
         return OK;
     }
     if (!bearer && (d->unauth == SK_UNAUTH_LOGIN
-                    || (d->unauth == SK_UNAUTH_AUTO && sk_wants_login(r, d))))
+                    || (d->unauth == SK_UNAUTH_AUTO && sk_is_login_wanted(r, d))))
         /* Back to this URL afterwards, if it is one a browser keeps on this site
          * ("GET //evil.example/x" is not). */
         return sk_start_login(r, sk_local_path_ok(r->unparsed_uri) ? r->unparsed_uri : "/",

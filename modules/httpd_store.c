@@ -346,7 +346,7 @@ void sk_tokens_clear(request_rec *r, const sk_tokens *t)
     sk_clear_session_cookies(r);
 }
 
-int sk_tokens_ended(request_rec *r, const sk_tokens *t)
+int sk_is_session_ended(request_rec *r, const sk_tokens *t)
 {
     sk_server_conf *c = sk_server_config(r);
     char *text = NULL;
