@@ -314,7 +314,7 @@ const char *sk_store_check(apr_pool_t *p, const sk_server_conf *c);
 apr_status_t sk_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                   sk_server_conf *c);
 int sk_tokens_load(request_rec *r, sk_tokens *t);
-int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims);
+int sk_tokens_save(request_rec *r, sk_tokens *t);
 void sk_tokens_clear(request_rec *r, const sk_tokens *t);
 int sk_tokens_reload(request_rec *r, sk_tokens *t, const char *spent_refresh);
 /* 1 when a stored session's record is gone (signed out, back-channel logout)

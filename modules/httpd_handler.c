@@ -254,7 +254,7 @@ static int sk_callback(request_rec *r)
                   ts.refresh_token ? sk_short_hash(r->pool, ts.refresh_token) : "none");
     sk_tokens fresh = { .access = ts.access_token, .id = ts.id_token,
                         .refresh = ts.refresh_token, .vouched = rs->access->exp };
-    rv = sk_tokens_save(r, &fresh, rs->id);
+    rv = sk_tokens_save(r, &fresh);
     if (rv != OK)
         return rv;
     sk_count(SK_C_CALLBACK_OK);

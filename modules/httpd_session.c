@@ -452,7 +452,7 @@ static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_
     t->refresh = res.refresh_token;
     /* A kept ID token was verified when it came; the new access token just now. */
     t->vouched = (*rs)->access->exp;
-    if (sk_tokens_save(r, t, (*rs)->access) != OK)
+    if (sk_tokens_save(r, t) != OK)
         return SK_REFRESH_LATER;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session refreshed: access token %s",
                   sk_short_hash(r->pool, res.access_token));
@@ -802,8 +802,9 @@ int sk_check_authn(request_rec *r)
         return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);
     }
     sk_count(SK_C_VALID);
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
-                  ? sk_env_safe(r->pool, rs->access->sub) : "-");
+    if (APLOGrtrace1(r))                    /* its argument is worked out before the call */
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
+                      ? sk_env_safe(r->pool, rs->access->sub) : "-");
     ap_set_module_config(r->request_config, &scalekit_module, rs);
     if (!sk_publish(r, rs, d))
         return HTTP_UNAUTHORIZED;

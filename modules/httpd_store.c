@@ -296,7 +296,7 @@ static int sk_cookie_fits(request_rec *r, const char *name, const char *value)
     return 0;
 }
 
-int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
+int sk_tokens_save(request_rec *r, sk_tokens *t)
 {
     sk_server_conf *c = sk_server_config(r);
     if (!c->store) {
@@ -329,7 +329,6 @@ int sk_tokens_save(request_rec *r, sk_tokens *t, const sk_claims *claims)
     if (!record || sk_store_put(r, c->store, t->key, record, keep) != APR_SUCCESS)
         return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sessions unavailable",
                              "The session store did not answer. Please try again shortly.");
-    (void)claims;               /* back-channel logout needs no index (httpd_signout.c) */
     if (fresh)
         sk_set_cookie(r, c->cookie_session, session_id, SK_COOKIE_SESSION);
     return OK;

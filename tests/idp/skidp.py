@@ -793,22 +793,17 @@ class IdPState:
             # neither (OpenID Connect Core 12.2).
             claims.pop("c_hash", None)
             claims.pop("nonce", None)
-            if code:
-                claims["c_hash"] = half_sha256(code)
-            if nonce:
-                claims["nonce"] = nonce
-            claims.update(user["id_token_extra"])
-            return claims
-        claims = {"iss": issuer, "aud": [client_id], "azp": client_id, "sub": user["sub"],
-                  "oid": user["oid"], "sid": session.sid, "iat": t,
-                  "exp": t + self.lifetimes["id"], "at_hash": half_sha256(access_token),
-                  "amr": [user["connection_id"]], "client_id": client_id,
-                  "email": user["email"], "email_verified": user["email_verified"],
-                  "name": user["name"], "given_name": user["given_name"],
-                  "family_name": user["family_name"]}
-        for optional in ("picture", "locale", "preferred_username"):
-            if user.get(optional):
-                claims[optional] = user[optional]
+        else:
+            claims = {"iss": issuer, "aud": [client_id], "azp": client_id, "sub": user["sub"],
+                      "oid": user["oid"], "sid": session.sid, "iat": t,
+                      "exp": t + self.lifetimes["id"], "at_hash": half_sha256(access_token),
+                      "amr": [user["connection_id"]], "client_id": client_id,
+                      "email": user["email"], "email_verified": user["email_verified"],
+                      "name": user["name"], "given_name": user["given_name"],
+                      "family_name": user["family_name"]}
+            for optional in ("picture", "locale", "preferred_username"):
+                if user.get(optional):
+                    claims[optional] = user[optional]
         if code:
             claims["c_hash"] = half_sha256(code)
         if nonce:
