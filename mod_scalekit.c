@@ -844,9 +844,28 @@ static void *sk_create_dir_conf(apr_pool_t *p, char *dir)
     return c;
 }
 
+#define SK_X_ANY_SET_DIR(name, scope, form, field, parse, dflt, merge, help) \
+    SK_IF_DIR_##scope(|| c->field##_set)
+
+/* Whether a section sets any of the module's directives. */
+static int sk_dir_has_settings(const sk_dir_conf *c)
+{
+    return 0 SK_DIRECTIVES(SK_X_ANY_SET_DIR);
+}
+
+/* httpd merges every section a request matches, protected or not. A section
+ * without our directives changes nothing: the outer config as it is; an
+ * outer one without any holds the defaults, which the inner one holds where
+ * it sets nothing. No allocation for either (merged configs are never
+ * written to). */
 static void *sk_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
-    sk_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+    sk_dir_conf *base = basev, *add = addv;
+    if (!sk_dir_has_settings(add))
+        return base;
+    if (!sk_dir_has_settings(base))
+        return add;
+    sk_dir_conf *c = apr_pcalloc(p, sizeof(*c));
     SK_DIRECTIVES(SK_X_MERGE_DIR)
     return c;
 }
@@ -1108,6 +1127,16 @@ static void sk_child_init(apr_pool_t *p, server_rec *s)
 
 /* ----------------------------------------------------------------- hooks */
 
+/* Both handlers behind one hook: every request of the server, the module's
+ * or not, asks the handler hooks in turn. */
+static int sk_handlers(request_rec *r)
+{
+    if (!r->handler || r->handler[0] != 's')
+        return DECLINED;
+    int rv = sk_handler(r);
+    return rv == DECLINED ? sk_status_handler(r) : rv;
+}
+
 static void sk_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(sk_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -1128,8 +1157,7 @@ static void sk_register_hooks(apr_pool_t *p)
     ap_hook_insert_filter(sk_insert_private_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(SK_PRIVATE_FILTER, sk_private_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
-    ap_hook_handler(sk_handler, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_handler(sk_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(sk_handlers, NULL, NULL, APR_HOOK_MIDDLE);
     /* A signed-in user refused by a Require scalekit-* rule: 403, not 401. */
     ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(sk_forbidden_status, NULL, NULL, APR_HOOK_MIDDLE);

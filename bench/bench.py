@@ -206,6 +206,14 @@ CASES = {
                          "cgi": "/cgi-bin/bench", "auth": False,
                          "what": "no authentication module, the warm case's cookies sent anyway "
                                  "(the same request bytes: httpd's own cost of 2 KB of cookies)"},
+    "noauth-open":      {"server": "plain", "sets": None, "static": "/open/index.html",
+                         "cgi": None, "auth": False,
+                         "what": "no authentication module, the file through the same /open/ alias "
+                                 "(the base of scalekit-open: the same URL, the same sections)"},
+    "noauth-open-cookie": {"server": "plain", "sets": "warm", "static": "/open/index.html",
+                         "cgi": None, "auth": False,
+                         "what": "the same with the warm cookies sent (the base of "
+                                 "scalekit-open-cookie)"},
     "scalekit-warm":    {"server": "scalekit", "sets": "warm", "static": "/bench/index.html",
                          "cgi": "/cgi-bin/bench", "auth": True,
                          "what": "mod_scalekit, one session (cookies of a real sign-in)"},
@@ -256,7 +264,7 @@ SIGNIN_CASES = {
 # two cases of one target; on a shared machine whose speed wanders by 10 % in a minute the
 # pairs give the tighter figure of the two (its spread is printed beside it).
 RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "static", 0.90),
-                 ("unprotected static >= 0.99x no-auth", "scalekit-open", "noauth", "static", 0.99),
+                 ("unprotected static >= 0.99x no-auth", "scalekit-open", "noauth-open", "static", 0.99),
                  ("1000 users static >= 0.70x no-auth", "scalekit-1000", "noauth", "static", 0.70),
                  ("warm static >= 2x openidc session", "scalekit-warm", "openidc-session", "static", 2.0),
                  ("warm static >= 2x openidc bearer JWT", "scalekit-warm", "openidc-jwt", "static", 2.0),
@@ -988,7 +996,9 @@ def targets(rows, signins, memory, paired=(), alternated=()):
     pairs_of = {name: (case, base, target) for name, case, base, target, _ in RATIO_TARGETS}
     paired_by = {(p["case"], p["base"], p["target"]): p for p in paired}
     res_info = [("(info) warm static vs noauth-cookie, same bytes",) + pair("scalekit-warm", "noauth-cookie", "static"),
-                ("(info) warm CGI vs noauth-cookie CGI",) + pair("scalekit-warm", "noauth-cookie", "cgi")]
+                ("(info) warm CGI vs noauth-cookie CGI",) + pair("scalekit-warm", "noauth-cookie", "cgi"),
+                ("(info) unprotected with the warm cookies vs the same without the module",)
+                + pair("scalekit-open-cookie", "noauth-open-cookie", "static")]
     a, b = sg.get("signin-scalekit", {}), sg.get("signin-openidc", {})
     t.append(("sign-in round trip >= openidc", ratio(a.get("rate"), b.get("rate")),
               ratio(b.get("httpd_cpu_ms"), a.get("httpd_cpu_ms")), 1.0))

@@ -14,6 +14,8 @@ Workloads, on the same file (/bench/index.html, and the unprotected alias /pub/i
   noauth  the file through /bench/ of a server without the module: the limit (the same
           <Location>s as the module's server, Require all granted in place of its rules)
   noauth-cookie  the same with the warm cookies sent anyway: httpd's own cost of their bytes
+  noauth-pub, noauth-pub-cookie  the file through /pub/ of that server, without and with the
+          cookies: the same URLs as open and open-cookie (their bases)
   open    the file through /pub/ of the module's server: loaded, not protecting this location
           (what the every-request hooks cost a page the module does not guard)
   open-cookie  the same with the warm cookies sent (the fixup strips them before the handler)
@@ -60,12 +62,13 @@ ROLE_CONF = """Alias /role/ @DOCROOT@/bench/
 
 
 def workload_path(name):
-    return {"open": "/pub/", "open-cookie": "/pub/", "role": "/role/"}.get(name, "/bench/") + "index.html"
+    return {"open": "/pub/", "open-cookie": "/pub/", "noauth-pub": "/pub/", "noauth-pub-cookie": "/pub/",
+            "role": "/role/"}.get(name, "/bench/") + "index.html"
 
 
 # Workloads on a server without mod_scalekit (the limit); the others load it.
-PLAIN = ("noauth", "noauth-cookie")
-WORKLOADS = "noauth,noauth-cookie,open,open-cookie,warm,role,users"
+PLAIN = ("noauth", "noauth-cookie", "noauth-pub", "noauth-pub-cookie")
+WORKLOADS = "noauth,noauth-cookie,noauth-pub,noauth-pub-cookie,open,open-cookie,warm,role,users"
 
 # Functions of the request path whose per-request cost the callgrind report prints (inclusive).
 CG_FUNCS = [
@@ -81,7 +84,7 @@ CG_FUNCS = [
     "sk_private_filter",
 ]
 # What each workload is compared with: the same request bytes on the server without the module.
-SAME_BYTES = {"open": "noauth", "open-cookie": "noauth-cookie", "warm": "noauth-cookie",
+SAME_BYTES = {"open": "noauth-pub", "open-cookie": "noauth-pub-cookie", "warm": "noauth-cookie",
               "role": "noauth-cookie", "users": "noauth-cookie"}
 
 
@@ -122,8 +125,8 @@ def make_sessions(module_path, idp, users, work):
         jar = bench.scalekit_signin(h)
         warm = work / "warm.sets"
         warm.write_text(bench.cookie_line_from_jar(jar) + "\n")
-        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm, "open": None,
-                "open-cookie": warm, "role": warm}
+        sets = {"warm": warm, "noauth": None, "noauth-cookie": warm, "noauth-pub": None,
+                "noauth-pub-cookie": warm, "open": None, "open-cookie": warm, "role": warm}
         if users:
             sets["users"] = bench.make_user_sets(h, idp, users, work / "users.sets")
         return sets

@@ -223,15 +223,18 @@ const char *sk_login_path(request_rec *r);
  * (logged) when r's host is not a ServerName or ServerAlias of its server. */
 const char *sk_callback_url(request_rec *r);
 
+/* The module's request notes are named "sk-" and a letter of their own:
+ * apr tables compare the first four bytes (as a checksum) before a name. */
+
 /* The Cookie header as the client sent it, for the module's own reads: the
  * fixups hook takes the module's cookies out of headers_in before the
  * application runs (on this request, or on the one it is a subrequest or an
  * internal redirect of), keeping the original in this note. */
-#define SK_NOTE_COOKIE "scalekit-cookie"
+#define SK_NOTE_COOKIE "sk-cookie"
 const char *sk_cookie_header(request_rec *r);
 /* A response that sets a cookie of the module is marked so (a request note,
  * seen through internal redirects) and gets Cache-Control: private. */
-#define SK_NOTE_PRIVATE "scalekit-private"
+#define SK_NOTE_PRIVATE "sk-private"
 #define SK_PRIVATE_FILTER "SCALEKIT_PRIVATE"
 const char *sk_request_note(request_rec *r, const char *name);
 apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb);
@@ -251,7 +254,7 @@ int sk_check_authn(request_rec *r);
 int sk_is_login_wanted(request_rec *r, const sk_dir_conf *d);
 /* header_parser (access_checker for subrequests): the claim headers'
  * look-alikes out of every request of a location with ScalekitClaimHeaders. */
-#define SK_NOTE_SCRUBBED "scalekit-scrubbed"
+#define SK_NOTE_SCRUBBED "sk-scrubbed"
 int sk_scrub_claim_lookalikes(request_rec *r);
 int sk_scrub_subrequest_lookalikes(request_rec *r);
 /* The client's own Authorization header (or "" for none), kept where
@@ -259,7 +262,7 @@ int sk_scrub_subrequest_lookalikes(request_rec *r);
  * fixups hook puts it back at a location without the option that an
  * internal redirect or subrequest reaches, and removes an Authorization the
  * module did not set at one with it. */
-#define SK_NOTE_AUTHZ "scalekit-authorization"
+#define SK_NOTE_AUTHZ "sk-authorization"
 /* fixups: the module's cookies out of every request, before the handler. */
 int sk_strip_cookies_fixup(request_rec *r);
 /* The client's Cookie header was header; the application gets kept (the
@@ -272,6 +275,15 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
                                     int64_t vouched, sk_request_session **out);
 sk_request_session *sk_request_session_get(request_rec *r);
+/* A session for r, its claims' references dropped with r's pool. */
+sk_request_session *sk_request_session_new(request_rec *r);
+
+/* httpd_memo.c: the session of a connection's last request, for the next
+ * one that sends the same Cookie header. 1 with *out set when it applies. */
+int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **out);
+/* After rs was validated from the cookies (access token token) of r. */
+void sk_memo_keep(request_rec *r, const sk_dir_conf *d, const sk_request_session *rs,
+                  const char *token);
 /* 1 when ID token id belongs to access token a's Scalekit session (same user,
  * same sid; without a sid in a, no other organization). */
 int sk_id_token_bound(const sk_claims *a, const sk_claims *id);
@@ -382,11 +394,12 @@ void sk_forbidden_status(request_rec *r);
 /* httpd_status.c: server-wide counters */
 #define SK_STATUS_HANDLER "scalekit-status"
 typedef enum {
-    SK_C_AUTHN, SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
+    SK_C_AUTHN,                 /* read as VALID + MISSING, never counted */
+    SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
     SK_C_REFRESH_REUSED, SK_C_LOGIN, SK_C_CALLBACK_OK, SK_C_CALLBACK_REFUSED, SK_C_LOGOUT,
     SK_C_FORBIDDEN, SK_C_STORE_COPY, SK_C_REFRESH_REFUSED, SK_C_REFRESH_LIMITED,
     SK_C_REFRESH_OK, SK_C_JWKS_FETCH, SK_C_JWKS_FETCH_FAIL, SK_C_STORE_READ, SK_C_STORE_ERROR,
-    SK_C__COUNT
+    SK_C_MEMO, SK_C__COUNT
 } sk_counter;
 void sk_count(sk_counter c);
 void sk_count_failure(sk_jwt_err e);

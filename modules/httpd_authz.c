@@ -21,9 +21,9 @@
 #include "sk_module.h"
 #include "sk_redirect.h"
 
-#define SK_NOTE_FORBIDDEN "scalekit-forbidden"
-#define SK_NOTE_ORGS      "scalekit-wanted-organizations"   /* would have granted */
-#define SK_NOTE_SWITCH    "scalekit-switch"                 /* answer with the sign-in */
+#define SK_NOTE_FORBIDDEN "sk-forbidden"
+#define SK_NOTE_ORGS      "sk-wanted-organizations"   /* would have granted */
+#define SK_NOTE_SWITCH    "sk-org-switch"                 /* answer with the sign-in */
 
 typedef enum {
     SK_AZ_ORG, SK_AZ_ROLE, SK_AZ_PERMISSION, SK_AZ_SCOPE, SK_AZ_CLAIM, SK_AZ__COUNT

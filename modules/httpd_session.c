@@ -27,6 +27,13 @@ static apr_status_t sk_session_release(void *data)
     return APR_SUCCESS;
 }
 
+sk_request_session *sk_request_session_new(request_rec *r)
+{
+    sk_request_session *rs = apr_pcalloc(r->pool, sizeof(*rs));
+    apr_pool_cleanup_register(r->pool, rs, sk_session_release, apr_pool_cleanup_null);
+    return rs;
+}
+
 sk_request_session *sk_request_session_get(request_rec *r)
 {
     for (; r; r = r->main ? r->main : r->prev) {
@@ -328,8 +335,7 @@ static sk_jwt_err sk_validate_pair(request_rec *r, const char *access, const cha
     /* The clock now, not r->request_time: a token minted while this request
      * waited for the token endpoint has an nbf after the request's arrival. */
     int64_t now = (int64_t)apr_time_sec(apr_time_now());
-    sk_request_session *rs = apr_pcalloc(r->pool, sizeof(*rs));
-    apr_pool_cleanup_register(r->pool, rs, sk_session_release, apr_pool_cleanup_null);
+    sk_request_session *rs = sk_request_session_new(r);
     *out = NULL;
     /* A sealed store record that says a server verified both tokens spares
      * this process the signature checks (the validation cache in the store). */
@@ -605,7 +611,12 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
 {
     sk_tokens t;
     sk_jwt_err why = SK_JWT_E_SEGMENTS;
+    const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
     *out = NULL;
+    if (sk_memo_session(r, d, out)) {   /* the cookies of this connection's last request */
+        *had = 1;
+        return OK;
+    }
     int rv = sk_tokens_load(r, &t);
     if (rv != OK)
         return rv;
@@ -613,8 +624,10 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     if (t.gone)
         sk_tokens_clear(r, &t);
     if (t.access && (why = sk_validate_into_request(r, t.access, t.id, t.vouched, out))
-                    == SK_JWT_OK)
+                    == SK_JWT_OK) {
+        sk_memo_keep(r, d, *out, t.access);
         return OK;
+    }
     *out = NULL;
     if (why == SK_JWT_E_SIGNED_OUT) {       /* over: no refresh brings it back */
         if (!r->main)
@@ -796,7 +809,6 @@ int sk_check_authn(request_rec *r)
         if (rv != OK)
             return rv;
     }
-    sk_count(SK_C_AUTHN);
     if (!rs) {
         sk_count(SK_C_MISSING);
         return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);

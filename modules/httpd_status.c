@@ -24,7 +24,7 @@ static const char *const sk_counter_names[SK_C__COUNT] = {
     "refreshes", "refresh_failures", "refresh_reused", "logins_started", "callbacks_ok",
     "callbacks_refused", "logouts", "forbidden", "store_copies_used", "refresh_refused",
     "refresh_limited", "refreshes_ok", "jwks_fetches", "jwks_fetch_failures", "store_reads",
-    "store_errors",
+    "store_errors", "session_memo_hits",
 };
 
 /* Every counter lives in SK_SHARDS copies, each thread adding to one picked
@@ -80,6 +80,8 @@ apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 /* Counter slot i (a counter, or SK_C__COUNT + a refusal) over all shards. */
 static apr_uint32_t sk_read(int i)
 {
+    if (i == SK_C_AUTHN)                /* not counted: one less increment a request */
+        return sk_read(SK_C_VALID) + sk_read(SK_C_MISSING);
     if (!sk_counters)
         return i < SK_C__COUNT ? 0 : sk_failures_local[i - SK_C__COUNT];
     apr_uint32_t sum = 0;
@@ -211,6 +213,9 @@ static const sk_prom_family sk_prom_families[] = {
       { { SK_C_STORE_COPY, NULL }, SK_END } },
     { "scalekit_store_errors_total", "Session store operations that failed (not answered, "
       "refused, timed out).", NULL, { { SK_C_STORE_ERROR, NULL }, SK_END } },
+    { "scalekit_session_memo_hits_total", "Requests whose session was that of the previous "
+      "request on the same connection, with the same cookies (counted in "
+      "scalekit_requests_total too).", NULL, { { SK_C_MEMO, NULL }, SK_END } },
 };
 
 static void sk_prom_head(request_rec *r, const char *name, const char *help, const char *type)

@@ -71,13 +71,17 @@ static void sk_response_private(request_rec *r)
     apr_table_setn(r->notes, SK_NOTE_PRIVATE, "1");
     if (!apr_table_get(r->err_headers_out, "Cache-Control"))
         apr_table_setn(r->err_headers_out, "Cache-Control", "private");
+    ap_add_output_filter(SK_PRIVATE_FILTER, NULL, r, r->connection);
 }
 
-/* Before the handler of a request (or an internal redirect of one) whose
- * response sets our cookies. */
+/* An internal redirect (ErrorDocument, mod_rewrite) of a request whose
+ * response sets our cookies has a filter chain of its own: the filter again.
+ * Any other request got it where the cookie was set (sk_response_private),
+ * which spares every request a look at its notes here. */
 void sk_insert_private_filter(request_rec *r)
 {
-    if (sk_server_config(r)->rt && sk_request_note(r, SK_NOTE_PRIVATE))
+    if (r->prev && sk_server_config(r)->rt && !apr_table_get(r->notes, SK_NOTE_PRIVATE)
+        && sk_request_note(r->prev, SK_NOTE_PRIVATE))
         ap_add_output_filter(SK_PRIVATE_FILTER, NULL, r, r->connection);
 }
 

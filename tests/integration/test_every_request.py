@@ -221,6 +221,23 @@ def test_refresh_response_is_private(idp, httpd_factory, browser_session):
     assert r.status_code == 302 and cache_control(r) == ["no-store"], cache_control(r)
 
 
+def test_refresh_answered_by_an_error_document_is_private(idp, httpd_factory, browser_session):
+    """A refresh on a request that ends in an ErrorDocument (an internal redirect, with a filter
+    chain of its own): the page that carries the new cookies is private too."""
+    h = httpd_factory(idp=idp, extra_conf="ScalekitLeeway 0\n"
+                      "ErrorDocument 404 /cgi-bin/cache?public%2C%20max-age=600\n")
+    cgi = h.root / "cgi-bin" / "cache"
+    cgi.write_text(CACHE_CGI)
+    cgi.chmod(0o755)
+    s = browser_session()
+    signin(h, s)
+    expire_access_cookie(idp, s)
+    r = s.get(h.url + "/dashboard/no-such-page.html", allow_redirects=False)
+    assert r.status_code == 404 and "ok" in r.text, (r.status_code, r.text[:300])
+    assert any(c.startswith("sk-access-token=") for c in set_cookies(r)), set_cookies(r)
+    assert cache_control(r) == ["private, max-age=600"], cache_control(r)
+
+
 # ------------------------------------------------------------------------------------------------
 # Claim values in the error log
 # ------------------------------------------------------------------------------------------------
