@@ -177,12 +177,22 @@ typedef struct sk_published_claim {
 #define SK_ENV_ALL ((1u << SK_PUBLISHED_COUNT) - 1)
 extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
 
+/* REMOTE_USER and every value of sk_published as a session's claims give
+ * them, when all are printable as they are (no copy made safe in a pool):
+ * worked out once and kept by the connection's memo (httpd_memo.c). */
+typedef struct sk_published_set {
+    const void *conf;           /* the server's sk_server_conf they hold for; NULL: empty */
+    const char *user;
+    const char *v[SK_PUBLISHED_COUNT];
+} sk_published_set;
+
 /* The claims of a request's session, kept in its request_config. */
 typedef struct sk_request_session {
     sk_claims *access;          /* validated access token */
     sk_claims *id;              /* validated ID token, or NULL */
     const char *access_token;   /* the access token's text (ScalekitPassAccessToken) */
     const char *machine_client; /* a ScalekitMachineClients client's bearer token: its id */
+    sk_published_set *published;    /* the memo's, for these claims, or NULL */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */
@@ -282,7 +292,7 @@ sk_request_session *sk_request_session_new(request_rec *r);
  * one that sends the same Cookie header. 1 with *out set when it applies. */
 int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **out);
 /* After rs was validated from the cookies (access token token) of r. */
-void sk_memo_keep(request_rec *r, const sk_dir_conf *d, const sk_request_session *rs,
+void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
                   const char *token);
 /* 1 when ID token id belongs to access token a's Scalekit session (same user,
  * same sid; without a sid in a, no other organization). */

@@ -37,6 +37,7 @@ typedef struct sk_memo {
     char *token;                        /* the access token */
     size_t size;                        /* of the buffer the three above share */
     unsigned misses;                    /* requests since the last hit */
+    sk_published_set published;         /* what the claims publish (httpd_session.c) */
 } sk_memo;
 
 static void sk_memo_drop_claims(sk_memo *m)
@@ -45,6 +46,7 @@ static void sk_memo_drop_claims(sk_memo *m)
     sk_claims_unref(m->id);
     m->access = m->id = NULL;
     m->header_len = 0;
+    m->published.conf = NULL;
 }
 
 static apr_status_t sk_memo_release(void *data)
@@ -91,6 +93,7 @@ int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **o
     sk_request_session *rs = sk_request_session_new(r);
     rs->access = sk_claims_ref(m->access);
     rs->id = m->id ? sk_claims_ref(m->id) : NULL;
+    rs->published = &m->published;
     if (d->pass_token)
         rs->access_token = apr_pstrmemdup(r->pool, m->token, m->token_len);
     /* sk_cookies_stripped, knowing that no request before this one did */
@@ -119,7 +122,7 @@ static int sk_memo_room(sk_memo *m, size_t n)
     return 1;
 }
 
-void sk_memo_keep(request_rec *r, const sk_dir_conf *d, const sk_request_session *rs,
+void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
                   const char *token)
 {
     if (!sk_memo_applies(r, d))
@@ -151,4 +154,5 @@ void sk_memo_keep(request_rec *r, const sk_dir_conf *d, const sk_request_session
     m->access = sk_claims_ref(rs->access);
     m->id = rs->id ? sk_claims_ref(rs->id) : NULL;
     m->header_len = hl;
+    rs->published = &m->published;      /* filled by this request's sk_publish */
 }

@@ -127,11 +127,11 @@ static const char *sk_claim_string(const sk_claims *c, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* The values of sk_published the bits of want ask for, in its order, made
- * safe (NULL for the others): the access token's, the ID token filling in
- * the profile (Scalekit keeps email and name there). */
-static void sk_published_values(request_rec *r, const sk_request_session *rs, unsigned want,
-                                const char *v[SK_PUBLISHED_COUNT])
+/* Every value of sk_published, in its order, made safe (NULL when absent):
+ * the access token's, the ID token filling in the profile (Scalekit keeps
+ * email and name there). Returns whether they are the claims' own strings. */
+static int sk_published_values(request_rec *r, const sk_request_session *rs,
+                               const char *v[SK_PUBLISHED_COUNT])
 {
     sk_claims *a = rs->access, *id = rs->id;
     const char *raw[SK_PUBLISHED_COUNT] = {
@@ -141,8 +141,37 @@ static void sk_published_values(request_rec *r, const sk_request_session *rs, un
     };
     int plain = sk_claims_plain(a) && (!id || sk_claims_plain(id));
     for (int i = 0; i < SK_PUBLISHED_COUNT; i++)
-        v[i] = !raw[i] || !(want & (1u << i)) ? NULL
-             : plain ? raw[i] : sk_env_safe(r->pool, raw[i]);
+        v[i] = !raw[i] || plain ? raw[i] : sk_env_safe(r->pool, raw[i]);
+    return plain;
+}
+
+/* REMOTE_USER (NULL when the claim is missing) and the published values of
+ * the session: kept in rs->published when it has one, taken from there on a
+ * later request of the same connection and cookies. */
+static const char *sk_published_user(request_rec *r, sk_request_session *rs,
+                                     const char *v[SK_PUBLISHED_COUNT])
+{
+    sk_server_conf *c = sk_server_config(r);
+    sk_published_set *kept = rs->published;
+    if (kept && kept->conf == c) {
+        memcpy(v, kept->v, sizeof(kept->v));
+        return kept->user;
+    }
+    const char *user = sk_claim_string(rs->access, c->remote_user_claim);
+    if (!user)
+        user = sk_claim_string(rs->id, c->remote_user_claim);
+    int plain = sk_published_values(r, rs, v);
+    /* A field of a token whose fields are all plain needs no copy. */
+    int user_plain = user && ((user == rs->access->sub && sk_claims_plain(rs->access))
+                              || (rs->id && user == rs->id->sub && sk_claims_plain(rs->id)));
+    if (user && !user_plain)
+        user = sk_env_safe(r->pool, user);
+    if (kept && plain && user_plain) {
+        kept->user = user;
+        memcpy(kept->v, v, sizeof(kept->v));
+        kept->conf = c;
+    }
+    return user;
 }
 
 /* cJSON's text of v (a number, true/false, an object) in the pool. */
@@ -216,24 +245,19 @@ static void sk_custom_headers(request_rec *r, const char *prefix, const sk_custo
 
 /* REMOTE_USER, the SCALEKIT_* variables ScalekitEnvVars asks for, and the
  * claim headers (all of them: they do not depend on the environment). */
-static int sk_publish(request_rec *r, const sk_request_session *rs, const sk_dir_conf *d)
+static int sk_publish(request_rec *r, sk_request_session *rs, const sk_dir_conf *d)
 {
-    sk_server_conf *c = sk_server_config(r);
-    const char *user = sk_claim_string(rs->access, c->remote_user_claim);
-    if (!user)
-        user = sk_claim_string(rs->id, c->remote_user_claim);
+    const char *v[SK_PUBLISHED_COUNT];
+    const char *user = sk_published_user(r, rs, v);
     if (!user || !*user) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the session has no '%s' claim "
-                      "for REMOTE_USER (ScalekitRemoteUserClaim)", c->remote_user_claim);
+                      "for REMOTE_USER (ScalekitRemoteUserClaim)",
+                      sk_server_config(r)->remote_user_claim);
         return 0;
     }
-    /* A field of a token whose fields are all plain needs no copy. */
-    int plain = (user == rs->access->sub && sk_claims_plain(rs->access))
-                || (rs->id && user == rs->id->sub && sk_claims_plain(rs->id));
-    r->user = (char *)(plain ? user : sk_env_safe(r->pool, user));
+    r->user = (char *)user;
     r->ap_auth_type = (char *)SK_AUTH_TYPE;
-    const char *v[SK_PUBLISHED_COUNT];
-    sk_published_values(r, rs, d->header_prefix ? SK_ENV_ALL : d->env_vars, v);
+    /* The environment what ScalekitEnvVars asks for, the headers all. */
     const char **cv = d->custom ? sk_custom_values(r, rs, d->custom) : NULL;
     sk_setenv_all(r, v, d->env_vars, d->custom, cv);
     if (rs->machine_client && d->env_vars)  /* a listed machine client (ScalekitMachineClients) */

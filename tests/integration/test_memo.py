@@ -149,3 +149,26 @@ def test_a_token_expired_meanwhile_is_refused_on_the_same_connection(idp, httpd_
         assert status == 401, status
     finally:
         c.close()
+
+
+def test_virtual_hosts_on_one_connection_publish_their_own_user(idp, httpd_factory, browser_session):
+    """Name-based virtual hosts share a connection's memo: each still names the user its own way
+    (ScalekitRemoteUserClaim)."""
+    vhosts = ("<VirtualHost 127.0.0.1:@PORT@>\n ServerName localhost\n</VirtualHost>\n"
+              "<VirtualHost 127.0.0.1:@PORT@>\n ServerName other.test\n"
+              " ScalekitRemoteUserClaim email\n</VirtualHost>\n")
+    h = memo_server(idp, httpd_factory, extra_conf=vhosts)
+    s = browser_session()
+    signin(h, s)
+    cookie = cookie_header(s)
+    c = Connection(h)
+    try:
+        for _ in range(3):
+            for host, user in (("localhost", "usr_demo001"), ("localhost", "usr_demo001"),
+                               ("other.test", "ada@example.com"), ("other.test", "ada@example.com")):
+                status, body = c.get("/cgi-bin/envdump", cookie, extra={"Host": host})
+                assert status == 200, (host, status, body[:300])
+                env = {k: bytes.fromhex(v).decode() for k, v in json.loads(body).items()}
+                assert env["REMOTE_USER"] == user, (host, env["REMOTE_USER"])
+    finally:
+        c.close()
