@@ -84,7 +84,9 @@ int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **o
     if (!m || !m->header_len || !sk_memo_applies(r, d) || m->rt != sk_server_config(r)->rt)
         return 0;
     const char *h = apr_table_get(r->headers_in, "Cookie");
-    if (!h || strlen(h) != m->header_len || memcmp(h, m->header, m->header_len)) {
+    /* One pass, no strlen: strncmp stops at h's end, where the copy (which
+     * holds no NUL) differs; then h must end where the copy does. */
+    if (!h || strncmp(h, m->header, m->header_len) || h[m->header_len]) {
         m->misses++;
         return 0;
     }
