@@ -69,6 +69,11 @@ static sk_memo *sk_memo_of(conn_rec *c, int make)
     return m;
 }
 
+static int sk_memo_is_cold(const sk_memo *m)
+{
+    return m->misses >= SK_MEMO_SAMPLE;
+}
+
 /* Whether this request's session may come from, or go to, the memo: a
  * connection's own request (not a subrequest or internal redirect, whose
  * headers were another request's) at a location that strips the module's
@@ -81,13 +86,20 @@ static int sk_memo_applies(request_rec *r, const sk_dir_conf *d)
 int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **out)
 {
     sk_memo *m = sk_memo_of(r->connection, 0);
-    if (!m || !m->header_len || !sk_memo_applies(r, d) || m->rt != sk_server_config(r)->rt)
+    if (!m || !m->header_len || !sk_memo_applies(r, d))
+        return 0;
+    /* A connection that carries one user after another (a reverse proxy's)
+     * would look and copy for nothing: after a run of misses, only every
+     * SK_MEMO_SAMPLE-th request looks (and keeps its session). */
+    if (sk_memo_is_cold(m) && ++m->misses % SK_MEMO_SAMPLE)
         return 0;
     const char *h = apr_table_get(r->headers_in, "Cookie");
     /* One pass, no strlen: strncmp stops at h's end, where the copy (which
      * holds no NUL) differs; then h must end where the copy does. */
-    if (!h || strncmp(h, m->header, m->header_len) || h[m->header_len]) {
-        m->misses++;
+    if (!h || m->rt != sk_server_config(r)->rt || strncmp(h, m->header, m->header_len)
+        || h[m->header_len]) {
+        if (!sk_memo_is_cold(m))
+            m->misses++;
         return 0;
     }
     if (apr_time_sec(r->request_time) >= m->until || sk_is_signed_out(r, m->access))
@@ -132,11 +144,8 @@ void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
     const char *header = sk_request_note(r, SK_NOTE_COOKIE);
     const char *kept = apr_table_get(r->headers_in, "Cookie");
     sk_memo *m = header ? sk_memo_of(r->connection, 1) : NULL;
-    /* A connection that carries one user after another (a reverse proxy's)
-     * would copy every request's cookies for nothing: after a run of misses,
-     * only every SK_MEMO_SAMPLE-th request is kept. */
-    if (!m || (m->misses > SK_MEMO_SAMPLE && m->misses % SK_MEMO_SAMPLE))
-        return;
+    if (!m || (sk_memo_is_cold(m) && m->misses % SK_MEMO_SAMPLE))
+        return;                         /* not a request that looked (sk_memo_session) */
     sk_memo_drop_claims(m);
     size_t hl = strlen(header), kl = kept ? strlen(kept) : 0, tl = strlen(token);
     if (hl > SK_MEMO_HEADER_MAX || !sk_memo_room(m, hl + kl + tl))
