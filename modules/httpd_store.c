@@ -302,17 +302,19 @@ static int sk_cookie_fits(request_rec *r, const char *name, const char *value)
 /* The ID token and profile cookies of a sign-in or refresh, where the ID
  * token goes to the sign-in handler's path only. A new or carried ID token
  * (one the browser still holds at "/", signed in before the move) is written
- * there, a profile is sealed from its verified claims, and the one at "/" is
- * cleared first (a jar keyed by name alone then keeps the new one). Without
- * an ID token (a refresh on a protected path, where the browser does not send
- * it, answered without a new one) both cookies stay as the browser has them. */
+ * there, and a profile sealed from its verified claims. When the request
+ * came with an ID cookie, one at "/" may be among them: it is cleared first
+ * (a jar keyed by name alone then keeps the new one). Without an ID token (a
+ * refresh on a protected path, where the browser does not send it, answered
+ * without a new one) both cookies stay as the browser has them. */
 static void sk_id_cookies_save(request_rec *r, const sk_tokens *t, const char *path,
                                const char *profile)
 {
     sk_server_conf *c = sk_server_config(r);
     if (!t->id)
         return;
-    sk_set_cookie(r, c->cookie_id, NULL, SK_COOKIE_CLEAR);
+    if (sk_request_cookie(r, c->cookie_id))
+        sk_set_cookie(r, c->cookie_id, NULL, SK_COOKIE_CLEAR);
     sk_set_cookie_at(r, c->cookie_id, t->id, SK_COOKIE_SESSION, path);
     sk_set_cookie(r, c->cookie_profile, profile, profile ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
 }

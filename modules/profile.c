@@ -22,7 +22,10 @@ char *sk_profile_seal(apr_pool_t *p, const sk_sealer *k, const sk_claims *id)
         cJSON_DeleteItemFromObjectCaseSensitive(j, sk_plumbing[i]);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    char *sealed = text ? sk_seal_bound(p, k, SK_PROFILE_BOUND, text, strlen(text)) : NULL;
+    /* One ID token, one profile: the tabs sharing a refresh's answer get the same
+     * cookie, and every process one cache entry. */
+    char *sealed = text ? sk_seal_bound_same(p, k, SK_PROFILE_BOUND, text, strlen(text))
+                        : NULL;
     cJSON_free(text);
     return sealed;
 }
