@@ -191,38 +191,56 @@ static int sk_cookie_name_ok(const char *s)
     return 1;
 }
 
-static const char *const sk_default_cookie_names[5] = {
-    "sk-access-token", "sk-id-token", "sk-refresh-token", "sk-state-", "sk-session"
+static const char *const sk_default_cookie_names[6] = {
+    "sk-access-token", "sk-id-token", "sk-refresh-token", "sk-state-", "sk-session",
+    "sk-profile"
 };
 
-/* The five names ScalekitCookieNames sets together: access ID refresh
- * state-prefix session. */
-static void sk_cookie_names_use(sk_server_conf *c, const char *const names[5])
+/* The six names ScalekitCookieNames sets together: access ID refresh
+ * state-prefix session profile. */
+static void sk_cookie_names_use(sk_server_conf *c, const char *const names[6])
 {
     c->cookie_access = names[0];
     c->cookie_id = names[1];
     c->cookie_refresh = names[2];
     c->cookie_state = names[3];
     c->cookie_session = names[4];
+    c->cookie_profile = names[5];
 }
 
 static void sk_cookie_names_copy(sk_server_conf *c, const sk_server_conf *from)
 {
-    const char *const names[5] = { from->cookie_access, from->cookie_id, from->cookie_refresh,
-                                    from->cookie_state, from->cookie_session };
+    const char *const names[6] = { from->cookie_access, from->cookie_id, from->cookie_refresh,
+                                    from->cookie_state, from->cookie_session,
+                                    from->cookie_profile };
     sk_cookie_names_use(c, names);
+}
+
+/* The profile cookie's name when ScalekitCookieNames does not give one: the
+ * default, with the __Host- or __Secure- prefix of the access token's name
+ * (the profile goes wherever that cookie goes, and needs what it needs). */
+static const char *sk_profile_name_for(apr_pool_t *p, const char *access)
+{
+    static const char *const prefixes[] = { "__Host-", "__Secure-" };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (!strncasecmp(access, prefixes[i], strlen(prefixes[i])))
+            return apr_pstrcat(p, apr_pstrmemdup(p, access, strlen(prefixes[i])),
+                               sk_default_cookie_names[5], NULL);
+    return sk_default_cookie_names[5];
 }
 
 static const char *sk_set_cookie_names(cmd_parms *cmd, sk_server_conf *c, const char *args)
 {
-    const char *names[5] = { NULL, NULL, NULL, NULL, sk_default_cookie_names[4] };
+    const char *names[6] = { NULL, NULL, NULL, NULL, sk_default_cookie_names[4], NULL };
     int n = 0;
-    while (*args && n < 5)
+    while (*args && n < 6)
         names[n++] = ap_getword_conf(cmd->pool, &args);
     if (n < 4 || *args)
-        return "ScalekitCookieNames: expects four or five names: access ID refresh "
-               "state-prefix [session]";
-    for (int i = 0; i < 5; i++)
+        return "ScalekitCookieNames: expects four to six names: access ID refresh "
+               "state-prefix [session [profile]]";
+    if (!names[5])
+        names[5] = sk_profile_name_for(cmd->pool, names[0]);
+    for (int i = 0; i < 6; i++)
         if (!sk_cookie_name_ok(names[i]))
             return apr_psprintf(cmd->pool, "ScalekitCookieNames: '%s' is not a valid "
                                 "cookie name (letters, digits, - _ .)", names[i]);
@@ -641,7 +659,7 @@ static const char *sk_set_unauthz(cmd_parms *cmd, sk_dir_conf *d, const char *ar
  * default the field's value in a new configuration
  * merge   how a virtual host or section inherits it: FIELD (its own when set,
  *         else the outer one's), or a rule for fields set together: NAMES (the
- *         five cookie names), STORE (the store and its arguments), CLAIMS (the
+ *         six cookie names), STORE (the store and its arguments), CLAIMS (the
  *         variables and ScalekitEnvVars' other claims).
  * Adding a directive: a row here, the field and its _set bit in sk_module.h,
  * its section in docs/directives.md (tests/integration/test_docs.py checks). */
@@ -672,7 +690,7 @@ static const char *sk_set_unauthz(cmd_parms *cmd, sk_dir_conf *d, const char *ar
       "claim that becomes REMOTE_USER (default: sub)") \
     X(ScalekitCookieNames, SERVER, RAW_ARGS, cookie_names, sk_set_cookie_names, \
       sk_default_cookie_names, NAMES, \
-      "cookie names: access ID refresh state-prefix [session]") \
+      "cookie names: access ID refresh state-prefix [session [profile]]") \
     X(ScalekitCookieDomain, SERVER, TAKE1, cookie_domain, sk_set_cookie_domain, NULL, FIELD, \
       "Domain attribute of the session cookies (default: none, host only)") \
     X(ScalekitCookieSameSite, SERVER, TAKE1, cookie_samesite, sk_set_samesite, "Lax", FIELD, \
@@ -906,7 +924,7 @@ static int sk_has_prefix(const char *name, const char *prefix)
 static const char *sk_cookie_prefix_problem(apr_pool_t *p, server_rec *s, sk_server_conf *c)
 {
     const char *names[] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
-                            c->cookie_state, c->cookie_session };
+                            c->cookie_state, c->cookie_session, c->cookie_profile };
     const char *host = NULL, *secure = NULL;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (!host && sk_has_prefix(names[i], "__Host-"))
@@ -994,6 +1012,7 @@ static apr_status_t sk_runtime_cleanup(void *data)
     sk_validator_destroy(rt->access);
     sk_validator_destroy(rt->id);
     sk_validator_destroy(rt->logout);
+    sk_validator_destroy(rt->profile);
     sk_keystore_destroy(rt->keys);
     return APR_SUCCESS;
 }
@@ -1003,8 +1022,27 @@ static apr_status_t sk_runtime_cleanup(void *data)
 static void sk_build_strip(apr_pool_t *p, sk_runtime *rt, const sk_server_conf *c)
 {
     const char *own[] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
-                          c->cookie_session };
-    sk_cookie_names_init(p, &rt->own_cookies, own, 4, c->cookie_state);
+                          c->cookie_session, c->cookie_profile };
+    sk_cookie_names_init(p, &rt->own_cookies, own, 5, c->cookie_state);
+}
+
+/* Where the ID token cookie goes: the sign-in handler's path, the callback's
+ * parent (…/callback: login, logout and session are its siblings), where
+ * sign-out names it as id_token_hint and the session JSON shows it; protected
+ * requests carry the profile cookie instead. NULL (Path=/, no profile) when
+ * that parent is the root, or a __Host- name demands Path=/, or the path
+ * holds a character a Set-Cookie attribute cannot carry as it is. */
+static const char *sk_id_cookie_path(apr_pool_t *p, const sk_server_conf *c,
+                                     const char *redirect_path)
+{
+    const char *slash = strrchr(redirect_path, '/');
+    if (!slash || slash == redirect_path || sk_has_prefix(c->cookie_id, "__Host-")
+        || c->store_provider)
+        return NULL;
+    for (const char *q = redirect_path; q < slash; q++)
+        if (!apr_isalnum(*q) && !strchr("/-._~%!$&'()*+,=:@", *q))
+            return NULL;
+    return apr_pstrmemdup(p, redirect_path, (apr_size_t)(slash - redirect_path));
 }
 
 static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf *c)
@@ -1023,6 +1061,7 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     apr_uri_parse(p, c->redirect_uri, &u);
     rt->redirect_path = c->redirect_uri[0] == '/' ? c->redirect_uri : u.path;
     rt->switch_cookie = apr_pstrcat(p, c->cookie_state, "org", NULL);
+    rt->id_cookie_path = sk_id_cookie_path(p, c, rt->redirect_path);
     rt->access_policy = (sk_policy){ c->env_url, auds, c->audiences->nelts + 1, c->algs,
                                      c->leeway, 1, 0, 1, NULL, 0 };
     /* An ID token names only the client in aud, and is kept as the profile of
@@ -1040,7 +1079,10 @@ static const char *sk_build_runtime(apr_pool_t *p, server_rec *s, sk_server_conf
     rt->access = sk_validator_create(&rt->access_policy, rt->keys, (size_t)c->cache_entries);
     rt->id = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
     rt->logout = sk_validator_create(&rt->logout_policy, rt->keys, 0);
+    /* Profile cookies, sealed by rt->sealer: the id policy's check_exp=0 life in the cache. */
+    rt->profile = sk_validator_create(&rt->id_policy, rt->keys, (size_t)c->cache_entries);
     if (!rt->sealer || !rt->record_sealer || !rt->keys || !rt->access || !rt->id || !rt->logout
+        || !rt->profile
         || sk_revoke_init(p, rt) != APR_SUCCESS)
         return "mod_scalekit: cannot set up its key store, validators, sealing key or "
                "management token cache";

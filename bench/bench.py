@@ -536,9 +536,14 @@ def scalekit_signin(h):
     b, final = signin.sign_in(h.url + "/bench/index.html")
     jar = b.jar.get("localhost:%d" % h.port, {})
     b.close()
-    for name in ("sk-access-token", "sk-id-token", "sk-refresh-token"):
-        if name not in jar:
-            raise BenchError("sign-in through mod_scalekit gave no %s cookie (got %s)" % (name, sorted(jar)))
+    # The ID token's cookie goes to the sign-in handler's path only; protected pages get the
+    # sealed profile in its place.
+    want = {"sk-access-token": "/", "sk-refresh-token": "/", "sk-profile": "/",
+            "sk-id-token": "/api/auth"}
+    for name, path in want.items():
+        if name not in jar or jar[name][1] != path:
+            raise BenchError("sign-in through mod_scalekit gave no %s cookie at Path=%s (got %s)"
+                             % (name, path, sorted((n, p) for n, (v, p) in jar.items())))
     return jar
 
 
@@ -1435,9 +1440,11 @@ def main(argv=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def cookie_line_from_jar(jar):
+def cookie_line_from_jar(jar, path="/bench/index.html"):
+    """The module's cookies a browser sends with a request for path: those whose Path matches."""
     return "Cookie: " + "; ".join("%s=%s" % (n, v) for n, (v, p) in jar.items()
-                                  if n.startswith("sk-") and not n.startswith("sk-state-"))
+                                  if n.startswith("sk-") and not n.startswith("sk-state-")
+                                  and (p == "/" or path == p or path.startswith(p.rstrip("/") + "/")))
 
 
 def signin_run(h, idp, duration, clients):

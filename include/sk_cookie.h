@@ -30,7 +30,7 @@ const char *sk_cookie_get(apr_pool_t *p, const char *header, const char *name);
 
 /* The module's own cookies: whole names (tokens, session id) and the name
  * prefix of the state cookies. Built once at start-up. */
-#define SK_COOKIE_OWN_MAX 4
+#define SK_COOKIE_OWN_MAX 5
 typedef struct sk_cookie_names {
     const char *exact[SK_COOKIE_OWN_MAX];
     size_t exact_len[SK_COOKIE_OWN_MAX];

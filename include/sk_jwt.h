@@ -186,6 +186,19 @@ sk_jwt_err sk_validate_audless(sk_validator *v, const char *token, size_t len, i
 sk_jwt_err sk_validate_vouched(sk_validator *v, const char *token, size_t len, int64_t now,
                                sk_claims **out);
 
+/* Claims from a value that is not a token (a sealed cookie of the module's):
+ * one reference, or NULL when the value does not open. */
+typedef sk_claims *sk_claims_opener(void *ctx, const char *value, size_t len);
+
+/* The validator's cache for such values: on a miss open makes the claims (no
+ * signature, key or claim is checked: open vouches for them), kept as a
+ * check_exp=0 policy keeps tokens (an hour, then opened afresh) and keyed
+ * the same way: the value's last 16 bytes must be unforgeable (an AEAD tag)
+ * and a hit compares it whole. SK_JWT_OK with *out, SK_JWT_E_SIGNATURE when
+ * the value does not open, SK_JWT_E_TOO_LARGE. Use a validator of its own. */
+sk_jwt_err sk_validate_opened(sk_validator *v, const char *value, size_t len, int64_t now,
+                              sk_claims_opener *open, void *ctx, sk_claims **out);
+
 /* Counters, for the status handler and the benchmarks. */
 typedef struct sk_validator_stats {
     uint64_t validations, cache_hits, cache_entries, evictions;

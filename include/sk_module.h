@@ -51,12 +51,15 @@ typedef struct sk_runtime {
     sk_validator *access;       /* access tokens: exp enforced */
     sk_validator *id;           /* ID tokens kept in a session: profile only */
     sk_validator *logout;       /* back-channel logout tokens */
+    sk_validator *profile;      /* profile cookies: opened once per process (sk_profile.h) */
     sk_policy access_policy, id_policy, logout_policy;
     sk_sealer *sealer;          /* state cookies */
     sk_sealer *record_sealer;   /* session store records */
     sk_http_opts http;
     const char *jwks_url, *token_url, *redirect_path;
     const char *switch_cookie;  /* the finished organization switch's mark */
+    const char *id_cookie_path; /* the ID token cookie's Path, the sign-in handler's; NULL:
+                                 * "/", and no profile cookie (the ID token goes everywhere) */
     const char *jwks_cache_key; /* where the last good JWKS is shared (httpd_shared.c) */
     server_rec *s;              /* for log lines from the key fetcher */
     sk_m2m_cache m2m;
@@ -98,6 +101,9 @@ extern const sk_store_ops sk_socache_ops;
 /* A session's tokens, wherever they are kept. */
 typedef struct sk_tokens {
     const char *access, *id, *refresh;
+    const char *profile;            /* cookies: the sealed profile cookie the request sent */
+    const sk_claims *id_claims;     /* to save: id's verified claims, sealed into a new
+                                     * profile cookie (NULL: none) */
     const char *key;                /* store key of the session, NULL with cookies */
     int64_t vouched;                /* store: both tokens verified by a server until then */
     int64_t expires;                /* store: when the record expires (0: not said) */
@@ -109,6 +115,7 @@ typedef struct sk_server_conf {
     const char *env_url, *client_id, *client_secret, *redirect_uri;
     const char *scope, *ca_file, *post_logout_uri, *remote_user_claim;
     const char *cookie_access, *cookie_id, *cookie_refresh, *cookie_state, *cookie_session;
+    const char *cookie_profile;
     const char *store_provider, *store_args;   /* ScalekitSessionStore; NULL: cookies */
     const struct sk_redis_url *store_redis;    /* redis://: its address (store_provider
                                                 * is then its display form) */
@@ -212,6 +219,9 @@ int sk_is_https(request_rec *r);
 #define SK_COOKIE_SESSION 0
 #define SK_COOKIE_CLEAR   (-1)
 void sk_set_cookie(request_rec *r, const char *name, const char *value, int life);
+/* The same with another Path than "/". */
+void sk_set_cookie_at(request_rec *r, const char *name, const char *value, int life,
+                      const char *path);
 void sk_clear_session_cookies(request_rec *r);
 const char *sk_request_cookie(request_rec *r, const char *name);
 void sk_request_cookies(request_rec *r, const char *const *names, const char **values, int n);
@@ -281,9 +291,11 @@ void sk_cookies_stripped(request_rec *r, const char *header, const char *kept);
 int sk_find_session(request_rec *r, sk_request_session **out, int *had);
 /* Validate a session's tokens (vouched: until when a store record says a server
  * verified them) and keep their claims for the request: SK_JWT_OK with *out,
- * or why they were refused (logged). */
+ * or why they were refused (logged). profile: a sealed profile cookie, taken in
+ * the ID token's place when id is NULL (NULL: none). */
 sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                                    int64_t vouched, sk_request_session **out);
+                                    const char *profile, int64_t vouched,
+                                    sk_request_session **out);
 sk_request_session *sk_request_session_get(request_rec *r);
 /* A session for r, its claims' references dropped with r's pool. */
 sk_request_session *sk_request_session_new(request_rec *r);

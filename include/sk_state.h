@@ -28,6 +28,11 @@ char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const 
                     size_t len);
 char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *sealed,
                       size_t max, size_t *len);
+/* sk_seal_bound with an IV made from bound and plain (a synthetic IV): the
+ * same input seals to the same value (which is all that reveals), so that
+ * parallel requests sealing one thing hand out one cookie. */
+char *sk_seal_bound_same(apr_pool_t *p, const sk_sealer *k, const char *bound,
+                         const char *plain, size_t len);
 
 /* What the callback needs to finish a sign-in that the login started. */
 typedef struct sk_login_state {

@@ -244,7 +244,7 @@ static int sk_callback(request_rec *r)
         return sk_error_page(r, rv, "Sign-in did not complete", rv == HTTP_BAD_GATEWAY
                              ? "The sign-in service did not answer as expected."
                              : "Scalekit refused to finish this sign-in.");
-    if (sk_validate_into_request(r, ts.access_token, ts.id_token, 0, &rs) != SK_JWT_OK
+    if (sk_validate_into_request(r, ts.access_token, ts.id_token, NULL, 0, &rs) != SK_JWT_OK
         || !sk_check_id_token(r, rs, &st))
         return sk_error_page(r, HTTP_BAD_GATEWAY, "Sign-in could not be verified",
                              "The tokens from the sign-in service did not pass the checks.");
@@ -252,7 +252,7 @@ static int sk_callback(request_rec *r)
                   "iss, aud, exp, nonce), access token %s valid; refresh token %s",
                   sk_short_hash(r->pool, ts.id_token), sk_short_hash(r->pool, ts.access_token),
                   ts.refresh_token ? sk_short_hash(r->pool, ts.refresh_token) : "none");
-    sk_tokens fresh = { .access = ts.access_token, .id = ts.id_token,
+    sk_tokens fresh = { .access = ts.access_token, .id = ts.id_token, .id_claims = rs->id,
                         .refresh = ts.refresh_token, .vouched = rs->access->exp };
     rv = sk_tokens_save(r, &fresh);
     if (rv != OK)

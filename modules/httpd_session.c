@@ -16,6 +16,7 @@
 #include "sk_module.h"
 #include "sk_redirect.h"
 #include "sk_cookie.h"
+#include "sk_profile.h"
 
 static apr_status_t sk_session_release(void *data)
 {
@@ -344,15 +345,38 @@ static int sk_machine_token_ok(request_rec *r, const apr_array_header_t *list,
     return 0;
 }
 
+/* sk_validate_opened's opener of profile cookies: ctx is the request. */
+static sk_claims *sk_profile_opener(void *ctx, const char *value, size_t len)
+{
+    request_rec *r = ctx;
+    return sk_profile_open(r->pool, sk_server_config(r)->rt->sealer, value, len);
+}
+
+/* A profile cookie's claims into rs->id, from this process's cache when it
+ * was opened before (a warm request unseals nothing). One that does not open
+ * (altered, sealed under another client secret) is not used: the session is
+ * the access token's, as with an unbound ID token. */
+static void sk_profile_into(request_rec *r, const char *profile, int64_t now,
+                            sk_request_session *rs)
+{
+    sk_runtime *rt = sk_server_config(r)->rt;
+    if (sk_validate_opened(rt->profile, profile, strlen(profile), now, sk_profile_opener, r,
+                           &rs->id) != SK_JWT_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "profile cookie %s does not open "
+                      "(altered, or sealed with another client secret): its claims are not "
+                      "used", sk_short_hash(r->pool, profile));
+}
+
 /* Validate the pair and keep the claims for this request (authz reads them).
  * The ID token is optional; when present it must be valid and name the same
  * user, or the session is refused. One of another Scalekit session of that
  * user (an older sign-in, another organization) is dropped: the session is
- * the access token's, and no claim of an unbound ID token is used.
+ * the access token's, and no claim of an unbound ID token is used. Without
+ * an ID token, a profile cookie plays its part, under the same rules.
  * machines: a bearer token at a location with ScalekitMachineClients (it may
  * lack aud), else NULL. SK_JWT_OK with *out set, or why the pair was refused. */
 static sk_jwt_err sk_validate_pair(request_rec *r, const char *access, const char *id,
-                                   int64_t vouched, const apr_array_header_t *machines,
+                                   const char *profile, int64_t vouched, const apr_array_header_t *machines,
                                    sk_request_session **out)
 {
     sk_runtime *rt = sk_server_config(r)->rt;
@@ -383,22 +407,27 @@ static sk_jwt_err sk_validate_pair(request_rec *r, const char *access, const cha
         sk_log_reject(r, "access token", access, SK_JWT_E_SIGNED_OUT);
         return SK_JWT_E_SIGNED_OUT;
     }
+    const char *what = id ? "ID token" : "profile cookie", *idv = id ? id : profile;
     if (id) {
         e = check(rt->id, id, strlen(id), now, &rs->id);
         if (e != SK_JWT_OK) {
             sk_log_reject(r, "ID token", id, e);
             return e;
         }
+    }
+    else if (profile)
+        sk_profile_into(r, profile, now, rs);
+    if (rs->id) {
         if (!rs->access->sub || !rs->id->sub || strcmp(rs->access->sub, rs->id->sub)) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s and ID token "
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "access token %s and %s "
                           "%s name different users: session refused",
-                          sk_short_hash(r->pool, access), sk_short_hash(r->pool, id));
+                          sk_short_hash(r->pool, access), what, sk_short_hash(r->pool, idv));
             return SK_JWT_E_PAYLOAD;
         }
         if (!sk_id_token_bound(rs->access, rs->id)) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ID token %s is of another "
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "%s %s is of another "
                           "session than access token %s (sid or organization): its claims "
-                          "are not used", sk_short_hash(r->pool, id),
+                          "are not used", what, sk_short_hash(r->pool, idv),
                           sk_short_hash(r->pool, access));
             sk_claims_unref(rs->id);
             rs->id = NULL;
@@ -410,9 +439,10 @@ static sk_jwt_err sk_validate_pair(request_rec *r, const char *access, const cha
 }
 
 sk_jwt_err sk_validate_into_request(request_rec *r, const char *access, const char *id,
-                                    int64_t vouched, sk_request_session **out)
+                                    const char *profile, int64_t vouched,
+                                    sk_request_session **out)
 {
-    return sk_validate_pair(r, access, id, vouched, NULL, out);
+    return sk_validate_pair(r, access, id, profile, vouched, NULL, out);
 }
 
 /* New tokens that could not be checked, for want of keys or of memory, are
@@ -454,7 +484,7 @@ static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_
         /* Another server refreshed this stored session first: use its tokens. */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "refresh %s lost a race with another "
                       "server; using the session's new tokens", sk_short_hash(r->pool, spent));
-        why = sk_validate_into_request(r, t->access, t->id, t->vouched, rs);
+        why = sk_validate_into_request(r, t->access, t->id, NULL, t->vouched, rs);
         return why == SK_JWT_OK ? SK_REFRESHED : sk_refused_outcome(why);
     }
     if (res.error) {
@@ -462,7 +492,11 @@ static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_
                       sk_short_hash(r->pool, spent), res.error);
         return res.unavailable ? SK_REFRESH_LATER : SK_REFRESH_ENDED;
     }
-    why = sk_validate_into_request(r, res.access_token, res.id_token, 0, rs);
+    /* Cookies: without a new ID token, the one the browser sent (signed in
+     * before the ID token moved to the handler's path: its claims make the
+     * new profile), else the profile cookie it sent, which stays. */
+    const char *id = res.id_token ? res.id_token : sk_server_config(r)->store ? NULL : t->id;
+    why = sk_validate_into_request(r, res.access_token, id, id ? NULL : t->profile, 0, rs);
     if (why != SK_JWT_OK)
         return sk_refused_outcome(why);
     if (old && strcmp(old->sub, (*rs)->access->sub)) {
@@ -479,6 +513,7 @@ static sk_refresh_outcome sk_try_refresh(request_rec *r, sk_tokens *t, const sk_
     }
     t->access = res.access_token;
     t->id = res.id_token ? res.id_token : t->id;
+    t->id_claims = res.id_token || id ? (*rs)->id : NULL;
     t->refresh = res.refresh_token;
     /* A kept ID token was verified when it came; the new access token just now. */
     t->vouched = (*rs)->access->exp;
@@ -647,8 +682,8 @@ static int sk_cookie_session(request_rec *r, sk_request_session **out, int *had)
     *had = t.access || t.refresh || t.gone;
     if (t.gone)
         sk_tokens_clear(r, &t);
-    if (t.access && (why = sk_validate_into_request(r, t.access, t.id, t.vouched, out))
-                    == SK_JWT_OK) {
+    if (t.access && (why = sk_validate_into_request(r, t.access, t.id, t.profile, t.vouched,
+                                                    out)) == SK_JWT_OK) {
         sk_memo_keep(r, d, *out, t.access);
         return OK;
     }
@@ -699,7 +734,7 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had)
     if (bearer) {                       /* an API client: no cookies, no refresh */
         *had = 1;
         sk_count(SK_C_BEARER);
-        if (sk_validate_pair(r, bearer, NULL, 0, sk_machine_clients(d), out) != SK_JWT_OK)
+        if (sk_validate_pair(r, bearer, NULL, NULL, 0, sk_machine_clients(d), out) != SK_JWT_OK)
             *out = NULL;
         return OK;
     }

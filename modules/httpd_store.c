@@ -21,6 +21,7 @@
 #include "sk_module.h"
 #include "sk_oauth.h"
 #include "sk_json.h"
+#include "sk_profile.h"
 
 #define SK_RECORD_MAX  (48 * 1024)
 
@@ -238,12 +239,14 @@ int sk_tokens_load(request_rec *r, sk_tokens *t)
     sk_server_conf *c = sk_server_config(r);
     memset(t, 0, sizeof(*t));
     if (!c->store) {
-        const char *names[3] = { c->cookie_access, c->cookie_id, c->cookie_refresh };
-        const char *values[3];
-        sk_request_cookies(r, names, values, 3);
+        const char *names[4] = { c->cookie_access, c->cookie_id, c->cookie_refresh,
+                                 c->cookie_profile };
+        const char *values[4];
+        sk_request_cookies(r, names, values, 4);
         t->access = values[0];
         t->id = values[1];
         t->refresh = values[2];
+        t->profile = values[3];
         return OK;
     }
     const char *sid;
@@ -296,19 +299,46 @@ static int sk_cookie_fits(request_rec *r, const char *name, const char *value)
     return 0;
 }
 
+/* The ID token and profile cookies of a sign-in or refresh, where the ID
+ * token goes to the sign-in handler's path only. A new or carried ID token
+ * (one the browser still holds at "/", signed in before the move) is written
+ * there, and a profile sealed from its verified claims. When the request
+ * came with an ID cookie, one at "/" may be among them: it is cleared first
+ * (a jar keyed by name alone then keeps the new one). Without an ID token (a
+ * refresh on a protected path, where the browser does not send it, answered
+ * without a new one) both cookies stay as the browser has them. */
+static void sk_id_cookies_save(request_rec *r, const sk_tokens *t, const char *path,
+                               const char *profile)
+{
+    sk_server_conf *c = sk_server_config(r);
+    if (!t->id)
+        return;
+    if (sk_request_cookie(r, c->cookie_id))
+        sk_set_cookie(r, c->cookie_id, NULL, SK_COOKIE_CLEAR);
+    sk_set_cookie_at(r, c->cookie_id, t->id, SK_COOKIE_SESSION, path);
+    sk_set_cookie(r, c->cookie_profile, profile, profile ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
+}
+
 int sk_tokens_save(request_rec *r, sk_tokens *t)
 {
     sk_server_conf *c = sk_server_config(r);
     if (!c->store) {
+        const char *id_path = c->rt->id_cookie_path;
+        const char *profile = id_path && t->id && t->id_claims
+                              ? sk_profile_seal(r->pool, c->rt->sealer, t->id_claims) : NULL;
         if (!sk_cookie_fits(r, c->cookie_access, t->access)
             || !sk_cookie_fits(r, c->cookie_id, t->id)
-            || !sk_cookie_fits(r, c->cookie_refresh, t->refresh))
+            || !sk_cookie_fits(r, c->cookie_refresh, t->refresh)
+            || !sk_cookie_fits(r, c->cookie_profile, profile))
             return sk_error_page(r, HTTP_INTERNAL_SERVER_ERROR, "Sign-in cannot be kept",
                                  "The session is too large for this site's cookies.");
         /* A token the IdP did not give is cleared, not left behind: a refresh
          * cookie of the browser's previous user would later refresh into them. */
         sk_set_cookie(r, c->cookie_access, t->access, SK_COOKIE_SESSION);
-        sk_set_cookie(r, c->cookie_id, t->id, t->id ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
+        if (!id_path)
+            sk_set_cookie(r, c->cookie_id, t->id, t->id ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
+        else
+            sk_id_cookies_save(r, t, id_path, profile);
         sk_set_cookie(r, c->cookie_refresh, t->refresh,
                       t->refresh ? SK_COOKIE_SESSION : SK_COOKIE_CLEAR);
         return OK;

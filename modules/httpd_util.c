@@ -117,13 +117,19 @@ apr_status_t sk_private_filter(ap_filter_t *f, apr_bucket_brigade *bb)
  * whole value at debug level, and a token must never reach a log. */
 void sk_set_cookie(request_rec *r, const char *name, const char *value, int life)
 {
+    sk_set_cookie_at(r, name, value, life, "/");
+}
+
+void sk_set_cookie_at(request_rec *r, const char *name, const char *value, int life,
+                      const char *path)
+{
     sk_server_conf *c = sk_server_config(r);
     int secure = c->cookie_secure < 0 ? sk_is_https(r) : c->cookie_secure;
     int clear = life == SK_COOKIE_CLEAR;
     if (!strcmp(c->cookie_samesite, "None"))
         secure = 1;                     /* browsers drop SameSite=None without it */
-    const char *v = apr_pstrcat(r->pool, name, "=", clear ? "" : value,
-                                "; Path=/; HttpOnly; SameSite=", c->cookie_samesite,
+    const char *v = apr_pstrcat(r->pool, name, "=", clear ? "" : value, "; Path=", path,
+                                "; HttpOnly; SameSite=", c->cookie_samesite,
                                 secure ? "; Secure" : "",
                                 c->cookie_domain ? "; Domain=" : "",
                                 c->cookie_domain ? c->cookie_domain : "",
@@ -134,12 +140,18 @@ void sk_set_cookie(request_rec *r, const char *name, const char *value, int life
     sk_response_private(r);
 }
 
+/* The ID token cookie at both of its paths (the sign-in handler's, and "/"
+ * where a browser signed in before it moved may still hold one), and the
+ * profile cookie, whichever layout wrote them. */
 void sk_clear_session_cookies(request_rec *r)
 {
     sk_server_conf *c = sk_server_config(r);
     sk_set_cookie(r, c->cookie_access, NULL, SK_COOKIE_CLEAR);
     sk_set_cookie(r, c->cookie_id, NULL, SK_COOKIE_CLEAR);
+    if (c->rt && c->rt->id_cookie_path)
+        sk_set_cookie_at(r, c->cookie_id, NULL, SK_COOKIE_CLEAR, c->rt->id_cookie_path);
     sk_set_cookie(r, c->cookie_refresh, NULL, SK_COOKIE_CLEAR);
+    sk_set_cookie(r, c->cookie_profile, NULL, SK_COOKIE_CLEAR);
 }
 
 /* Several cookies in one walk (the hot path reads three). A request has one

@@ -4,6 +4,7 @@
 #include <apr_strings.h>
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include "sk_state.h"
@@ -16,33 +17,36 @@
 
 struct sk_sealer {
     unsigned char key[32];
+    unsigned char iv_key[32];   /* synthetic IVs (sk_seal_bound_same) */
 };
 
 sk_sealer *sk_sealer_create(apr_pool_t *p, const char *secret, const char *label)
 {
     sk_sealer *k = apr_pcalloc(p, sizeof(*k));
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    size_t klen = sizeof(k->key);
+    unsigned char both[64];     /* HKDF: the first 32 bytes are the same for any length */
+    size_t klen = sizeof(both);
     int ok = c && EVP_PKEY_derive_init(c) > 0
         && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0
         && EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)"mod_scalekit", 12) > 0
         && EVP_PKEY_CTX_set1_hkdf_key(c, (const unsigned char *)secret, (int)strlen(secret)) > 0
         && EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)label, (int)strlen(label)) > 0
-        && EVP_PKEY_derive(c, k->key, &klen) > 0;
+        && EVP_PKEY_derive(c, both, &klen) > 0;
     EVP_PKEY_CTX_free(c);
+    memcpy(k->key, both, sizeof(k->key));
+    memcpy(k->iv_key, both + sizeof(k->key), sizeof(k->iv_key));
+    OPENSSL_cleanse(both, sizeof(both));
     return ok ? k : NULL;
 }
 
-/* AES-256-GCM with a fresh random IV; bound (may be NULL) is authenticated
- * but not stored: the value opens only where the same bound is given. */
-char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *plain,
-                    size_t len)
+/* AES-256-GCM with the IV in raw's first bytes; bound (may be NULL) is
+ * authenticated but not stored: the value opens only where the same bound
+ * is given. */
+static char *sk_seal_with_iv(apr_pool_t *p, const sk_sealer *k, unsigned char *raw,
+                             const char *bound, const char *plain, size_t len)
 {
     size_t raw_len = SK_IV_LEN + len + SK_TAG_LEN;
-    unsigned char *raw = apr_palloc(p, raw_len);
     int outl = 0, fin = 0, aadl = 0;
-    if (RAND_bytes(raw, SK_IV_LEN) != 1)
-        return NULL;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, raw) == 1
         && (!bound || EVP_EncryptUpdate(c, NULL, &aadl, (const unsigned char *)bound,
@@ -58,6 +62,36 @@ char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const 
     char *out = apr_palloc(p, SK_B64URL_ENCLEN(raw_len) + 1);
     sk_b64url_encode(out, raw, raw_len);
     return out;
+}
+
+/* A fresh random IV. */
+char *sk_seal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *plain,
+                    size_t len)
+{
+    unsigned char *raw = apr_palloc(p, SK_IV_LEN + len + SK_TAG_LEN);
+    if (RAND_bytes(raw, SK_IV_LEN) != 1)
+        return NULL;
+    return sk_seal_with_iv(p, k, raw, bound, plain, len);
+}
+
+/* A synthetic IV: HMAC-SHA256 of bound and plain under a key of its own, so
+ * an IV repeats only with the same input (and then so does the value). */
+char *sk_seal_bound_same(apr_pool_t *p, const sk_sealer *k, const char *bound,
+                         const char *plain, size_t len)
+{
+    unsigned char *raw = apr_palloc(p, SK_IV_LEN + len + SK_TAG_LEN);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    size_t blen = bound ? strlen(bound) + 1 : 0;    /* its NUL separates it from plain */
+    unsigned char *in = apr_palloc(p, blen + len + 1);
+    if (bound)
+        memcpy(in, bound, blen);
+    memcpy(in + blen, plain, len);
+    if (!HMAC(EVP_sha256(), k->iv_key, (int)sizeof(k->iv_key), in, blen + len, mac, &mac_len)
+        || mac_len < SK_IV_LEN)
+        return NULL;
+    memcpy(raw, mac, SK_IV_LEN);
+    return sk_seal_with_iv(p, k, raw, bound, plain, len);
 }
 
 char *sk_unseal_bound(apr_pool_t *p, const sk_sealer *k, const char *bound, const char *sealed,

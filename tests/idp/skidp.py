@@ -70,6 +70,7 @@ DEFAULT_LIFETIMES = {
     "code": 60,
     "machine": 3600,          # client_credentials tokens: Scalekit's default lifetime
     "jwks_max_age": 300,      # Cache-Control max-age on /keys
+    "refresh_id_token": 1,    # 0: refresh answers carry no id_token (OIDC lets a server omit it)
 }
 
 USER_FIELDS = set(DEFAULT_USER) | {"given_name", "family_name", "picture", "locale",
@@ -1328,7 +1329,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def grant_refresh(self, client, params):
         rec, session = self.state.use_refresh(client["client_id"], params.get("refresh_token"))
-        return self.state.user_tokens(self.issuer, client, session, rec["scope"])
+        response = self.state.user_tokens(self.issuer, client, session, rec["scope"])
+        if not self.state.lifetimes["refresh_id_token"]:
+            response.pop("id_token")
+        return response
 
     def grant_client_credentials(self, client, params):
         return self.state.machine_token(self.issuer, client, params.get("scope") or "")

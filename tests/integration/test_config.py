@@ -53,7 +53,7 @@ def test_missing_setting_is_named(idp, module_path, missing, env):
     ("ScalekitCookieSameSite", "Strict", "Lax or None"),
     ("ScalekitAllowedAlgorithms", "HS256", "is not one of RS256"),
     ("ScalekitAllowedAlgorithms", "none", "is not one of RS256"),
-    ("ScalekitCookieNames", "a b c", "four or five names"),
+    ("ScalekitCookieNames", "a b c", "four to six names"),
     ("ScalekitCAFile", "/nonexistent.pem", "not a readable file"),
     ("ScalekitAllowedRedirectOrigin", "https://docs.example.com/path", "no path"),
 ])

@@ -25,7 +25,8 @@ HANDLER = loc("/api/auth", " SetHandler scalekit\n")
 FORGED = [("X-Scalekit-Sub", "admin"), ("x_scalekit_email", "mallory@evil.example"),
           ("Scalekit-Roles", "superadmin"), ("X-SCALEKIT-ORGANIZATION-ID", "org_mallory")]
 OURS = {"sk-access-token": "a.b.c", "sk-id-token": "i.d.t", "sk-refresh-token": "rt_secret_refresh",
-        "sk-session": "sess_secret", "sk-state-0123456789abcdef": "pending"}
+        "sk-session": "sess_secret", "sk-state-0123456789abcdef": "pending",
+        "sk-profile": "sealed_profile"}
 APP_COOKIE = "app_pref=dark"
 
 
@@ -47,6 +48,7 @@ def assert_clean(env, where):
     assert forged == {}, (where, forged)
     cookie = env.get("HTTP_COOKIE", "")
     assert "sk-" not in cookie and "rt_secret_refresh" not in cookie and "sess_secret" not in cookie, (where, cookie)
+    assert "sealed_profile" not in cookie, (where, cookie)
     assert APP_COOKIE in cookie, (where, cookie)              # the application's own cookie stays
 
 

@@ -71,10 +71,13 @@ def test_session_cookies_and_state_cookie_attributes(httpd, idp):
     r = s.get(r.headers["Location"], allow_redirects=False)      # the IdP, auto-login
     cb = s.get(r.headers["Location"], allow_redirects=False)     # our callback
     assert cb.status_code == 302 and cb.headers["Location"] == "/dashboard/"
+    # The last Set-Cookie of each name: the ID token's goes to the handler's path (after the
+    # line clearing an older one at Path=/), the profile's and the others' to every path.
     cookies = {c.split("=", 1)[0]: c for c in set_cookies(cb)}
-    for name in ("sk-access-token", "sk-id-token", "sk-refresh-token"):
+    for name, path in (("sk-access-token", "/"), ("sk-id-token", "/api/auth"),
+                       ("sk-refresh-token", "/"), ("sk-profile", "/")):
         c = cookies[name]
-        assert "HttpOnly" in c and "SameSite=Lax" in c and "Path=/" in c
+        assert "HttpOnly" in c and "SameSite=Lax" in c and "; Path=%s;" % path in c, c
         assert "Secure" not in c                  # plain http: a browser would drop it
     assert any(k.startswith("sk-state-") and "Max-Age=0" in v for k, v in cookies.items())
 
