@@ -586,6 +586,7 @@ static const char *sk_set_claim_headers(cmd_parms *cmd, sk_dir_conf *d, const ch
         if (bad)
             return bad;
         d->header_prefix = arg;
+        sk_claim_headers_used = 1;
     } else {
         d->header_prefix = NULL;
     }
@@ -1110,10 +1111,17 @@ static const char *sk_check_servers(apr_pool_t *p, server_rec *s, int build)
     return NULL;
 }
 
+/* Whether any section of the configuration read last sets ScalekitClaimHeaders
+ * (parsed in the parent before the children fork; an .htaccess sets it in
+ * its child before that request's header_parser): without, the every-request
+ * scrub has nothing to do. */
+int sk_claim_headers_used;
+
 static int sk_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     (void)plog;
     (void)ptemp;
+    sk_claim_headers_used = 0;
     return ap_mutex_register(pconf, SK_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0) == APR_SUCCESS
            ? OK : 500;
 }

@@ -200,6 +200,7 @@ typedef struct sk_request_session {
     const char *access_token;   /* the access token's text (ScalekitPassAccessToken) */
     const char *machine_client; /* a ScalekitMachineClients client's bearer token: its id */
     sk_published_set *published;    /* the memo's, for these claims, or NULL */
+    int from_memo;              /* 1: the connection's memo gave it (counted as such) */
 } sk_request_session;
 
 /* Shared across processes: the socache instance and the mutex around it. */
@@ -276,6 +277,7 @@ int sk_is_login_wanted(request_rec *r, const sk_dir_conf *d);
  * look-alikes out of every request of a location with ScalekitClaimHeaders. */
 #define SK_NOTE_SCRUBBED "sk-scrubbed"
 int sk_scrub_claim_lookalikes(request_rec *r);
+extern int sk_claim_headers_used;     /* mod_scalekit.c: some section sets ScalekitClaimHeaders */
 int sk_scrub_subrequest_lookalikes(request_rec *r);
 /* The client's own Authorization header (or "" for none), kept where
  * ScalekitPassAccessToken replaced it with the session's access token: the
@@ -417,6 +419,7 @@ void sk_forbidden_status(request_rec *r);
 #define SK_STATUS_HANDLER "scalekit-status"
 typedef enum {
     SK_C_AUTHN,                 /* read as VALID + MISSING, never counted */
+    /* VALID: counted for sessions not from the memo, read with MEMO added */
     SK_C_VALID, SK_C_MISSING, SK_C_BEARER, SK_C_REFRESH, SK_C_REFRESH_FAIL,
     SK_C_REFRESH_REUSED, SK_C_LOGIN, SK_C_CALLBACK_OK, SK_C_CALLBACK_REFUSED, SK_C_LOGOUT,
     SK_C_FORBIDDEN, SK_C_STORE_COPY, SK_C_REFRESH_REFUSED, SK_C_REFRESH_LIMITED,

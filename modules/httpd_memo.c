@@ -116,7 +116,7 @@ int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **o
         apr_table_setn(r->headers_in, "Cookie", apr_pstrmemdup(r->pool, m->kept, m->kept_len));
     else
         apr_table_unset(r->headers_in, "Cookie");
-    sk_count(SK_C_MEMO);
+    rs->from_memo = 1;
     m->misses = 0;
     *out = rs;
     return 1;

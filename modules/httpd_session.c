@@ -751,7 +751,7 @@ int sk_find_session(request_rec *r, sk_request_session **out, int *had)
  * the same prefix, every header of it left is the module's own. */
 static void sk_scrub_lookalikes(request_rec *r)
 {
-    if (!sk_server_config(r)->rt)
+    if (!sk_claim_headers_used || !sk_server_config(r)->rt)
         return;
     const sk_dir_conf *d = ap_get_module_config(r->per_dir_config, &scalekit_module);
     if (!d->header_prefix)
@@ -872,7 +872,7 @@ int sk_check_authn(request_rec *r)
         sk_count(SK_C_MISSING);
         return sk_unauthenticated(r, had, sk_bearer_token(r, d) != NULL);
     }
-    sk_count(SK_C_VALID);
+    sk_count(rs->from_memo ? SK_C_MEMO : SK_C_VALID);
     if (APLOGrtrace1(r))                    /* its argument is worked out before the call */
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session valid: %s", rs->access->sub
                       ? sk_env_safe(r->pool, rs->access->sub) : "-");

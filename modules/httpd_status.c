@@ -78,16 +78,26 @@ apr_status_t sk_status_post_config(apr_pool_t *pconf, server_rec *s)
 }
 
 /* Counter slot i (a counter, or SK_C__COUNT + a refusal) over all shards. */
-static apr_uint32_t sk_read(int i)
+static apr_uint32_t sk_read_slot(int i)
 {
-    if (i == SK_C_AUTHN)                /* not counted: one less increment a request */
-        return sk_read(SK_C_VALID) + sk_read(SK_C_MISSING);
     if (!sk_counters)
         return i < SK_C__COUNT ? 0 : sk_failures_local[i - SK_C__COUNT];
     apr_uint32_t sum = 0;
     for (int k = 0; k < SK_SHARDS; k++)
         sum += apr_atomic_read32(&sk_counters[k * SK_SHARD_WORDS + i]);
     return sum;
+}
+
+/* A counter as the status page shows it. */
+static apr_uint32_t sk_read(int i)
+{
+    /* Not counted, one increment a request less: authn is valid + missing, and
+     * valid counts the memo's sessions apart. */
+    if (i == SK_C_AUTHN)
+        return sk_read(SK_C_VALID) + sk_read(SK_C_MISSING);
+    if (i == SK_C_VALID)
+        return sk_read_slot(SK_C_VALID) + sk_read_slot(SK_C_MEMO);
+    return sk_read_slot(i);
 }
 
 /* Engine figures of this process, summed over the servers that use Scalekit. */

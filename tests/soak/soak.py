@@ -11,11 +11,12 @@ step, one of (weights in ACTIONS):
   valid     a valid access token of one of --users users (minted by the IdP) -> 200
   cgi       the same on /cgi-bin/whoami: 200 and REMOTE_USER is that user (no identity mix-up)
   session   the thread's own signed-in session (cookies from a real sign-in) -> 200
-  refresh   that session with an expired access token -> 200 and three new cookies; now and then
+  refresh   that session with an expired access token -> 200 and four new cookies (the ID token's at
+            the handler's path); now and then
             a "late tab" repeats the request with the old cookies -> 200 and the same cookies
   invalid   forged, foreign, expired, garbage tokens -> 401
   signin    login -> IdP (auto sign-in) -> callback -> the page: 302, 302, 302, 200
-  signout   /api/auth/logout -> 302 to the IdP with the three cookies cleared
+  signout   /api/auth/logout -> 302 to the IdP with the four cookies cleared
 Every 10 s (--sample) it records the RSS, descriptors (sockets apart) and threads of httpd's
 processes. It fails (exit 1) on any 5xx, any connection error, any unexpected answer, or when the
 children's memory or non-socket descriptors grow by --max-growth (5 %) or more between the end of
@@ -48,7 +49,7 @@ LATE_TAB = 0.25            # share of refreshes followed by a late request with 
 REQUEST_TIMEOUT = 30       # seconds; a request that takes longer is a failure
 KEEPALIVE = 30             # KeepAliveTimeout of the soak's httpd; clients reconnect after 20 s idle
 JSON_ACCEPT = "application/json"
-COOKIES = ("sk-access-token", "sk-id-token", "sk-refresh-token")
+COOKIES = ("sk-access-token", "sk-id-token", "sk-refresh-token", "sk-profile")
 
 
 def procs_conf(mpm, connections):
@@ -192,8 +193,8 @@ def cookie_header(cookies):
     return "; ".join("%s=%s" % kv for kv in cookies.items())
 
 
-def parse_set_cookies(headers):
-    """(set: name -> value, cleared: names)."""
+def parse_set_cookies(headers, paths=None):
+    """(set: name -> value, cleared: names); paths, when given, gets name -> Path of those set."""
     set_, cleared = {}, set()
     for k, v in headers:
         if k.lower() != "set-cookie":
@@ -203,7 +204,17 @@ def parse_set_cookies(headers):
             cleared.add(name)
         else:
             set_[name] = rest.split(";", 1)[0]
+            if paths is not None:
+                attrs = dict(a.strip().partition("=")[::2] for a in rest.split(";")[1:])
+                paths[name] = attrs.get("Path", "/")
     return set_, cleared
+
+
+def path_matches(cookie_path, path):
+    """RFC 6265 5.1.4, as a browser sends a cookie."""
+    if cookie_path == "/" or path == cookie_path:
+        return True
+    return path.startswith(cookie_path) and (cookie_path.endswith("/") or path[len(cookie_path)] == "/")
 
 
 def header(headers, name):
@@ -221,6 +232,7 @@ class Client(threading.Thread):
         self.app = Conn("127.0.0.1", soak.h.port, "localhost:%d" % soak.h.port, soak.stats)
         self.idp = Conn("127.0.0.1", soak.idp.port, "127.0.0.1:%d" % soak.idp.port, soak.stats)
         self.session = None                 # cookies of this thread's signed-in browser
+        self.paths = {}                     # their Path attributes
         names, weights = zip(*ACTIONS.items())
         self.names, self.weights = names, weights
 
@@ -252,6 +264,10 @@ class Client(threading.Thread):
             self.soak.stats.fail(action, "%d on %s: %s" % (status, path[:80], body[:200]))
         return status, hdrs, body
 
+    def sent(self, cookies, path):
+        """The cookies of the jar a browser sends with a request for path."""
+        return {k: v for k, v in cookies.items() if path_matches(self.paths.get(k, "/"), path)}
+
     def expect(self, action, what, ok):
         if not ok:
             self.soak.stats.fail(action, what)
@@ -276,7 +292,7 @@ class Client(threading.Thread):
     def do_session(self):
         if self.session is None:
             return self.do_signin()
-        st, hdrs, _ = self.get("session", "/dashboard/", self.session)
+        st, hdrs, _ = self.get("session", "/dashboard/", self.sent(self.session, "/dashboard/"))
         set_, cleared = parse_set_cookies(hdrs)
         self.expect("session", "signed-in session: %d, cleared %s" % (st, sorted(cleared)),
                     st == 200 and not cleared)
@@ -285,9 +301,9 @@ class Client(threading.Thread):
         if self.session is None:
             if not self.do_signin():
                 return
-        old = dict(self.session, **{"sk-access-token": self.soak.expired})
+        old = self.sent(dict(self.session, **{"sk-access-token": self.soak.expired}), "/dashboard/")
         st, hdrs, _ = self.get("refresh", "/dashboard/", old)
-        set_, cleared = parse_set_cookies(hdrs)
+        set_, cleared = parse_set_cookies(hdrs, self.paths)
         if not self.expect("refresh", "refresh: %d, set %s, cleared %s" % (st, sorted(set_), sorted(cleared)),
                            st == 200 and set(set_) == set(COOKIES) and not cleared):
             self.session = None
@@ -317,18 +333,18 @@ class Client(threading.Thread):
             return False
         cu = urllib.parse.urlsplit(cb)
         st, hdrs, body = self.get("signin", cu.path + "?" + cu.query, state)
-        set_, _ = parse_set_cookies(hdrs)
+        set_, _ = parse_set_cookies(hdrs, self.paths)
         if not self.expect("signin", "callback: %d %s" % (st, body[:120]),
                            st == 302 and set(COOKIES) <= set(set_)):
             return False
         self.session = {k: set_[k] for k in COOKIES}
-        st, _, _ = self.get("signin", "/dashboard/", self.session)
+        st, _, _ = self.get("signin", "/dashboard/", self.sent(self.session, "/dashboard/"))
         return self.expect("signin", "first page after sign-in: %d" % st, st == 200)
 
     def do_signout(self):
         if self.session is None:
             return self.do_signin()
-        st, hdrs, _ = self.get("signout", "/api/auth/logout", self.session)
+        st, hdrs, _ = self.get("signout", "/api/auth/logout", self.sent(self.session, "/api/auth/logout"))
         _, cleared = parse_set_cookies(hdrs)
         loc = header(hdrs, "Location") or ""
         self.expect("signout", "logout: %d %s cleared %s" % (st, loc[:60], sorted(cleared)),
