@@ -188,8 +188,7 @@ extern const sk_published_claim sk_published[SK_PUBLISHED_COUNT];
  * them, when all are printable as they are (no copy made safe in a pool):
  * worked out once and kept by the connection's memo (httpd_memo.c). */
 typedef struct sk_published_set {
-    const void *conf;           /* the server's sk_server_conf they hold for; NULL: empty */
-    const char *user;
+    const char *user;           /* NULL: not worked out yet */
     const char *v[SK_PUBLISHED_COUNT];
 } sk_published_set;
 

@@ -210,15 +210,6 @@ static int sk_filter_cookie(void *ctx, const char *name, size_t nlen, const char
     return 0;
 }
 
-int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *out)
-{
-    sk_cookie_filter f = { own, out, 0, 0 };
-    sk_cookie_each(header, sk_filter_cookie, &f);
-    if (f.dropped)
-        out[f.used] = '\0';
-    return f.dropped;
-}
-
 typedef struct {
     sk_cookie_filter filter;
     sk_cookie_many many;
@@ -247,6 +238,11 @@ int sk_cookie_take_own(const sk_cookie_names *own, const char *header, char *out
     if (t.filter.dropped)
         out[t.filter.used] = '\0';
     return t.filter.dropped;
+}
+
+int sk_cookie_strip_own(const sk_cookie_names *own, const char *header, char *out)
+{
+    return sk_cookie_take_own(own, header, out, NULL, NULL, NULL, 0);
 }
 
 int sk_header_has_prefix(const char *name, const char *prefix)

@@ -46,7 +46,7 @@ static void sk_memo_drop_claims(sk_memo *m)
     sk_claims_unref(m->id);
     m->access = m->id = NULL;
     m->header_len = 0;
-    m->published.conf = NULL;
+    m->published.user = NULL;
 }
 
 static apr_status_t sk_memo_release(void *data)

@@ -148,13 +148,14 @@ static int sk_published_values(request_rec *r, const sk_request_session *rs,
 
 /* REMOTE_USER (NULL when the claim is missing) and the published values of
  * the session: kept in rs->published when it has one, taken from there on a
- * later request of the same connection and cookies. */
+ * later request of the same connection and cookies (the memo's server: a
+ * request to another virtual host does not get the memo's session). */
 static const char *sk_published_user(request_rec *r, sk_request_session *rs,
                                      const char *v[SK_PUBLISHED_COUNT])
 {
     sk_server_conf *c = sk_server_config(r);
     sk_published_set *kept = rs->published;
-    if (kept && kept->conf == c) {
+    if (kept && kept->user) {
         memcpy(v, kept->v, sizeof(kept->v));
         return kept->user;
     }
@@ -170,7 +171,6 @@ static const char *sk_published_user(request_rec *r, sk_request_session *rs,
     if (kept && plain && user_plain) {
         kept->user = user;
         memcpy(kept->v, v, sizeof(kept->v));
-        kept->conf = c;
     }
     return user;
 }
