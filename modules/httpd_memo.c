@@ -11,9 +11,15 @@
  * SK_MEMO_TTL anyway, so that the caches' own rules (an ID token validated
  * afresh every hour) stay the rule.
  *
- * One memo per connection, used only by the thread serving it: no lock. An
- * HTTP/2 stream runs on a secondary connection of its own, which would never
- * see a second request: it keeps none. */
+ * One memo per connection, used only by the thread serving it: no lock, and
+ * plain counts. A hit lends the entry's own session to the request instead
+ * of taking references on claims that every connection of the user shares
+ * (an atomic write to one cache line from both cores, twice a request). A
+ * request's pool can outlive the start of the next request (pipelining: its
+ * log runs when the response is written), so an entry replaced while lent
+ * is freed by the last request that gives it back. An HTTP/2 stream runs on
+ * a secondary connection of its own, which would never see a second
+ * request: it keeps none. */
 #include <stdlib.h>
 #include <string.h>
 #include "httpd.h"
@@ -27,33 +33,70 @@
 #define SK_MEMO_HEADER_MAX 8192         /* a larger Cookie header is not kept */
 #define SK_MEMO_SAMPLE 16
 
-typedef struct sk_memo {
-    const sk_runtime *rt;               /* the server whose validators spoke */
-    sk_claims *access, *id;             /* one reference each; id may be NULL */
-    int64_t until;                      /* seconds: exp + leeway, at most SK_MEMO_TTL */
-    size_t header_len, kept_len, token_len;
-    char *header;                       /* the client's Cookie header */
-    char *kept;                         /* it without the module's cookies (may be "") */
-    char *token;                        /* the access token */
-    size_t size;                        /* of the buffer the three above share */
-    unsigned misses;                    /* requests since the last hit */
+typedef struct sk_memo_entry {
+    sk_request_session rs;              /* lent to the requests it serves; refs are the entry's */
     sk_published_set published;         /* what the claims publish (httpd_session.c) */
+    const sk_runtime *rt;               /* the server whose validators spoke */
+    int64_t until;                      /* seconds: exp + leeway, at most SK_MEMO_TTL */
+    unsigned lent;                      /* requests alive whose session is rs or its published */
+    int retired;                        /* replaced while lent: the last to give back frees */
+    size_t header_len, kept_len;
+    char *header;                       /* the client's Cookie header (no NUL) */
+    char *kept;                         /* it without the module's cookies (no NUL, may be empty) */
+    size_t size;                        /* of the buffer header, kept and rs.access_token share */
+} sk_memo_entry;
+
+typedef struct sk_memo {
+    sk_memo_entry *entry;               /* the current one, or NULL */
+    unsigned misses;                    /* requests since the last hit */
 } sk_memo;
 
-static void sk_memo_drop_claims(sk_memo *m)
+static void sk_memo_entry_clear(sk_memo_entry *e)
 {
-    sk_claims_unref(m->access);
-    sk_claims_unref(m->id);
-    m->access = m->id = NULL;
-    m->header_len = 0;
-    m->published.user = NULL;
+    sk_claims_unref(e->rs.access);
+    sk_claims_unref(e->rs.id);
+    e->rs.access = e->rs.id = NULL;
+    e->header_len = 0;
+    e->published.user = NULL;
+}
+
+static void sk_memo_entry_free(sk_memo_entry *e)
+{
+    sk_memo_entry_clear(e);
+    free(e->header);
+    free(e);
+}
+
+static apr_status_t sk_memo_give_back(void *data)
+{
+    sk_memo_entry *e = data;
+    if (!--e->lent && e->retired)
+        sk_memo_entry_free(e);
+    return APR_SUCCESS;
+}
+
+static void sk_memo_lend(request_rec *r, sk_memo_entry *e)
+{
+    e->lent++;
+    apr_pool_cleanup_register(r->pool, e, sk_memo_give_back, apr_pool_cleanup_null);
+}
+
+/* The entry goes with the connection, or with the last request it is lent
+ * to where one outlives it (request pools are the connection pool's
+ * children and go first, so that is not expected). */
+static void sk_memo_retire(sk_memo *m)
+{
+    sk_memo_entry *e = m->entry;
+    m->entry = NULL;
+    if (e && e->lent)
+        e->retired = 1;
+    else if (e)
+        sk_memo_entry_free(e);
 }
 
 static apr_status_t sk_memo_release(void *data)
 {
-    sk_memo *m = data;
-    sk_memo_drop_claims(m);
-    free(m->header);
+    sk_memo_retire(data);
     return APR_SUCCESS;
 }
 
@@ -83,57 +126,90 @@ static int sk_memo_applies(request_rec *r, const sk_dir_conf *d)
     return !r->main && !r->prev && d->strip_cookies && !sk_server_config(r)->store;
 }
 
+/* Whether a header field's name is Cookie, in any case (a byte or'ed with
+ * 0x20 is a lower-case letter only when it is that letter in either case). */
+static int sk_is_cookie_name(const char *k)
+{
+    return (k[0] | 0x20) == 'c' && (k[1] | 0x20) == 'o' && (k[2] | 0x20) == 'o'
+           && (k[3] | 0x20) == 'k' && (k[4] | 0x20) == 'i' && (k[5] | 0x20) == 'e' && !k[6];
+}
+
+/* The request's Cookie header field, in one walk of the headers: NULL when
+ * there is none, or more than one (the full path decides those). */
+static apr_table_entry_t *sk_memo_cookie_field(request_rec *r)
+{
+    const apr_array_header_t *a = apr_table_elts(r->headers_in);
+    apr_table_entry_t *f = (apr_table_entry_t *)a->elts, *found = NULL;
+    for (int i = 0; i < a->nelts; i++) {
+        if (f[i].key && sk_is_cookie_name(f[i].key)) {
+            if (found)
+                return NULL;
+            found = &f[i];
+        }
+    }
+    return found;
+}
+
+/* Whether the field's value is the entry's header, byte for byte, in one
+ * pass: strncmp stops at h's end, where the copy (which holds no NUL)
+ * differs; then h must end where the copy does. */
+static int sk_memo_is_same(const sk_memo_entry *e, const char *h)
+{
+    return !strncmp(h, e->header, e->header_len) && !h[e->header_len];
+}
+
 int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **out)
 {
     sk_memo *m = sk_memo_of(r->connection, 0);
-    if (!m || !m->header_len || !sk_memo_applies(r, d))
+    sk_memo_entry *e = m ? m->entry : NULL;
+    if (!e || !e->header_len || !sk_memo_applies(r, d))
         return 0;
     /* A connection that carries one user after another (a reverse proxy's)
      * would look and copy for nothing: after a run of misses, only every
      * SK_MEMO_SAMPLE-th request looks (and keeps its session). */
     if (sk_memo_is_cold(m) && ++m->misses % SK_MEMO_SAMPLE)
         return 0;
-    const char *h = apr_table_get(r->headers_in, "Cookie");
-    /* One pass, no strlen: strncmp stops at h's end, where the copy (which
-     * holds no NUL) differs; then h must end where the copy does. */
-    if (!h || m->rt != sk_server_config(r)->rt || strncmp(h, m->header, m->header_len)
-        || h[m->header_len]) {
+    apr_table_entry_t *field = sk_memo_cookie_field(r);
+    if (!field || e->rt != sk_server_config(r)->rt || !sk_memo_is_same(e, field->val)) {
         if (!sk_memo_is_cold(m))
             m->misses++;
         return 0;
     }
-    if (apr_time_sec(r->request_time) >= m->until || sk_is_signed_out(r, m->access))
+    if (apr_time_sec(r->request_time) >= e->until || sk_is_signed_out(r, e->rs.access))
         return 0;                       /* the full path says why, and logs it */
-    sk_request_session *rs = sk_request_session_new(r);
-    rs->access = sk_claims_ref(m->access);
-    rs->id = m->id ? sk_claims_ref(m->id) : NULL;
-    rs->published = &m->published;
-    if (d->pass_token)
-        rs->access_token = apr_pstrmemdup(r->pool, m->token, m->token_len);
+    sk_memo_lend(r, e);
     /* sk_cookies_stripped, knowing that no request before this one did */
-    apr_table_setn(r->notes, SK_NOTE_COOKIE, h);
-    if (m->kept_len)
-        apr_table_setn(r->headers_in, "Cookie", apr_pstrmemdup(r->pool, m->kept, m->kept_len));
+    apr_table_setn(r->notes, SK_NOTE_COOKIE, field->val);
+    if (e->kept_len)                    /* the one field: in place */
+        field->val = apr_pstrmemdup(r->pool, e->kept, e->kept_len);
     else
         apr_table_unset(r->headers_in, "Cookie");
-    rs->from_memo = 1;
     m->misses = 0;
-    *out = rs;
+    *out = &e->rs;
     return 1;
 }
 
-/* Room for n bytes in m's buffer (kept across requests: a connection that
- * sees many users reuses it). */
-static int sk_memo_room(sk_memo *m, size_t n)
+/* An entry with room for n bytes: the current one where no request holds
+ * it (its buffer kept: a connection that sees many users reuses it), else
+ * a new one. NULL when out of memory. */
+static sk_memo_entry *sk_memo_entry_for(sk_memo *m, size_t n)
 {
-    if (n <= m->size)
-        return 1;
-    char *b = realloc(m->header, n);
-    if (!b)
-        return 0;
-    m->header = b;
-    m->size = n;
-    return 1;
+    sk_memo_entry *e = m->entry;
+    if (e && e->lent)
+        sk_memo_retire(m);
+    else if (e)
+        sk_memo_entry_clear(e);
+    if (!m->entry && !(m->entry = calloc(1, sizeof(*m->entry))))
+        return NULL;
+    e = m->entry;
+    if (n > e->size) {
+        char *b = realloc(e->header, n);
+        if (!b)
+            return NULL;
+        e->header = b;
+        e->size = n;
+    }
+    return e;
 }
 
 void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
@@ -146,24 +222,36 @@ void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
     sk_memo *m = header ? sk_memo_of(r->connection, 1) : NULL;
     if (!m || (sk_memo_is_cold(m) && m->misses % SK_MEMO_SAMPLE))
         return;                         /* not a request that looked (sk_memo_session) */
-    sk_memo_drop_claims(m);
     size_t hl = strlen(header), kl = kept ? strlen(kept) : 0, tl = strlen(token);
-    if (hl > SK_MEMO_HEADER_MAX || !sk_memo_room(m, hl + kl + tl))
+    if (hl > SK_MEMO_HEADER_MAX) {
+        if (m->entry && !m->entry->lent)
+            sk_memo_entry_clear(m->entry);
+        else
+            sk_memo_retire(m);
         return;
-    memcpy(m->header, header, hl);
-    m->kept = m->header + hl;
-    memcpy(m->kept, kept ? kept : "", kl);
-    m->token = m->kept + kl;
-    memcpy(m->token, token, tl);
-    m->kept_len = kl;
-    m->token_len = tl;
-    m->rt = sk_server_config(r)->rt;
+    }
+    sk_memo_entry *e = sk_memo_entry_for(m, hl + kl + tl + 1);
+    if (!e)
+        return;
+    memcpy(e->header, header, hl);
+    e->kept = e->header + hl;
+    memcpy(e->kept, kept ? kept : "", kl);
+    char *t = e->kept + kl;
+    memcpy(t, token, tl + 1);
+    e->kept_len = kl;
+    e->rt = sk_server_config(r)->rt;
     int leeway = sk_server_config(r)->leeway;
-    m->until = rs->access->exp + (leeway > 0 ? leeway : 0);
-    if (m->until > apr_time_sec(r->request_time) + SK_MEMO_TTL)
-        m->until = apr_time_sec(r->request_time) + SK_MEMO_TTL;
-    m->access = sk_claims_ref(rs->access);
-    m->id = rs->id ? sk_claims_ref(rs->id) : NULL;
-    m->header_len = hl;
-    rs->published = &m->published;      /* filled by this request's sk_publish */
+    e->until = rs->access->exp + (leeway > 0 ? leeway : 0);
+    if (e->until > apr_time_sec(r->request_time) + SK_MEMO_TTL)
+        e->until = apr_time_sec(r->request_time) + SK_MEMO_TTL;
+    e->rs.access = sk_claims_ref(rs->access);
+    e->rs.id = rs->id ? sk_claims_ref(rs->id) : NULL;
+    e->rs.access_token = t;
+    e->rs.published = &e->published;
+    e->rs.from_memo = 1;
+    e->header_len = hl;
+    /* This request fills the entry's published values (sk_publish): it holds
+     * the entry as a hit would. */
+    sk_memo_lend(r, e);
+    rs->published = &e->published;
 }

@@ -104,19 +104,24 @@ def seal(secret, plain: bytes, label=b"mod_scalekit state cookie v1"):
     return b64u(iv + AESGCM(key).encrypt(iv, plain, None))
 
 
+def raw_exchange(h, data):
+    """Bytes sent as they are on one connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", h.port), timeout=30) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
 def raw_request(h, target, headers=(), method="GET"):
     """One request exactly as written (no client-side normalisation): (status, headers, body)."""
     # HTTP/1.0: no chunked answer to decode.
     lines = ["%s %s HTTP/1.0" % (method, target), "Host: localhost:%d" % h.port, "Connection: close"]
     lines += ["%s: %s" % kv for kv in headers]
-    with socket.create_connection(("127.0.0.1", h.port), timeout=30) as s:
-        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    data = raw_exchange(h, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     head, _, body = data.partition(b"\r\n\r\n")
     head = head.decode("latin-1").split("\r\n")
     status = int(head[0].split()[1])
