@@ -271,6 +271,14 @@ RATIO_TARGETS = [("warm static >= 0.90x no-auth", "scalekit-warm", "noauth", "st
                  ("warm CGI within 5% of no-auth CGI", "scalekit-warm", "noauth", "cgi", 0.95),
                  ("redis:// store static >= 0.90x no-auth", "scalekit-redis", "noauth", "static", 0.90)]
 PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
+# The warm path's ratios a third way: both servers at once, side by side, each with its own
+# wrk on a core of its own (server and client pinned there; the cores swapped every run), a few
+# seconds, several times. A wander of the machine's speed then falls on both in the same
+# seconds, which back-to-back runs cannot give, and neither takes CPU from the other. Only
+# cases of two different servers can be measured so.
+AT_ONCE = [("warm static vs noauth-cookie, same bytes", "scalekit-warm", "noauth-cookie", "static"),
+           ("warm static vs no-auth", "scalekit-warm", "noauth", "static"),
+           ("unprotected static vs noauth-open", "scalekit-open", "noauth-open", "static")]
 SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis",
                "many"}
 STORE_LOAD = {"shmcb": "", "redis": "", "socache-redis": "LoadModule socache_redis_module "
@@ -411,6 +419,14 @@ def server_cpu_ticks(h):
     daemon and the CGI processes it has reaped. Less sensitive to the machine's other load
     than req/s: what a request costs, not how much CPU the server happened to get."""
     return sum(pid_cpu_ticks(pid) for pid in h.pids())
+
+
+def pin(h, cpu=None):
+    """Every thread of every process of the server onto one core (None: all cores again)."""
+    cores = str(cpu) if cpu is not None else "0-%d" % (os.cpu_count() - 1)
+    for pid in h.pids():
+        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
 
 
 # ---------------------------------------------------------------------------------- servers
@@ -672,8 +688,8 @@ def read_log_slice(h, offset, at_least, timeout=5.0, path=None):
     return statuses, users, anon
 
 
-def wrk(h, path, sets_file, duration, threads, conns):
-    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % max(1, round(duration)), "--latency",
+def wrk(h, path, sets_file, duration, threads, conns, cpu=None):
+    cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % max(1, round(duration)), "--latency",
            "--timeout", "10s", "-s", str(WRK_LUA), wrk_url(h, path), "--", str(sets_file or ""),
            host_header(h)]
     rc, out, err = run_child(cmd, timeout=duration + 60)
@@ -685,15 +701,16 @@ def wrk(h, path, sets_file, duration, threads, conns):
     return res
 
 
-def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
-    """One wrk run of one row, checked against the access log; RSS before and after."""
+def measure(row, h, sets_file, duration, threads, conns, expect_users=None, cpu=None):
+    """One wrk run of one row, checked against the access log; RSS before and after. cpu: the
+    core wrk runs on (pinned), or None."""
     stats0 = process_stats(h) if CASES.get(row.get("case"), {}).get("cache_stats") else None
     rss0, pids0 = children_rss(h)
     off = access_log_size(h)
     clock = TaskClock(h)
     cpu0 = server_cpu_ticks(h)
     try:
-        res = wrk(h, row["path"], sets_file, duration, threads, conns)
+        res = wrk(h, row["path"], sets_file, duration, threads, conns, cpu)
         statuses, users, anon = read_log_slice(h, off, res["requests"])
         cpu1 = server_cpu_ticks(h)
     finally:
@@ -733,6 +750,18 @@ def measure(row, h, sets_file, duration, threads, conns, expect_users=None):
     return res
 
 
+def add_ratios(p, base, case, how, which):
+    """One comparison's figures into p: the req/s ratio case/base and the CPU capacity ratio
+    cpu(base)/cpu(case); each run's problems are failures of the run."""
+    for r, x in (base, case):
+        for prob in x["problems"]:
+            fail("%s %s %s %s: %s" % (how, r["case"], r["target"], which, prob))
+    (_, ra), (_, rb) = base, case
+    p["ratios"].append(rb["rps"] / ra["rps"])
+    if ra["cpu_us_per_req"] and rb["cpu_us_per_req"]:
+        p["cpu_ratios"].append(ra["cpu_us_per_req"] / rb["cpu_us_per_req"])
+
+
 def paired_runs(rows, n, duration, run_one):
     """PAIRS whose two rows both ran: n back-to-back pairs each (ABBA order); per pair the
     req/s ratio case/base and the CPU capacity ratio cpu(base)/cpu(case)."""
@@ -747,17 +776,48 @@ def paired_runs(rows, n, duration, run_one):
             order = (a, b) if i % 2 == 0 else (b, a)
             res = {id(r): run_one(r, duration) for r in order}
             ra, rb = res[id(a)], res[id(b)]
-            for r, x in ((a, ra), (b, rb)):
-                for prob in x["problems"]:
-                    fail("paired %s %s pair %d: %s" % (r["case"], target, i + 1, prob))
-            p["ratios"].append(rb["rps"] / ra["rps"])
-            if ra["cpu_us_per_req"] and rb["cpu_us_per_req"]:
-                p["cpu_ratios"].append(ra["cpu_us_per_req"] / rb["cpu_us_per_req"])
+            add_ratios(p, (a, ra), (b, rb), "paired", "pair %d" % (i + 1))
             log("  pair %d/%d %-14s / %-15s %-6s  %8.0f / %8.0f req/s  ratio %.3f" % (
                 i + 1, n, case, base, target, rb["rps"], ra["rps"], p["ratios"][-1]))
         p["ratio"] = median(p["ratios"])
         p["cpu_ratio"] = median(p["cpu_ratios"])
         p["quartiles"] = quartiles(p["ratios"])
+        out.append(p)
+    return out
+
+
+def at_once_runs(rows, n, duration, servers, run_one):
+    """AT_ONCE whose two rows both ran on two servers: n runs of both at once, each on a core;
+    per run the req/s ratio case/base and the CPU ratio cpu(base)/cpu(case)."""
+    from concurrent.futures import ThreadPoolExecutor
+    get = {(r["case"], r["target"]): r for r in rows}
+    out = []
+    for label, case, base, target in AT_ONCE:
+        a, b = get.get((base, target)), get.get((case, target))
+        if not a or not b or n < 1 or a["server"] == b["server"]:
+            continue
+        p = {"label": label, "case": case, "base": base, "target": target, "ratios": [],
+             "cpu_ratios": []}
+        for i in range(n):
+            cores = (0, 1) if i % 2 == 0 else (1, 0)
+            for r, cpu in zip((a, b), cores):
+                pin(servers[r["server"]], cpu)
+            try:
+                with ThreadPoolExecutor(2) as pool:
+                    ra, rb = [f.result() for f in [pool.submit(run_one, r, duration, cpu)
+                                                   for r, cpu in zip((a, b), cores)]]
+            finally:
+                for r in (a, b):
+                    pin(servers[r["server"]])
+            add_ratios(p, (a, ra), (b, rb), "at once", "run %d" % (i + 1))
+            log("  at once %d/%d %-14s with %-15s %-6s %8.0f / %8.0f req/s  cpu %s / %s us/r  "
+                "cpu ratio %s" % (i + 1, n, case, base, target, rb["rps"], ra["rps"],
+                                  *("%.1f" % x["cpu_us_per_req"] if x["cpu_us_per_req"] else "-"
+                                    for x in (rb, ra)),
+                                  "%.3f" % p["cpu_ratios"][-1] if p["cpu_ratios"] else "-"))
+        p["ratio"] = median(p["ratios"])
+        p["cpu_ratio"] = median(p["cpu_ratios"]) if p["cpu_ratios"] else None
+        p["cpu_quartiles"] = quartiles(p["cpu_ratios"])
         out.append(p)
     return out
 
@@ -978,7 +1038,7 @@ def print_table(rows, signins, memory, settings):
     return out
 
 
-def targets(rows, signins, memory, paired=(), alternated=()):
+def targets(rows, signins, memory, paired=(), alternated=(), at_once=()):
     """Each target from req/s (medians, as issue 5 states them) and, as a cross-check that a
     busy machine disturbs less, from the server's CPU time per request (capacity ratio) and
     from the paired A/B runs (not the verdict: shown with their spread)."""
@@ -1017,6 +1077,10 @@ def targets(rows, signins, memory, paired=(), alternated=()):
             res[-1].update({"paired": p["ratio"], "paired_q": p["quartiles"], "paired_n": len(p["ratios"]),
                             "paired_cpu": p["cpu_ratio"]})
     res_info += [("(info) " + x["label"], x["ratio"], None) for x in alternated]
+    for x in at_once:
+        res.append({"target": "(at once) " + x["label"], "value": x["ratio"], "cpu_value": x["cpu_ratio"],
+                    "cpu_q": x["cpu_quartiles"], "n": len(x["ratios"]), "goal": None, "met": None,
+                    "cpu_met": None, "info": True})
     for name, value, cpu_value in res_info:
         if value is not None:
             res.append({"target": name, "value": value, "cpu_value": cpu_value, "goal": None,
@@ -1037,8 +1101,10 @@ def print_targets(ts):
             out.append("  %-42s %8s   not measured (its cases were not run)" % (t["target"], "-"))
             continue
         if t.get("info"):
-            out.append("  %-42s %7.3fx   %-10s %s" % (t["target"], t["value"], "",
-                                                      ("%.3fx" % t["cpu_value"]) if t.get("cpu_value") else "-"))
+            q = t.get("cpu_q")
+            out.append("  %-42s %7.3fx   %-10s %s%s" % (
+                t["target"], t["value"], "", ("%.3fx" % t["cpu_value"]) if t.get("cpu_value") else "-",
+                "  [%.3f-%.3f] n=%d" % (q[0], q[1], t["n"]) if q and q[0] is not None else ""))
             continue
         if t.get("unit") == "MB":
             out.append("  %-42s %8s   %-10s" % (t["target"], "%.2f MB" % t["value"],
@@ -1123,6 +1189,11 @@ def main(argv=None):
     ap.add_argument("--alternate", type=int, default=None,
                     help="CGI requests to each of noauth and scalekit-warm, alternating, one client "
                          "(default 2000; quick 0)")
+    ap.add_argument("--at-once", type=int, default=None,
+                    help="runs of the warm path's pairs with both servers loaded at once "
+                         "(default 7; quick 0)")
+    ap.add_argument("--at-once-duration", type=float, default=5.0,
+                    help="seconds per run at once (default 5)")
     ap.add_argument("--json", default=None, help="JSON output path (default build/bench/bench-TIME.json)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' ServerRoots (logs, configs)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
@@ -1150,6 +1221,9 @@ def main(argv=None):
         ap.error("--memory-requests: at most 20,000,000")
     pairs = a.pairs if a.pairs is not None else (0 if a.quick else 6)
     alternate = a.alternate if a.alternate is not None else (0 if a.quick else 2000)
+    at_once = a.at_once if a.at_once is not None else (0 if a.quick else 7)
+    if at_once < 0 or at_once > 30 or a.at_once_duration <= 0 or a.at_once_duration > 60:
+        ap.error("bounded runs at once only: 0-30 runs of up to 60 s")
     if alternate < 0 or alternate > 100000:
         ap.error("--alternate: 0-100,000 requests")
     if pairs < 0 or pairs > 20 or a.pair_duration <= 0 or a.pair_duration > 60:
@@ -1210,7 +1284,7 @@ def main(argv=None):
         signal.signal(sig, on_signal)
 
     result = {"settings": settings, "rows": rows, "signins": [], "memory": None, "paired": [],
-              "alternating": []}
+              "alternating": [], "at_once": []}
     ok_exit = False
     interrupted = False
     try:
@@ -1331,6 +1405,14 @@ def main(argv=None):
             rows, pairs, a.pair_duration,
             lambda r, d: measure(r, servers[r["server"]], r["sets_file"], d, a.threads, conns(r),
                                  users_expected(r)))
+        # ---- the warm path's pairs with both servers loaded at once ----
+        if at_once and any({c, b} <= {r["case"] for r in rows} for _, c, b, _ in AT_ONCE):
+            log("at once: %d runs of %g s per pair, each server and its wrk -t1 -c%d on a core" % (
+                at_once, a.at_once_duration, max(1, a.connections // 2)))
+        result["at_once"] = at_once_runs(
+            rows, at_once, a.at_once_duration, servers,
+            lambda r, d, cpu: measure(r, servers[r["server"]], r["sets_file"], d, 1,
+                                      max(1, a.connections // 2), users_expected(r), cpu))
         by_key = {(r["case"], r["target"]): r for r in rows}
         base, warm = by_key.get(("noauth", "cgi")), by_key.get(("scalekit-warm", "cgi"))
         if alternate and base and warm:
@@ -1392,7 +1474,8 @@ def main(argv=None):
                              "static_bytes": len(STATIC_BODY), "cgi": CGI_SCRIPT}
         lines = print_table(rows, result["signins"], result["memory"], settings)
         lines += cache_report(rows)
-        ts = targets(rows, result["signins"], result["memory"], result["paired"], result["alternating"])
+        ts = targets(rows, result["signins"], result["memory"], result["paired"], result["alternating"],
+                     result["at_once"])
         if rows or result["signins"]:
             lines += print_targets(ts)
         else:
