@@ -278,7 +278,8 @@ PAIRS = [(case, base, target) for _, case, base, target, _ in RATIO_TARGETS]
 # cases of two different servers can be measured so.
 AT_ONCE = [("warm static vs noauth-cookie, same bytes", "scalekit-warm", "noauth-cookie", "static"),
            ("warm static vs no-auth", "scalekit-warm", "noauth", "static"),
-           ("unprotected static vs noauth-open", "scalekit-open", "noauth-open", "static")]
+           ("unprotected static vs noauth-open", "scalekit-open", "noauth-open", "static"),
+           ("shmcb store static vs no-auth (a session id cookie)", "scalekit-shmcb", "noauth", "static")]
 SERVERS_FOR = {"plain", "scalekit", "nocache", "openidc", "shmcb", "socache-redis", "redis",
                "many"}
 STORE_LOAD = {"shmcb": "", "redis": "", "socache-redis": "LoadModule socache_redis_module "
