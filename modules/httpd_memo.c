@@ -14,7 +14,7 @@
  * One memo per connection, used only by the thread serving it: no lock, and
  * plain counts. A hit lends the entry's own session to the request instead
  * of taking references on claims that every connection of the user shares
- * (an atomic write to one cache line from both cores, twice a request). A
+ * (atomic writes to one cache line from both cores, four a request). A
  * request's pool can outlive the start of the next request (pipelining: its
  * log runs when the response is written), so an entry replaced while lent
  * is freed by the last request that gives it back. An HTTP/2 stream runs on
