@@ -189,19 +189,24 @@ int sk_memo_session(request_rec *r, const sk_dir_conf *d, sk_request_session **o
     return 1;
 }
 
+/* No session kept: the entry emptied for reuse, or retired while lent. */
+static void sk_memo_forget(sk_memo *m)
+{
+    if (m->entry && m->entry->lent)
+        sk_memo_retire(m);
+    else if (m->entry)
+        sk_memo_entry_clear(m->entry);
+}
+
 /* An entry with room for n bytes: the current one where no request holds
  * it (its buffer kept: a connection that sees many users reuses it), else
  * a new one. NULL when out of memory. */
 static sk_memo_entry *sk_memo_entry_for(sk_memo *m, size_t n)
 {
-    sk_memo_entry *e = m->entry;
-    if (e && e->lent)
-        sk_memo_retire(m);
-    else if (e)
-        sk_memo_entry_clear(e);
+    sk_memo_forget(m);
     if (!m->entry && !(m->entry = calloc(1, sizeof(*m->entry))))
         return NULL;
-    e = m->entry;
+    sk_memo_entry *e = m->entry;
     if (n > e->size) {
         char *b = realloc(e->header, n);
         if (!b)
@@ -224,10 +229,7 @@ void sk_memo_keep(request_rec *r, const sk_dir_conf *d, sk_request_session *rs,
         return;                         /* not a request that looked (sk_memo_session) */
     size_t hl = strlen(header), kl = kept ? strlen(kept) : 0, tl = strlen(token);
     if (hl > SK_MEMO_HEADER_MAX) {
-        if (m->entry && !m->entry->lent)
-            sk_memo_entry_clear(m->entry);
-        else
-            sk_memo_retire(m);
+        sk_memo_forget(m);
         return;
     }
     sk_memo_entry *e = sk_memo_entry_for(m, hl + kl + tl + 1);
