@@ -186,9 +186,9 @@ def test_virtual_hosts_on_one_connection_publish_their_own_user(idp, httpd_facto
 def test_pipelined_requests_of_two_users_are_each_their_own(idp, httpd_factory, browser_session):
     """Requests sent back to back before any answer is read (HTTP/1.1 pipelining), users
     interleaved, answers larger than a socket write: each request is answered and logged with its
-    own user, in order, and the server stays up. (The httpd of Debian 12 frees a request's pool before it
-    reads the next one even then; the memo does not count on it: an entry replaced while a request
-    holds it is freed by that request's pool.)"""
+    own user, in order, and the server stays up. (The httpd of Debian 12 frees a request's pool
+    before it reads the next one even then; the memo does not count on it: an entry replaced while
+    a request holds it is freed by that request's pool.)"""
     h = memo_server(idp, httpd_factory,
                     extra_conf="Alias /memo-static @ROOT@/htdocs\n<Location /memo-static>\n"
                                + PROTECTED + "</Location>\n")
@@ -209,11 +209,11 @@ def test_pipelined_requests_of_two_users_are_each_their_own(idp, httpd_factory, 
     for i, c in enumerate(order):
         want = "-" if c is None else ("usr_other" if c == o else "usr_demo001")
         assert users["/memo-static/big.html?n=%d" % i] == want, (i, users)
-    assert c_env_ok(h, a)
+    assert serves_ada_afresh(h, a)
 
 
-def c_env_ok(h, cookie):
-    """The server still answers a fresh connection with the user's session."""
+def serves_ada_afresh(h, cookie):
+    """Whether a fresh connection with Ada's cookies is served as Ada."""
     c = Connection(h)
     try:
         return c.env("/cgi-bin/envdump", cookie)["REMOTE_USER"] == "usr_demo001"
