@@ -690,9 +690,10 @@ def read_log_slice(h, offset, at_least, timeout=5.0, path=None):
 
 
 def wrk(h, path, sets_file, duration, threads, conns, cpu=None):
-    cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % max(1, round(duration)), "--latency",
-           "--timeout", "10s", "-s", str(WRK_LUA), wrk_url(h, path), "--", str(sets_file or ""),
-           host_header(h)]
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    cmd = pinned + ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % max(1, round(duration)),
+                    "--latency", "--timeout", "10s", "-s", str(WRK_LUA), wrk_url(h, path), "--",
+                    str(sets_file or ""), host_header(h)]
     rc, out, err = run_child(cmd, timeout=duration + 60)
     line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
     if rc != 0 or line is None:
@@ -787,6 +788,11 @@ def paired_runs(rows, n, duration, run_one):
     return out
 
 
+def cpu_us(res):
+    """A run's server CPU per request, for a log line."""
+    return "%.1f" % res["cpu_us_per_req"] if res["cpu_us_per_req"] else "-"
+
+
 def at_once_runs(rows, n, duration, servers, run_one):
     """AT_ONCE whose two rows both ran on two servers: n runs of both at once, each on a core;
     per run the req/s ratio case/base and the CPU ratio cpu(base)/cpu(case)."""
@@ -811,11 +817,10 @@ def at_once_runs(rows, n, duration, servers, run_one):
                 for r in (a, b):
                     pin(servers[r["server"]])
             add_ratios(p, (a, ra), (b, rb), "at once", "run %d" % (i + 1))
+            both = ra["cpu_us_per_req"] and rb["cpu_us_per_req"]
             log("  at once %d/%d %-14s with %-15s %-6s %8.0f / %8.0f req/s  cpu %s / %s us/r  "
-                "cpu ratio %s" % (i + 1, n, case, base, target, rb["rps"], ra["rps"],
-                                  *("%.1f" % x["cpu_us_per_req"] if x["cpu_us_per_req"] else "-"
-                                    for x in (rb, ra)),
-                                  "%.3f" % p["cpu_ratios"][-1] if p["cpu_ratios"] else "-"))
+                "cpu ratio %s" % (i + 1, n, case, base, target, rb["rps"], ra["rps"], cpu_us(rb),
+                                  cpu_us(ra), "%.3f" % p["cpu_ratios"][-1] if both else "-"))
         p["ratio"] = median(p["ratios"])
         p["cpu_ratio"] = median(p["cpu_ratios"]) if p["cpu_ratios"] else None
         p["cpu_quartiles"] = quartiles(p["cpu_ratios"])
